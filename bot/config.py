@@ -1,0 +1,304 @@
+"""The TOML config → validated, frozen settings.
+
+Checked once, at load: every problem is reported with its key path ("subscribers[1].timezone: ...") and what
+was expected, unknown keys are errors (a `[smpt]` typo must not be ignored), and secrets are never in the file
+(only the names of the environment variables that hold them), so nothing printed or logged can leak them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+from bot.models import Source
+from bot.schedule import Schedule, parse_duration
+
+DEFAULT_CONFIG = "config.toml"
+DEFAULT_DATABASE = "sqlite:///data/digestbot.sqlite3"
+DEFAULT_USER_AGENT = "digestbot/0.1 (paper digest bot; +https://github.com/digestbot/digestbot)"
+SOURCE_KINDS = ("hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css")
+
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(f"expected the NAME of an environment variable (like SMTP_PASSWORD), got {value!r}")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; expected an IANA name like \"Europe/Berlin\" or \"UTC\"")
+    return value
+
+
+class BotSettings(_Strict):
+    database: str = DEFAULT_DATABASE
+    public_url: str | None = None
+    user_agent: str = DEFAULT_USER_AGENT
+    admin_email: str | None = None
+    max_age: str = "7d"
+    failure_threshold: int = Field(default=3, ge=1)
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+
+    _v_max_age = field_validator("max_age")(_check_duration)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL like \"https://digest.example.org\", got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @property
+    def max_age_delta(self) -> timedelta:
+        return parse_duration(self.max_age)
+
+
+class SmtpSettings(_Strict):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    timeout: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=2, ge=1, le=20)
+
+    _v_env = field_validator("password_env")(_check_env_name)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        address = value.rsplit("<", 1)[-1].rstrip(">").strip()
+        if not _EMAIL.match(address):
+            raise ValueError(f"expected an address like \"digest@example.org\" or \"Digest <digest@example.org>\", "
+                             f"got {value!r}")
+        return value
+
+    def password(self) -> str | None:
+        """Read at send time, never stored on the settings, so it cannot end up in a repr or a log."""
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class SlackSettings(_Strict):
+    token_env: str | None = "SLACK_BOT_TOKEN"
+    base_url: str = "https://slack.com/api/"
+
+    _v_env = field_validator("token_env")(_check_env_name)
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css"]
+    url: str = Field(min_length=1)
+    every: str = "1h"
+    enabled: bool = True
+    announce_types: list[Literal["new", "cross", "replace", "replace-cross"]] = ["new", "cross"]
+    max_pages: int = Field(default=5, ge=1, le=100)
+    selectors: dict[str, str] = {}
+
+    _v_every = field_validator("every")(_check_duration)
+
+    def to_source(self) -> Source:
+        options: dict[str, Any] = {"announce_types": tuple(self.announce_types), "max_pages": self.max_pages}
+        if self.selectors:
+            options["selectors"] = dict(self.selectors)
+        return Source(name=self.name, kind=self.kind, url=self.url, every=parse_duration(self.every), options=options)
+
+
+class ProfileConfig(_Strict):
+    keywords: list[str] = Field(min_length=1)
+    exclude: list[str] = []
+    description: str | None = None
+    min_score: float = Field(default=1.0, ge=0)
+
+
+class _Recipient(_Strict):
+    profiles: list[str] = Field(min_length=1)
+    schedule: str = "daily 07:00"
+    timezone: str = "UTC"
+    max_items: int = Field(default=25, ge=1, le=500)
+    alert_min_score: float | None = Field(default=None, gt=0)
+    send_empty: bool = False
+
+    _v_tz = field_validator("timezone")(_check_timezone)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        Schedule.parse(value)
+        return value
+
+    @cached_property
+    def parsed_schedule(self) -> Schedule:
+        return Schedule.parse(self.schedule)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class SubscriberConfig(_Recipient):
+    name: str = Field(min_length=1)
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError(f"expected an email address like \"ada@example.org\", got {value!r}")
+        return value
+
+
+class SlackChannelConfig(_Recipient):
+    channel: str = Field(min_length=1)
+    name: str | None = None
+    webhook_env: str | None = None
+
+    _v_env = field_validator("webhook_env")(_check_env_name)
+
+    @property
+    def label(self) -> str:
+        """The recipient name used in the outbox and logs."""
+        return self.name or self.channel
+
+
+class Config(_Strict):
+    bot: BotSettings = BotSettings()
+    smtp: SmtpSettings | None = None
+    slack: SlackSettings | None = None
+    sources: list[SourceConfig] = []
+    profiles: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ProfileConfig] = {}
+    subscribers: list[SubscriberConfig] = []
+    slack_channels: list[SlackChannelConfig] = []
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        recipients: list[tuple[str, int, _Recipient]] = [
+            *(("subscribers", i, s) for i, s in enumerate(self.subscribers)),
+            *(("slack_channels", i, c) for i, c in enumerate(self.slack_channels)),
+        ]
+        for section, i, rec in recipients:
+            for j, name in enumerate(rec.profiles):
+                if name not in self.profiles:
+                    known = ", ".join(sorted(self.profiles)) or "none defined"
+                    problems.append(((section, i, "profiles", j),
+                                     f"no profile named {name!r} (profiles: {known})"))
+        _duplicates(problems, "sources", [s.name for s in self.sources], "name")
+        _duplicates(problems, "subscribers", [s.name for s in self.subscribers], "name")
+        _duplicates(problems, "slack_channels", [c.label for c in self.slack_channels], "channel")
+        if self.subscribers and self.smtp is None:
+            problems.append((("smtp",), "subscribers need an [smtp] section (host, sender) to send email"))
+        if any(c.webhook_env is None for c in self.slack_channels) and (self.slack is None or not self.slack.token_env):
+            problems.append((("slack",), "slack_channels without webhook_env need [slack] token_env"))
+        if problems:
+            raise ConfigError("invalid config", problems=[f"{_path(loc)}: {msg}" for loc, msg in problems])
+        return self
+
+
+def _duplicates(problems: list[tuple[tuple[str | int, ...], str]], section: str, names: list[str], key: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(((section, i, key), f"duplicate {key} {name!r}; each must be unique"))
+        seen.add(name)
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    """("subscribers", 1, "timezone") → "subscribers[1].timezone"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_path(loc)}: unknown key (check the spelling; see config.example.toml)"
+    if kind == "missing":
+        return f"{_path(loc)}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{_path(loc)}: {message}" if loc else message
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Validate already-parsed TOML data; ConfigError carries every problem with its key path."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, ConfigError):
+                problems.extend(ctx_error.problems)
+            else:
+                problems.append(_describe(err))
+        raise ConfigError(f"{len(problems)} problem(s) in the config", problems=problems) from None
+    except ConfigError:
+        raise
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file. Errors name the file and the key (or the line, for TOML syntax)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}",
+                          hint="Pass --config FILE, or copy config.example.toml to config.toml.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}", problems=[f"{path}: TOML syntax error: {exc}"],
+                          hint="Fix the syntax at the line and column given.") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", problems=exc.problems) from None
+
+
+def profile_warnings(config: Config) -> list[str]:
+    """Mistakes that are legal but surely unintended: check-config prints them, the bot still runs."""
+    warnings = []
+    for name, profile in config.profiles.items():
+        for i, kw in enumerate(profile.keywords):
+            if not kw.strip():
+                warnings.append(f"profiles.{name}.keywords[{i}]: empty keyword never matches")
+            elif kw.strip().lower() in {e.strip().lower() for e in profile.exclude}:
+                warnings.append(f"profiles.{name}.keywords[{i}]: {kw!r} is also in exclude, so it can never match")
+    used = {p for r in (*config.subscribers, *config.slack_channels) for p in r.profiles}
+    warnings.extend(f"profiles.{name}: not used by any subscriber or slack channel"
+                    for name in config.profiles if name not in used and (config.subscribers or config.slack_channels))
+    return warnings

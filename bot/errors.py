@@ -1,0 +1,78 @@
+"""One exception tree for everything a user can be told about.
+
+    BotError                 base: a message plus a hint the user can act on
+     ├── ConfigError         the config file is wrong (carries every problem, each with its key path)
+     ├── FetchError          a source could not be fetched (HTTP status, timeout, too large, bad scheme)
+     ├── ParseError          a page could not be turned into items (garbage, or "layout changed?")
+     ├── StoreError          the database refused (migrations, locked, unreachable)
+     └── DeliveryError       a send failed; `retry` says whether trying again can help
+
+`cli.py` is the only place that turns these into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error digestbot reports to a person."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(BotError):
+    """The config is invalid; `problems` lists each as "key.path: what was expected"."""
+
+    hint = "Fix the keys named above; `digestbot check-config` re-checks the file."
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems: list[str] = problems or [message]
+
+
+class FetchError(BotError):
+    """A source could not be fetched; the source is marked failing and the run goes on."""
+
+    hint = "Check the source URL in the config; the source is retried on its next refresh."
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ParseError(BotError):
+    """A page did not yield items the way its kind promises (garbage, or a changed layout)."""
+
+    hint = "Check that the source `kind` matches the page; if it used to work, the site's layout may have changed."
+
+
+class StoreError(BotError):
+    """The database could not be opened, migrated or written."""
+
+    hint = "Check `bot.database` in the config and that the database is reachable and writable."
+
+
+class DeliveryError(BotError):
+    """A send failed. `retry` tells the outbox whether a later attempt can succeed."""
+
+    hint = "Check the [smtp] / [slack] settings; the delivery stays in the outbox (`digestbot outbox`)."
+
+    def __init__(self, message: str, *, retry: bool, unknown: bool = False, stop_batch: bool = False,
+                 disable_destination: bool = False, retry_after: float | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry = retry
+        self.unknown = unknown
+        self.stop_batch = stop_batch
+        self.disable_destination = disable_destination
+        self.retry_after = retry_after

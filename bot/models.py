@@ -1,0 +1,176 @@
+"""The dataclasses that pass between pipeline stages.
+
+Stages never hand each other ORM rows or loose dicts: these are the contracts. No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One `[[sources]]` entry: where to fetch, how to parse, how often."""
+
+    name: str
+    kind: str
+    url: str
+    every: timedelta = timedelta(hours=1)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A fetched document, before parsing. `url` is the final URL after redirects (or the file path)."""
+
+    url: str
+    body: bytes
+    fetched_at: datetime
+    content_type: str = ""
+    status: int = 200
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def text(self) -> str:
+        """Decoded body: UTF-8 (what every supported site serves), never failing on a stray byte."""
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One paper or entry as parsed from a page.
+
+    `id` is canonical across sources: `arxiv:<id without version>`, else `doi:<doi>`, else the normalised URL,
+    so the same paper seen on Hugging Face and on arXiv is one item.
+    """
+
+    id: str
+    title: str
+    url: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    published: datetime | None = None
+    metrics: Mapping[str, int] = field(default_factory=dict)
+    section: str | None = None
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape `digestbot parse --json` prints and the outbox freezes."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "abstract": self.abstract,
+            "authors": list(self.authors),
+            "published": self.published.isoformat() if self.published else None,
+            "metrics": dict(self.metrics),
+            "section": self.section,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Item:
+        published = data.get("published")
+        return cls(
+            id=str(data["id"]),
+            title=str(data.get("title") or ""),
+            url=str(data.get("url") or ""),
+            abstract=str(data.get("abstract") or ""),
+            authors=tuple(str(a) for a in data.get("authors") or ()),
+            published=datetime.fromisoformat(published) if published else None,
+            metrics={str(k): int(v) for k, v in (data.get("metrics") or {}).items()},
+            section=data.get("section"),
+            source=str(data.get("source") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an item scored: one term, the field it matched in, how often, and what it added to the score."""
+
+    term: str
+    field: str
+    count: int
+    weight: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"term": self.term, "field": self.field, "count": self.count, "weight": round(self.weight, 4)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Reason:
+        return cls(term=str(data["term"]), field=str(data["field"]), count=int(data["count"]),
+                   weight=float(data["weight"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """An item scored against one profile, with the reasons the digest shows."""
+
+    item: Item
+    profile: str
+    score: float
+    reasons: tuple[Reason, ...] = ()
+
+    def explain(self) -> str:
+        """Compact reasons, strongest first: "DPO in title, reward model in abstract"."""
+        by_term: dict[str, list[str]] = {}
+        for reason in sorted(self.reasons, key=lambda r: -r.weight):
+            fields = by_term.setdefault(reason.term, [])
+            if reason.field not in fields:
+                fields.append(reason.field)
+        return ", ".join(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """What a digest says about a source, so an empty digest is never ambiguous."""
+
+    name: str
+    failing: bool
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_success: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Everything one message needs, decided at planning time and frozen in the outbox.
+
+    `kind` is "digest" or "alert"; `channel` is "email" or "slack". `total_matched` counts matches before
+    `max_items` capped them, so the message can say "N more".
+    """
+
+    recipient: str
+    channel: str
+    kind: str
+    period_key: str
+    items: tuple[ScoredItem, ...]
+    generated_at: datetime
+    total_matched: int = 0
+    failing_sources: tuple[SourceHealth, ...] = ()
+    since: datetime | None = None
+    unsubscribe_url: str | None = None
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row as the delivery stage sees it."""
+
+    id: int
+    key: str
+    kind: str
+    channel: str
+    recipient: str
+    address: str
+    period_key: str
+    payload: Mapping[str, Any]
+    message_id: str
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None = None
