@@ -1,0 +1,118 @@
+"""Config validation: every problem reported with its key path (or line), nothing silently ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config, profile_warnings
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = """
+[smtp]
+host = "localhost"
+sender = "digest@example.org"
+
+[profiles.rlhf]
+keywords = ["DPO"]
+
+[[subscribers]]
+name = "ada"
+email = "ada@example.org"
+profiles = ["rlhf"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert config.subscribers[0].zone.key == "Europe/Berlin"
+    assert config.sources[0].to_source().every.total_seconds() == 3600
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (BASE.replace("[smtp]", "[smpt]"), "smpt: unknown key"),
+        (BASE + 'timezone = "Europe/Berln"\n', "subscribers[0].timezone: unknown time zone 'Europe/Berln'"),
+        (BASE + 'schedule = "daily 7am"\n', "subscribers[0].schedule: unknown schedule 'daily 7am'"),
+        (BASE + 'schedule = "weekly funday 07:00"\n', "subscribers[0].schedule: unknown day 'funday'"),
+        (BASE.replace('profiles = ["rlhf"]', 'profiles = ["rlhf", "recsys"]'),
+         "subscribers[0].profiles[1]: no profile named 'recsys'"),
+        (BASE.replace('email = "ada@example.org"', 'email = "ada"'), "subscribers[0].email: expected an email"),
+        (BASE + '[[sources]]\nname = "x"\nkind = "rss"\nurl = "http://x"\n', "sources[0].kind:"),
+        (BASE + '[[sources]]\nname = "x"\nkind = "feed"\nurl = "http://x"\nevery = "soon"\n',
+         "sources[0].every: expected a duration"),
+        (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nkeywrods = ["x"]'), "profiles.rlhf.keywrods: unknown key"),
+        (BASE.replace('host = "localhost"\n', ""), "smtp.host: required key is missing"),
+        (BASE.replace('sender = "digest@example.org"', 'sender = "digest@example.org"\npassword_env = "hunter2!"'),
+         "smtp.password_env: expected the NAME of an environment variable"),
+    ],
+)
+def test_each_mistake_is_reported_with_its_key(tmp_path: Path, edit: str, expected: str) -> None:
+    problems = problems_of(tmp_path, edit)
+    assert any(expected in p for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = BASE.replace("[smtp]", "[smpt]") + 'timezone = "Mars/Olympus"\nschedule = "hourly"\n'
+    problems = problems_of(tmp_path, text)
+    assert len(problems) >= 3
+    assert any(p.startswith("smpt:") for p in problems)
+    assert any(p.startswith("subscribers[0].timezone:") for p in problems)
+    assert any(p.startswith("subscribers[0].schedule:") for p in problems)
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, BASE + "\n[profiles.broken\nkeywords = []\n")
+    assert any("TOML syntax error" in p and "line 14, column 17" in p for p in problems), problems
+
+
+def test_missing_file_has_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.toml")
+    assert "not found" in info.value.message
+    assert "config.example.toml" in info.value.hint
+
+
+def test_duplicate_names_and_missing_smtp(tmp_path: Path) -> None:
+    text = BASE.replace('[smtp]\nhost = "localhost"\nsender = "digest@example.org"\n', "")
+    text += '[[subscribers]]\nname = "ada"\nemail = "b@example.org"\nprofiles = ["rlhf"]\n'
+    problems = problems_of(tmp_path, text)
+    assert any(p.startswith("subscribers[1].name: duplicate") for p in problems)
+    assert any(p.startswith("smtp:") for p in problems)
+
+
+def test_profiles_only_config_is_enough_for_rank(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[profiles.a]\nkeywords = ["x"]\n'))
+    assert list(config.profiles) == ["a"]
+    assert config.bot.database.startswith("sqlite:///")
+
+
+def test_secrets_are_read_from_the_environment_not_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = BASE.replace('sender = "digest@example.org"', 'sender = "digest@example.org"\npassword_env = "SMTP_PW"')
+    monkeypatch.setenv("SMTP_PW", "s3cret-value")
+    config = load_config(write(tmp_path, text))
+    assert config.smtp is not None
+    assert config.smtp.password() == "s3cret-value"
+    assert "s3cret-value" not in repr(config)
+
+
+def test_warnings_for_keyword_also_excluded(tmp_path: Path) -> None:
+    text = BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO", "PPO"]\nexclude = ["ppo"]')
+    warnings = profile_warnings(load_config(write(tmp_path, text)))
+    assert any("profiles.rlhf.keywords[1]" in w and "exclude" in w for w in warnings)
