@@ -1,0 +1,105 @@
+"""The runtime that `once`, `run` and `demo` share: one store, one HTTP client, one cycle function.
+
+A cycle is: refresh the sources that are due, compile the profiles against the stored corpus, plan what is
+owed (outbox), send what the outbox holds. Each step's failures stay inside that step (a source, a row), so
+one broken source or one bad SMTP answer never costs the rest of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from bot.config import Config
+from bot.delivery import Deliverer, DeliveryOutcome
+from bot.pipeline import PlanResult, RefreshResult, plan_deliveries, refresh_sources
+from bot.render import Renderer
+from bot.scoring import Matcher, compile_profiles
+from bot.sources.fetch import Fetcher
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+CORPUS_WINDOW = timedelta(days=30)
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did, for the command's summary table and the logs."""
+
+    now: datetime
+    refreshed: list[RefreshResult] = field(default_factory=list)
+    planned: PlanResult = field(default_factory=PlanResult)
+    delivered: list[DeliveryOutcome] = field(default_factory=list)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class App:
+    """Owns the long-lived resources; `async with App(config) as app: await app.cycle(now=...)`."""
+
+    def __init__(self, config: Config, *, store: Store | None = None, fetcher: Fetcher | None = None,
+                 renderer: Renderer | None = None) -> None:
+        self.config = config
+        self._store = store
+        self._own_store = store is None
+        self._fetcher = fetcher
+        self._own_fetcher = fetcher is None
+        self.renderer = renderer or Renderer()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "App used outside `async with`"
+        return self._store
+
+    @property
+    def fetcher(self) -> Fetcher:
+        assert self._fetcher is not None, "App used outside `async with`"
+        return self._fetcher
+
+    async def __aenter__(self) -> App:
+        if self._store is None:
+            self._store = Store.open(self.config.bot.database)
+        if self._fetcher is None:
+            self._fetcher = Fetcher(self.config.bot.user_agent)
+            await self._fetcher.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._own_fetcher and self._fetcher is not None:
+            await self._fetcher.__aexit__(exc_type, exc, tb)
+            self._fetcher = None
+        if self._own_store and self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def reload(self, config: Config) -> None:
+        """Use a new (already validated) config from the next cycle on; the database stays the same."""
+        self.config = config
+
+    def matcher(self, now: datetime) -> Matcher:
+        """Profiles compiled once per cycle against recent stored items, so rare terms weigh more."""
+        corpus = self.store.items_first_seen_between(now - CORPUS_WINDOW, now)
+        return compile_profiles(self.config.profiles, corpus=corpus)
+
+    async def refresh(self, *, now: datetime, only_due: bool = True) -> list[RefreshResult]:
+        sources = [s.to_source() for s in self.config.sources if s.enabled]
+        return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due)
+
+    async def cycle(self, *, now: datetime | None = None, only_due: bool = True) -> CycleReport:
+        """One full cycle as if the clock read `now` (default: the real clock)."""
+        now = now or utcnow()
+        report = CycleReport(now=now)
+        report.refreshed = await self.refresh(now=now, only_due=only_due)
+        report.planned = plan_deliveries(self.config, self.store, self.matcher(now), now=now)
+        report.delivered = await Deliverer(self.config, self.store, self.renderer).deliver_due(now=now)
+        self.store.set_meta("last_cycle", now.isoformat())
+        log.info("cycle at %s: %d sources refreshed, %d deliveries planned, %d sent", now.isoformat(),
+                 sum(r.status in ("ok", "not-modified") for r in report.refreshed), len(report.planned.planned),
+                 sum(d.status == "sent" for d in report.delivered))
+        return report

@@ -1,0 +1,251 @@
+"""The `digestbot` command. The one place that turns a BotError into a message, a hint and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import DEFAULT_CONFIG, load_config, profile_warnings
+from bot.errors import BotError, ConfigError
+from bot.models import ScoredItem
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Watches paper listings, scores what is new against your keyword profiles, "
+                       "sends email digests, Slack posts and alerts.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+_state = {"debug": False}
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", envvar="DIGESTBOT_CONFIG",
+                                            help="Config file (TOML).")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short errors.")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each stage does.")] = False) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _run(coro_fn: Callable[[], Any]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BotError(f"--now {value!r} is not an ISO-8601 time",
+                       hint="Use e.g. 2026-11-23T07:05:00+01:00 (no offset means UTC).") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Where to write the Maildir and digests.")] = Path(
+        "demo-output")) -> None:
+    """Run the whole pipeline on bundled sample pages, offline, and show the digest it sends."""
+    from bot.demo import run_demo
+
+    _run(lambda: run_demo(out_dir, out))
+
+
+@app.command()
+def run(config: ConfigOption = Path(DEFAULT_CONFIG),
+        tick: Annotated[float, typer.Option(help="Seconds between scheduler ticks.")] = 60.0) -> None:
+    """The daemon: refresh sources, send digests and alerts when due, reload the config when it changes."""
+    from bot.scheduler import run_daemon
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger().setLevel(logging.INFO)
+    _run(lambda: run_daemon(config, tick_seconds=tick))
+
+
+@app.command()
+def once(config: ConfigOption = Path(DEFAULT_CONFIG),
+         now: Annotated[str | None, typer.Option(help="Run as if the clock read this ISO-8601 time.")] = None,
+         json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """One full cycle (fetch due sources, plan and send due deliveries), then exit."""
+    from bot.app import App
+    from bot.report import print_cycle, report_json
+
+    cfg = load_config(config)
+    when = _parse_now(now)
+
+    async def go() -> Any:
+        async with App(cfg) as runtime:
+            return await runtime.cycle(now=when)
+
+    report = _run(go)
+    if json_out:
+        out.print_json(json.dumps(report_json(report)))
+    else:
+        print_cycle(out, report)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
+    """Validate the config: every problem is printed with its key; exit 1 if there is any."""
+    from bot.scoring import check_profile
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[bold red]{config}: {len(exc.problems)} problem(s)[/]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False)
+        raise typer.Exit(1) from None
+    warnings = profile_warnings(cfg)
+    for name, profile in cfg.profiles.items():
+        warnings.extend(w for w in check_profile(name, profile) if w not in warnings)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {warning}", markup=True)
+    out.print(f"{config}: OK — {len(cfg.sources)} source(s), {len(cfg.profiles)} profile(s), "
+              f"{len(cfg.subscribers)} subscriber(s), {len(cfg.slack_channels)} Slack channel(s); "
+              f"database {_redact_url(cfg.bot.database)}", markup=False)
+
+
+def _redact_url(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the user wrote it minus credentials
+        return url.split("@")[-1]
+
+
+@app.command()
+def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A saved page or a URL.")],
+          kind: Annotated[str, typer.Option("--kind", "-k", help="Source kind, e.g. hf_papers, arxiv_feed.")],
+          json_out: Annotated[bool, typer.Option("--json", help="One JSON object per item.")] = False) -> None:
+    """Parse one page and print its items."""
+    from bot.models import Source
+    from bot.sources import KINDS, parse_page
+    from bot.sources.fetch import Fetcher
+
+    if kind not in KINDS:
+        raise BotError(f"unknown kind {kind!r}", hint=f"Use one of: {', '.join(KINDS)}.")
+    source = Source(name="cli", kind=kind, url=target)
+
+    async def fetch() -> Any:
+        async with Fetcher(os.environ.get("DIGESTBOT_USER_AGENT", "digestbot/0.1 (parse command)")) as fetcher:
+            return await fetcher.fetch(source)
+
+    page = _run(fetch)
+    items = parse_page(kind, page, source)
+    if json_out:
+        for item in items:
+            sys.stdout.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+        return
+    table = Table("id", "title", "published", "metrics", title=f"{len(items)} item(s) from {target}")
+    for item in items:
+        table.add_row(item.id, item.title, item.published.date().isoformat() if item.published else "",
+                      " ".join(f"{k}={v}" for k, v in item.metrics.items()))
+    out.print(table)
+
+
+def _print_ranked(rows: list[ScoredItem], *, json_out: bool, with_profile: bool, title: str) -> None:
+    if json_out:
+        for s in rows:
+            obj: dict[str, Any] = {"id": s.item.id, "score": round(s.score, 4),
+                                   "reasons": [r.to_json() for r in s.reasons], "title": s.item.title}
+            if with_profile:
+                obj["profile"] = s.profile
+            sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        return
+    table = Table("score", "profile", "title", "why", title=title)
+    for s in rows:
+        table.add_row(f"{s.score:.2f}", s.profile, s.item.title, s.explain())
+    out.print(table)
+
+
+@app.command()
+def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, title, abstract, ...")],
+         config: ConfigOption = Path(DEFAULT_CONFIG),
+         profile: Annotated[str | None, typer.Option(help="Score only this profile.")] = None,
+         top: Annotated[int | None, typer.Option(help="At most N items per profile.")] = None,
+         json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+    """Score items from a JSON-lines file and print them best first, with scores and reasons."""
+    from bot.scoring import compile_profiles, load_items_jsonl
+
+    cfg = load_config(config)
+    if profile is not None and profile not in cfg.profiles:
+        raise ConfigError(f"no profile named {profile!r} in {config}",
+                          hint=f"Profiles defined: {', '.join(sorted(cfg.profiles)) or 'none'}.")
+    corpus = load_items_jsonl(items)
+    matcher = compile_profiles(cfg.profiles, corpus=corpus)
+    if profile is not None:
+        ranked = {profile: matcher.rank(corpus, profile, top=top)}
+    else:
+        ranked = matcher.rank_all(corpus, top=top)
+    rows = [s for name in ranked for s in ranked[name]]
+    _print_ranked(rows, json_out=json_out, with_profile=profile is None, title=f"{len(rows)} match(es)")
+
+
+@app.command()
+def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
+            config: ConfigOption = Path(DEFAULT_CONFIG),
+            days: Annotated[int, typer.Option(help="Look at items first seen in the last N days.")] = 7,
+            top: Annotated[int, typer.Option(help="At most N matches.")] = 30,
+            json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+    """What a profile would match among stored items, with reasons and near misses: edit, preview, repeat."""
+    from bot.app import utcnow
+    from bot.scoring import compile_profiles
+    from bot.store import Store
+
+    cfg = load_config(config)
+    if profile not in cfg.profiles:
+        raise ConfigError(f"no profile named {profile!r} in {config}",
+                          hint=f"Profiles defined: {', '.join(sorted(cfg.profiles)) or 'none'}.")
+    store = Store.open(cfg.bot.database)
+    try:
+        now = utcnow()
+        items = store.items_first_seen_between(now - timedelta(days=days), now)
+    finally:
+        store.close()
+    matcher = compile_profiles(cfg.profiles, corpus=items)
+    ranked = matcher.rank(items, profile, with_below_min=True)
+    threshold = matcher.min_score(profile)
+    hits = [s for s in ranked if s.score >= threshold][:top]
+    near = [s for s in ranked if s.score < threshold][:10]
+    if json_out:
+        _print_ranked(hits, json_out=True, with_profile=False, title="")
+        return
+    _print_ranked(hits, json_out=False, with_profile=False,
+                  title=f"{profile}: {len(hits)} match(es) among {len(items)} item(s) from the last {days} day(s)")
+    if near:
+        _print_ranked(near, json_out=False, with_profile=False, title=f"near misses (below min_score {threshold:g})")
+
+
+def main() -> None:
+    """Entry point: run the command; a BotError becomes "error: ..." plus a hint, exit 1."""
+    try:
+        app()
+    except BotError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if isinstance(exc, ConfigError) and exc.problems != [exc.message]:
+            for problem in exc.problems:
+                err.print(f"  - {problem}", markup=False)
+        if exc.hint:
+            err.print(f"[dim]hint:[/] {exc.hint}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

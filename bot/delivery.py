@@ -1,0 +1,188 @@
+"""The outbox state machine: claim → send → record, with no transaction held across a send.
+
+pending ─claim→ sending ─ok→ sent
+                  ├─ retryable (connect error, 4xx, 429, email lost after ".") → pending, later (backoff)
+                  ├─ permanent (5xx, invalid channel, auth) → failed
+                  ├─ Slack connection lost mid-post → unknown (never re-posted blindly)
+                  └─ too old to be useful → expired
+A process killed mid-send leaves the row `sending` with a lease; when the lease runs out another claim takes
+it again. An email retry reuses the Message-ID chosen at planning, so a receiving server can spot a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.config import Config, SlackSettings
+from bot.errors import DeliveryError
+from bot.models import Delivery, Digest, SourceHealth
+from bot.notify.email import EmailNotifier, build_message
+from bot.notify.slack import SlackNotifier
+from bot.pipeline import payload_matches
+from bot.render import Renderer
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 8
+MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6)}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What happened to one outbox row in this cycle."""
+
+    key: str
+    recipient: str
+    channel: str
+    kind: str
+    status: str  # sent, skipped, retry, failed, unknown, expired
+    items: int = 0
+    error: str | None = None
+    stop_batch: bool = False
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff from one minute, capped at an hour; a server's Retry-After wins if longer."""
+    delay = timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+    if retry_after:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay
+
+
+def _failing(payload: dict[str, Any]) -> tuple[SourceHealth, ...]:
+    return tuple(
+        SourceHealth(name=f["name"], failing=True, consecutive_failures=int(f.get("consecutive_failures") or 0),
+                     last_error=f.get("last_error"),
+                     last_success=datetime.fromisoformat(f["last_success"]) if f.get("last_success") else None)
+        for f in payload.get("failing_sources", []))
+
+
+class Deliverer:
+    """Sends what the outbox holds for now, one short store call before and after each send."""
+
+    def __init__(self, config: Config, store: Store, renderer: Renderer) -> None:
+        self.config = config
+        self.store = store
+        self.renderer = renderer
+
+    def digest_for(self, row: Delivery) -> Digest:
+        """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload."""
+        payload = dict(row.payload)
+        items = self.store.get_items([entry["id"] for entry in payload.get("items", [])])
+        since = payload.get("since")
+        return Digest(recipient=row.recipient, channel=row.channel, kind=row.kind, period_key=row.period_key,
+                      items=tuple(payload_matches(payload, items)), generated_at=row.created_at,
+                      total_matched=int(payload.get("total_matched") or 0), failing_sources=_failing(payload),
+                      since=datetime.fromisoformat(since) if since else None,
+                      public_url=self.config.bot.public_url)
+
+    async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:
+        """Claim due rows and send them: email over a few reused SMTP connections, Slack one by one."""
+        rows = self.store.claim(now=now, limit=limit, lease=LEASE)
+        if not rows:
+            return []
+        outcomes: list[DeliveryOutcome] = []
+        email_rows = [r for r in rows if r.channel == "email"]
+        slack_rows = [r for r in rows if r.channel == "slack"]
+        async with AsyncExitStack() as stack:
+            if email_rows:
+                outcomes += await self._send_email_batch(stack, email_rows, now=now)
+            for row in slack_rows:
+                outcomes.append(await self._deliver_one(row, now=now, send=self._send_slack))
+        return outcomes
+
+    async def _send_email_batch(self, stack: AsyncExitStack, rows: Sequence[Delivery], *,
+                                now: datetime) -> list[DeliveryOutcome]:
+        smtp = self.config.smtp
+        if smtp is None:
+            return [self._record(r, DeliveryError("no [smtp] section in the config", retry=False), now=now)
+                    for r in rows]
+        lanes = min(smtp.concurrency, len(rows))
+        notifiers = [await stack.enter_async_context(EmailNotifier(smtp)) for _ in range(lanes)]
+        queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        for row in rows:
+            queue.put_nowait(row)
+        outcomes: list[DeliveryOutcome] = []
+        stop = asyncio.Event()
+
+        async def lane(notifier: EmailNotifier) -> None:
+            while not queue.empty():
+                row = queue.get_nowait()
+                if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
+                    self.store.mark_retry(row.id, error="batch stopped", next_attempt_at=now + retry_delay(1))
+                    continue
+                outcome = await self._deliver_one(row, now=now, send=lambda r, d: self._send_email(notifier, r, d))
+                outcomes.append(outcome)
+                if outcome.stop_batch:
+                    stop.set()
+
+        await asyncio.gather(*(lane(n) for n in notifiers))
+        return outcomes
+
+    async def _send_email(self, notifier: EmailNotifier, row: Delivery, digest: Digest) -> None:
+        smtp = self.config.smtp
+        assert smtp is not None
+        rendered = self.renderer.render_email(digest)
+        sender_address = smtp.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+        domain = sender_address.rsplit("@", 1)[-1]
+        message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
+                                date=row.created_at, list_id=f"digestbot <digest.{domain}>",
+                                unsubscribe_mailto=f"mailto:{sender_address}?subject=unsubscribe",
+                                unsubscribe_url=None)
+        await notifier.send(message)
+
+    async def _send_slack(self, row: Delivery, digest: Digest) -> None:
+        settings = self.config.slack
+        if settings is None and not row.address.startswith("webhook:"):
+            raise DeliveryError("no [slack] section in the config", retry=False)
+        notifier = SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
+        for message in self.renderer.render_slack(digest):
+            if row.address.startswith("webhook:"):
+                env = row.address.removeprefix("webhook:")
+                url = os.environ.get(env)
+                if not url:
+                    raise DeliveryError(f"environment variable {env} (webhook URL) is not set", retry=True)
+                await notifier.post_webhook(url, message)
+            else:
+                await notifier.post(row.address, message)
+
+    async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
+        if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
+            self.store.mark_expired(row.id, error="too old to be useful; not sent", at=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
+        digest = self.digest_for(row)
+        if not digest.items and not row.payload.get("send_empty", False) and not digest.failing_sources:
+            self.store.mark_sent(row.id, at=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
+        try:
+            await send(row, digest)
+        except DeliveryError as exc:
+            return self._record(row, exc, now=now)
+        self.store.mark_sent(row.id, at=now)
+        log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, len(digest.items))
+        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=len(digest.items))
+
+    def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
+        """Turn a failed send into the row's next state; the message says where and what."""
+        error = exc.message
+        if exc.unknown and not exc.retry:
+            self.store.mark_unknown(row.id, error=error, at=now)
+            status = "unknown"
+        elif exc.retry and row.attempts < MAX_ATTEMPTS:
+            self.store.mark_retry(row.id, error=error, next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
+            status = "retry"
+        else:
+            self.store.mark_failed(row.id, error=error, at=now)
+            status = "failed"
+        log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
+        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, status, error=error,
+                               stop_batch=exc.stop_batch)

@@ -1,0 +1,225 @@
+"""The one place where the stages meet: refresh sources, plan deliveries, deliver what is due.
+
+fetch → parse → store (diff) → score → plan (outbox) → render → notify. Each function takes the clock as an
+argument (`now`), so `digestbot once --now T` and the tests can walk time, and each one records failures
+where they happened (on the source, on the outbox row) and carries on with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+from typing import Any
+
+from bot.config import Config, SlackChannelConfig, SubscriberConfig
+from bot.errors import FetchError, ParseError
+from bot.models import Item, Reason, ScoredItem, Source
+from bot.scoring import Matcher
+from bot.sources import parse_page
+from bot.sources.fetch import Fetcher
+from bot.store import PlannedDelivery, Store
+
+log = logging.getLogger(__name__)
+
+REFRESH_CONCURRENCY = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one source refresh did, for the cycle summary."""
+
+    source: str
+    status: str  # "ok", "not-modified", "failed", "skipped"
+    fetched: int = 0
+    new: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class PlanResult:
+    """Keys of the outbox rows this cycle created (rows that already existed are not counted)."""
+
+    planned: list[str] = field(default_factory=list)
+    matched: dict[str, int] = field(default_factory=dict)
+
+
+def source_is_due(store: Store, source: Source, now: datetime) -> bool:
+    state = store.get_source_state(source.name)
+    if state.not_before is not None and state.not_before > now:
+        return False
+    return state.next_due_at is None or state.next_due_at <= now
+
+
+async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime) -> RefreshResult:
+    """Fetch, parse and diff one source; a failure is recorded on the source and never raised."""
+    state = store.get_source_state(source.name)
+    next_due = now + source.every
+    try:
+        page = await fetcher.fetch(source, etag=state.etag, last_modified=state.last_modified)
+        if page is None:
+            store.record_fetch_ok(source.name, at=now, etag=state.etag, last_modified=state.last_modified,
+                                  item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due)
+            return RefreshResult(source.name, "not-modified")
+        items = [replace(item, source=source.name) for item in parse_page(source.kind, page, source)]
+    except (FetchError, ParseError) as exc:
+        not_before = None
+        if isinstance(exc, FetchError) and exc.retry_after:
+            not_before = now + timedelta(seconds=exc.retry_after)
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        store.record_fetch_error(source.name, at=now, error=message, next_due_at=next_due, not_before=not_before)
+        log.warning("source %s failed: %s", source.name, exc.message)
+        return RefreshResult(source.name, "failed", error=exc.message)
+    new = store.save_items(source.name, items, seen_at=now)
+    store.record_fetch_ok(source.name, at=now, etag=page.etag, last_modified=page.last_modified,
+                          item_count=len(items), next_due_at=next_due)
+    log.info("source %s: %d items, %d new", source.name, len(items), len(new))
+    return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
+
+
+async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
+                          only_due: bool = True) -> list[RefreshResult]:
+    """Refresh every (due) source concurrently; the fetcher itself keeps each host polite."""
+    semaphore = asyncio.Semaphore(REFRESH_CONCURRENCY)
+
+    async def one(source: Source) -> RefreshResult:
+        if only_due and not source_is_due(store, source, now):
+            return RefreshResult(source.name, "skipped")
+        async with semaphore:
+            return await refresh_source(store, fetcher, source, now=now)
+
+    return list(await asyncio.gather(*(one(s) for s in sources)))
+
+
+# --- planning ------------------------------------------------------------------------------------------------
+
+Recipient = SubscriberConfig | SlackChannelConfig
+
+
+def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
+    """(name, channel, address) as the outbox knows a recipient."""
+    if isinstance(recipient, SubscriberConfig):
+        return recipient.name, "email", recipient.email
+    address = f"webhook:{recipient.webhook_env}" if recipient.webhook_env else recipient.channel
+    return recipient.label, "slack", address
+
+
+def best_matches(matcher: Matcher, items: Sequence[Item], profiles: Iterable[str]) -> list[ScoredItem]:
+    """Each item once, with its best profile's score; best first, ties by id so the order is stable."""
+    best: dict[str, ScoredItem] = {}
+    for profile in profiles:
+        for scored in matcher.rank(items, profile):
+            held = best.get(scored.item.id)
+            if held is None or scored.score > held.score:
+                best[scored.item.id] = scored
+    return sorted(best.values(), key=lambda s: (-s.score, s.item.id))
+
+
+def _payload(matches: Sequence[ScoredItem], *, limit: int, alerted: set[str], since: datetime | None,
+             profiles: Sequence[str]) -> dict[str, Any]:
+    """The frozen content of a delivery: ids, scores and reasons (items themselves stay in the items table)."""
+    return {
+        "items": [{"id": m.item.id, "profile": m.profile, "score": round(m.score, 4),
+                   "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted}
+                  for m in matches[:limit]],
+        "total_matched": len(matches),
+        "since": since.isoformat() if since else None,
+        "profiles": list(profiles),
+    }
+
+
+def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[ScoredItem]:
+    """Turn a frozen payload back into ScoredItems; an item deleted from the store since is skipped."""
+    out = []
+    for entry in payload.get("items", []):
+        item = items.get(entry["id"])
+        if item is not None:
+            out.append(ScoredItem(item=item, profile=entry["profile"], score=float(entry["score"]),
+                                  reasons=tuple(Reason.from_json(r) for r in entry.get("reasons", []))))
+    return out
+
+
+def _message_id(config: Config) -> str:
+    sender = config.smtp.sender if config.smtp else "digestbot@localhost"
+    domain = sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    return make_msgid(idstring="digestbot", domain=domain)
+
+
+def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recipient, *,
+                now: datetime) -> PlannedDelivery | None:
+    """The digest this recipient is owed now, if any: the latest scheduled period, once per period.
+
+    It covers everything first seen since the previous digest's cut-off (never older than `bot.max_age`), so
+    after downtime one digest covers the whole gap, and nothing falls between two digests or appears in two.
+    """
+    due = recipient.parsed_schedule.latest_due(now, recipient.zone)
+    if due is None:
+        return None
+    period_key, _due_at = due
+    name, channel, address = recipient_identity(recipient)
+    key = f"digest:{channel}:{name}:{period_key}"
+    if store.has_delivery(key):
+        return None
+    floor = now - config.bot.max_age_delta
+    last = store.last_covered(name, channel, "digest")
+    since = max(last, floor) if last else floor
+    matches = best_matches(matcher, store.items_first_seen_between(since, now), recipient.profiles)
+    alerted = store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
+    payload = _payload(matches, limit=recipient.max_items, alerted=alerted, since=since,
+                       profiles=recipient.profiles)
+    payload["send_empty"] = recipient.send_empty
+    return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
+                           period_key=period_key, payload=payload, message_id=_message_id(config),
+                           covers_until=now)
+
+
+def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipient, *,
+               now: datetime) -> PlannedDelivery | None:
+    """One alert message per cycle for the items at or above `alert_min_score` not alerted before."""
+    if recipient.alert_min_score is None:
+        return None
+    name, channel, address = recipient_identity(recipient)
+    floor = now - config.bot.max_age_delta
+    last = store.last_covered(name, channel, "alert")
+    since = max(last, floor) if last else floor
+    already = store.alerted_item_ids(name, channel)
+    hits = [m for m in best_matches(matcher, store.items_first_seen_between(since, now), recipient.profiles)
+            if m.score >= recipient.alert_min_score and m.item.id not in already]
+    if not hits:
+        return None
+    ids = ",".join(sorted(m.item.id for m in hits))
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:16]
+    payload = _payload(hits, limit=len(hits), alerted=set(), since=since, profiles=recipient.profiles)
+    return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind="alert", channel=channel, recipient=name,
+                           address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"), payload=payload,
+                           message_id=_message_id(config), covers_until=now)
+
+
+def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
+    """Decide every alert, then every digest, owed now, and write them to the outbox.
+
+    Alerts go first (one transaction), so a digest planned in the same cycle already knows which of its items
+    were alerted and marks them instead of repeating them as news.
+    """
+    unsubscribed = store.unsubscribed()
+    recipients: list[Recipient] = [r for r in (*config.subscribers, *config.slack_channels)
+                                   if recipient_identity(r)[2] not in unsubscribed]
+    failing = [h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
+    result = PlanResult()
+    for plan in (plan_alert, plan_digest):
+        batch: list[PlannedDelivery] = []
+        for recipient in recipients:
+            delivery = plan(config, store, matcher, recipient, now=now)
+            if delivery is None:
+                continue
+            delivery.payload["failing_sources"] = [
+                {"name": h.name, "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                 "last_success": h.last_success.isoformat() if h.last_success else None} for h in failing]
+            batch.append(delivery)
+            result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
+        result.planned.extend(store.plan(batch, now=now))
+    return result
