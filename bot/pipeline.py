@@ -149,23 +149,37 @@ def _message_id(config: Config) -> str:
     return make_msgid(idstring="digestbot", domain=domain)
 
 
+def first_seen(store: Store, channel: str, name: str, now: datetime) -> datetime:
+    """When the planner first met this recipient (recorded on first call)."""
+    key = f"first-seen:{channel}:{name}"
+    held = store.get_meta(key)
+    if held is None:
+        store.set_meta(key, now.isoformat())
+        return now
+    return datetime.fromisoformat(held)
+
+
 def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recipient, *,
                 now: datetime) -> PlannedDelivery | None:
     """The digest this recipient is owed now, if any: the latest scheduled period, once per period.
 
-    It covers everything first seen since the previous digest's cut-off (never older than `bot.max_age`), so
-    after downtime one digest covers the whole gap, and nothing falls between two digests or appears in two.
+    A digest covers everything first seen since the previous digest's cut-off (never older than `bot.max_age`),
+    so after downtime one digest covers the whole gap, and nothing falls between two digests or appears in two.
+    A recipient the planner has never met gets its first digest at its first scheduled time after that meeting,
+    not at once (a subscriber added at 06:59 for "daily 07:00" gets one digest at 07:00, not two).
     """
     due = recipient.parsed_schedule.latest_due(now, recipient.zone)
     if due is None:
         return None
-    period_key, _due_at = due
+    period_key, due_at = due
     name, channel, address = recipient_identity(recipient)
     key = f"digest:{channel}:{name}:{period_key}"
     if store.has_delivery(key):
         return None
     floor = now - config.bot.max_age_delta
     last = store.last_covered(name, channel, "digest")
+    if last is None and due_at < first_seen(store, channel, name, now):
+        return None  # a new recipient's first digest is at their first scheduled time, not at once
     since = max(last, floor) if last else floor
     matches = best_matches(matcher, store.items_first_seen_between(since, now), recipient.profiles)
     alerted = store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()

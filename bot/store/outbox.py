@@ -1,0 +1,170 @@
+"""The outbox: planned deliveries, keyed for exactly-once, claimed with a lease, then recorded.
+
+States::
+
+    pending ──claim──► sending ──mark_sent──► sent
+       ▲                  │ ├──mark_failed──► failed ─┐
+       │                  │ ├──mark_unknown─► unknown ┼─requeue─► pending
+       └───mark_retry─────┘ └──mark_expired─► expired ┘
+    (a `sending` row whose lease ran out is claimable again: its process died mid-send)
+
+Payload contract: `payload["items"]` is a list of dicts, each with at least `"id"` (the canonical `Item.id`);
+the planner adds whatever else the renderer needs (title, url, score, reasons, ...). The payload must be
+JSON-serialisable. `alerted_item_ids` reads `payload["items"][*]["id"]` of alert rows.
+
+Functions here take a Connection already inside a transaction; `Store` owns the transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
+
+from bot.models import Delivery
+from bot.store.engine import chunks, dialect_insert
+from bot.store.schema import deliveries
+
+RETRYABLE_STATES = ("failed", "unknown", "expired")
+# An alert that never went out did not alert anyone, so the digest should not say it did.
+UNDELIVERED_STATES = ("failed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    """One outbox row as the planner decides it; `key` makes planning the same thing twice a no-op.
+
+    `covers_until`: every item first seen up to this instant is covered by this digest (the next digest for
+    the same recipient and channel starts after it). `message_id` is chosen now and reused on every retry.
+    """
+
+    key: str
+    kind: str
+    channel: str
+    recipient: str
+    address: str
+    period_key: str
+    payload: Mapping[str, Any]
+    message_id: str
+    covers_until: datetime | None = None
+
+
+def plan(connection: Connection, planned: Sequence[PlannedDelivery], now: datetime) -> list[str]:
+    """Insert all, skipping keys that exist; return the keys inserted now, in input order."""
+    first: dict[str, PlannedDelivery] = {}
+    for p in planned:
+        first.setdefault(p.key, p)
+    unique = list(first.values())
+    inserted: set[str] = set()
+    for part in chunks(unique):
+        rows = [_row(p, now) for p in part]
+        statement = dialect_insert(connection, deliveries).values(rows).on_conflict_do_nothing(index_elements=["key"])
+        inserted.update(connection.execute(statement.returning(deliveries.c.key)).scalars())
+    return [p.key for p in unique if p.key in inserted]
+
+
+def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+    """Take due rows: pending and due, or sending with a lapsed lease. SKIP LOCKED lets processes share work."""
+    due = or_(
+        and_(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == "sending", deliveries.c.lease_until < now),
+    )
+    ids = (
+        select(deliveries.c.id)
+        .where(due)
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(state="sending", lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
+        .returning(*deliveries.c)
+    )
+    claimed = [_delivery(row) for row in connection.execute(statement)]
+    return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
+
+
+def transition(connection: Connection, delivery_id: int, from_states: Collection[str], **values: Any) -> bool:
+    """Move one row to a new state if it is in one of `from_states`; False if it was not."""
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(list(from_states)))
+        .values(**values)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
+def last_covered(connection: Connection, recipient: str, channel: str, kind: str) -> datetime | None:
+    query = select(func.max(deliveries.c.covers_until)).where(
+        deliveries.c.recipient == recipient, deliveries.c.channel == channel, deliveries.c.kind == kind
+    )
+    value: datetime | None = connection.execute(query).scalar_one_or_none()
+    return value
+
+
+def has_delivery(connection: Connection, key: str) -> bool:
+    return connection.execute(select(deliveries.c.id).where(deliveries.c.key == key)).first() is not None
+
+
+def list_deliveries(connection: Connection, states: Collection[str] | None, limit: int) -> list[Delivery]:
+    query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
+    if states is not None:
+        query = query.where(deliveries.c.state.in_(list(states)))
+    return [_delivery(row) for row in connection.execute(query)]
+
+
+def alerted_item_ids(connection: Connection, recipient: str, channel: str) -> set[str]:
+    query = select(deliveries.c.payload).where(
+        deliveries.c.kind == "alert",
+        deliveries.c.recipient == recipient,
+        deliveries.c.channel == channel,
+        deliveries.c.state.not_in(UNDELIVERED_STATES),
+    )
+    found: set[str] = set()
+    for payload in connection.execute(query).scalars():
+        found.update(str(entry["id"]) for entry in (payload or {}).get("items", ()) if "id" in entry)
+    return found
+
+
+def _row(planned: PlannedDelivery, now: datetime) -> dict[str, Any]:
+    return {
+        "key": planned.key,
+        "kind": planned.kind,
+        "channel": planned.channel,
+        "recipient": planned.recipient,
+        "address": planned.address,
+        "period_key": planned.period_key,
+        "payload": dict(planned.payload),
+        "message_id": planned.message_id,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "covers_until": planned.covers_until,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(
+        id=row.id,
+        key=row.key,
+        kind=row.kind,
+        channel=row.channel,
+        recipient=row.recipient,
+        address=row.address,
+        period_key=row.period_key,
+        payload=row.payload,
+        message_id=row.message_id,
+        state=row.state,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+    )

@@ -1,0 +1,296 @@
+"""`Store`: the one object the rest of digestbot uses to reach the database.
+
+Every method is one short transaction (BEGIN IMMEDIATE on SQLite when it writes) and takes the time it should
+record as an argument: the store never reads the clock, so tests and `digestbot once --now` control time.
+SQL for items and the outbox lives in `items.py` and `outbox.py`; this module holds sources, meta and
+unsubscribes, which are a few lines each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, Row, case, delete, select
+
+from bot.errors import StoreError
+from bot.models import Delivery, Item, SourceHealth
+from bot.store import items as item_sql
+from bot.store import outbox
+from bot.store.engine import create_store_engine, dialect_insert, migrate, transaction
+from bot.store.outbox import RETRYABLE_STATES, PlannedDelivery
+from bot.store.schema import meta, sources, unsubscribes
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers about one source between fetches.
+
+    `max_item_count` is the most items one fetch ever returned, so the fetch stage can call a sudden drop to zero
+    a layout change. `not_before` is a hold (Retry-After, host back-off): no request to the source before then.
+    """
+
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    last_item_count: int | None = None
+    max_item_count: int | None = None
+    not_before: datetime | None = None
+    next_due_at: datetime | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures > 0
+
+
+class Store:
+    """The database behind digestbot: the item diff, source state, the outbox, meta and unsubscribes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and migrate to head (safe when several processes open the same database at once)."""
+        engine = create_store_engine(url)
+        try:
+            migrate(engine)
+        except CommandError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot migrate the database: {exc}",
+                             hint="Was it created by a newer digestbot? Upgrade digestbot, or use another "
+                                  "database.") from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, write=False)
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, write=True)
+
+    # -- sources -------------------------------------------------------------------------------------------
+
+    def get_source_state(self, name: str) -> SourceState:
+        """The stored state, or a blank one for a source never fetched."""
+        with self._read() as connection:
+            row = connection.execute(select(sources).where(sources.c.name == name)).first()
+        return _source_state(row) if row is not None else SourceState(name=name)
+
+    def source_states(self) -> list[SourceState]:
+        with self._read() as connection:
+            return [_source_state(row) for row in connection.execute(select(sources).order_by(sources.c.name))]
+
+    def source_health(self, names: Iterable[str]) -> list[SourceHealth]:
+        """Health of the named sources, in the order given; a source never fetched is not failing."""
+        states = {state.name: state for state in self.source_states()}
+        return [_health(states.get(name) or SourceState(name=name)) for name in names]
+
+    def record_fetch_ok(self, name: str, *, at: datetime, etag: str | None, last_modified: str | None,
+                        item_count: int | None, not_modified: bool = False, next_due_at: datetime | None) -> None:
+        """A successful fetch resets the failure count and clears the hold.
+
+        On "not modified" the validators are kept unless new ones are given and item counts are untouched;
+        otherwise the validators are replaced as received (a server that stopped sending an ETag loses it).
+        """
+        values: dict[str, Any] = {"last_fetch_at": at, "last_success_at": at, "last_error": None,
+                                  "consecutive_failures": 0, "not_before": None, "next_due_at": next_due_at}
+        if not_modified:
+            values.update({k: v for k, v in (("etag", etag), ("last_modified", last_modified)) if v is not None})
+            self._upsert_source(name, values, values)
+            return
+        values.update(etag=etag, last_modified=last_modified, last_item_count=item_count)
+        highest = case(
+            (sources.c.max_item_count.is_(None), item_count),
+            (sources.c.max_item_count < item_count, item_count),
+            else_=sources.c.max_item_count,
+        )
+        self._upsert_source(name, {**values, "max_item_count": item_count}, {**values, "max_item_count": highest})
+
+    def record_fetch_error(self, name: str, *, at: datetime, error: str, next_due_at: datetime | None,
+                           not_before: datetime | None = None) -> None:
+        """Count one more consecutive failure; validators and item counts are left as they were."""
+        values: dict[str, Any] = {"last_fetch_at": at, "last_error": _clip(error), "next_due_at": next_due_at,
+                                  "not_before": not_before}
+        self._upsert_source(name, {**values, "consecutive_failures": 1},
+                            {**values, "consecutive_failures": sources.c.consecutive_failures + 1})
+
+    def _upsert_source(self, name: str, insert: dict[str, Any], update: dict[str, Any]) -> None:
+        with self._write() as connection:
+            statement = dialect_insert(connection, sources).values(name=name, **insert)
+            connection.execute(statement.on_conflict_do_update(index_elements=["name"], set_=update))
+
+    # -- items ---------------------------------------------------------------------------------------------
+
+    def save_items(self, source_name: str, items: Sequence[Item], *, seen_at: datetime) -> list[Item]:
+        """Upsert by canonical id in one transaction; return only items no source had delivered before.
+
+        Known items are refreshed (metrics merged, empty abstract/authors/section/published filled) and not
+        returned. NUL characters are dropped from text fields (PostgreSQL cannot store them) and an empty
+        `Item.source` becomes `source_name`; the returned items are these cleaned ones. Repeated ids within one
+        batch: the first wins.
+        """
+        with self._write() as connection:
+            return item_sql.save_items(connection, source_name, items, seen_at)
+
+    def get_items(self, ids: Sequence[str]) -> dict[str, Item]:
+        """Stored items by id (missing ids are absent); `Item.source` is the source that first had it."""
+        with self._read() as connection:
+            return item_sql.get_items(connection, ids)
+
+    def items_first_seen_between(self, start: datetime | None, end: datetime) -> list[Item]:
+        """Items with start < first_seen_at <= end (no lower bound if start is None), oldest first."""
+        with self._read() as connection:
+            return item_sql.items_first_seen_between(connection, start, end)
+
+    def item_count(self) -> int:
+        with self._read() as connection:
+            return item_sql.item_count(connection)
+
+    # -- outbox --------------------------------------------------------------------------------------------
+
+    def plan(self, deliveries: Sequence[PlannedDelivery], *, now: datetime) -> list[str]:
+        """Insert all planned deliveries in one transaction; return the keys that did not exist yet."""
+        with self._write() as connection:
+            return outbox.plan(connection, deliveries, now)
+
+    def last_covered(self, recipient: str, channel: str, kind: str = "digest") -> datetime | None:
+        """The latest `covers_until` planned for this recipient and channel: where the next digest starts."""
+        with self._read() as connection:
+            return outbox.last_covered(connection, recipient, channel, kind)
+
+    def has_delivery(self, key: str) -> bool:
+        with self._read() as connection:
+            return outbox.has_delivery(connection, key)
+
+    def claim(self, *, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+        """Atomically move up to `limit` due rows to `sending` with a lease; each is counted as an attempt."""
+        with self._write() as connection:
+            return outbox.claim(connection, now, limit, lease)
+
+    def mark_sent(self, delivery_id: int, *, at: datetime) -> bool:
+        """Record a send. Like every mark_*, only applies to a `sending` row and says whether it did."""
+        return self._transition(delivery_id, ("sending",), state="sent", sent_at=at, lease_until=None, updated_at=at)
+
+    def mark_retry(self, delivery_id: int, *, error: str, next_attempt_at: datetime) -> bool:
+        """Back to pending, due again at `next_attempt_at`."""
+        return self._transition(delivery_id, ("sending",), state="pending", last_error=_clip(error),
+                                next_attempt_at=next_attempt_at, lease_until=None)
+
+    def mark_failed(self, delivery_id: int, *, error: str, at: datetime) -> bool:
+        """Permanent failure: not retried unless someone requeues it."""
+        return self._transition(delivery_id, ("sending",), state="failed", last_error=_clip(error),
+                                lease_until=None, updated_at=at)
+
+    def mark_unknown(self, delivery_id: int, *, error: str, at: datetime) -> bool:
+        """The send may or may not have happened (connection lost after the data went out): no blind retry."""
+        return self._transition(delivery_id, ("sending",), state="unknown", last_error=_clip(error),
+                                lease_until=None, updated_at=at)
+
+    def mark_expired(self, delivery_id: int, *, at: datetime, error: str = "expired") -> bool:
+        """Too old to be worth sending (catch-up policy); applies to pending or sending rows."""
+        return self._transition(delivery_id, ("pending", "sending"), state="expired", last_error=_clip(error),
+                                lease_until=None, updated_at=at)
+
+    def requeue(self, delivery_id: int, *, now: datetime) -> bool:
+        """A person's "try again": failed/unknown/expired back to pending, due now, attempts counted afresh."""
+        return self._transition(delivery_id, RETRYABLE_STATES, state="pending", next_attempt_at=now, attempts=0,
+                                lease_until=None, updated_at=now)
+
+    def _transition(self, delivery_id: int, from_states: Collection[str], **values: Any) -> bool:
+        with self._write() as connection:
+            return outbox.transition(connection, delivery_id, from_states, **values)
+
+    def deliveries(self, states: Collection[str] | None = None, limit: int = 100) -> list[Delivery]:
+        """Outbox rows, newest first, optionally only in the given states."""
+        with self._read() as connection:
+            return outbox.list_deliveries(connection, states, limit)
+
+    def alerted_item_ids(self, recipient: str, channel: str) -> set[str]:
+        """Ids in `payload["items"]` of alert rows for this recipient and channel that were not failed/expired."""
+        with self._read() as connection:
+            return outbox.alerted_item_ids(connection, recipient, channel)
+
+    # -- meta and unsubscribes -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read() as connection:
+            value: str | None = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+            return value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as connection:
+            statement = dialect_insert(connection, meta).values(key=key, value=value)
+            connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    def unsubscribe(self, address: str, *, at: datetime) -> None:
+        """Addresses are compared case-insensitively; the first unsubscribe time is kept."""
+        with self._write() as connection:
+            statement = dialect_insert(connection, unsubscribes)
+            statement = statement.values(address=_address(address), unsubscribed_at=at)
+            connection.execute(statement.on_conflict_do_nothing(index_elements=["address"]))
+
+    def resubscribe(self, address: str) -> None:
+        with self._write() as connection:
+            connection.execute(delete(unsubscribes).where(unsubscribes.c.address == _address(address)))
+
+    def is_unsubscribed(self, address: str) -> bool:
+        with self._read() as connection:
+            query = select(unsubscribes.c.address).where(unsubscribes.c.address == _address(address))
+            return connection.execute(query).first() is not None
+
+    def unsubscribed(self) -> set[str]:
+        with self._read() as connection:
+            return set(connection.execute(select(unsubscribes.c.address)).scalars())
+
+
+def _address(address: str) -> str:
+    return address.strip().lower()
+
+
+def _clip(error: str) -> str:
+    return error.replace("\x00", "")[:MAX_ERROR_CHARS]
+
+
+def _source_state(row: Row[Any]) -> SourceState:
+    return SourceState(
+        name=row.name,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        last_fetch_at=row.last_fetch_at,
+        last_success_at=row.last_success_at,
+        last_error=row.last_error,
+        consecutive_failures=row.consecutive_failures,
+        last_item_count=row.last_item_count,
+        max_item_count=row.max_item_count,
+        not_before=row.not_before,
+        next_due_at=row.next_due_at,
+    )
+
+
+def _health(state: SourceState) -> SourceHealth:
+    return SourceHealth(name=state.name, failing=state.failing, consecutive_failures=state.consecutive_failures,
+                        last_error=state.last_error, last_success=state.last_success_at)

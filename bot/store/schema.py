@@ -1,0 +1,140 @@
+"""Tables of the store, as SQLAlchemy Core.
+
+Core rather than ORM: the store hands out dataclasses from `bot.models`, never rows, so a mapper would only add a
+layer to translate twice. The naming convention gives every constraint a stable name, which Alembic's batch mode
+on SQLite needs to alter tables later.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "unknown", "expired")
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in as aware UTC and always comes back aware UTC.
+
+    PostgreSQL keeps `timestamptz` but returns it in the session time zone; SQLite has no time zone at all and
+    returns naive values. Naive input is refused: the store never guesses what a naive time meant.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; pass an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_fetch_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("last_item_count", Integer),
+    Column("max_item_count", Integer),
+    Column("not_before", UTCDateTime),
+    Column("next_due_at", UTCDateTime),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("abstract", Text, nullable=False, server_default=""),
+    Column("authors", JSON, nullable=False),
+    Column("published", UTCDateTime),
+    Column("metrics", JSON, nullable=False),
+    Column("section", Text),
+    Column("first_source", String, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Index(None, "first_seen_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String, nullable=False, unique=True),
+    Column("kind", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("recipient", String, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("period_key", String, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("state", String, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("covers_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'expired')", name="state"),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "recipient", "channel", "kind"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+unsubscribes = Table(
+    "unsubscribes",
+    metadata,
+    Column("address", String, primary_key=True),
+    Column("unsubscribed_at", UTCDateTime, nullable=False),
+)
