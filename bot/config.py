@@ -51,7 +51,8 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; expected an IANA name like \"Europe/Berlin\" or \"UTC\"")
+        raise ValueError(f"unknown time zone {value!r}; expected an IANA name like "
+                         "\"Europe/Berlin\" or \"UTC\"") from None
     return value
 
 

@@ -220,8 +220,8 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     were alerted and marks them instead of repeating them as news.
     """
     unsubscribed = store.unsubscribed()
-    recipients: list[Recipient] = [r for r in (*config.subscribers, *config.slack_channels)
-                                   if recipient_identity(r)[2] not in unsubscribed]
+    everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
+    recipients = [r for r in everyone if recipient_identity(r)[2] not in unsubscribed]
     failing = [h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
     result = PlanResult()
     for plan in (plan_alert, plan_digest):
@@ -230,9 +230,10 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
             delivery = plan(config, store, matcher, recipient, now=now)
             if delivery is None:
                 continue
-            delivery.payload["failing_sources"] = [
+            payload = {**delivery.payload, "failing_sources": [
                 {"name": h.name, "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
-                 "last_success": h.last_success.isoformat() if h.last_success else None} for h in failing]
+                 "last_success": h.last_success.isoformat() if h.last_success else None} for h in failing]}
+            delivery = replace(delivery, payload=payload)
             batch.append(delivery)
             result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
         result.planned.extend(store.plan(batch, now=now))

@@ -83,7 +83,8 @@ def test_every_n_hours_blocks() -> None:
     assert due == ("2026-11-23T12", datetime(2026, 11, 23, 12, tzinfo=UTC))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h", 3600), ("2d", 172800), ("90s", 90), ("1w", 604800)])
+@pytest.mark.parametrize(("text", "seconds"),
+                         [("30m", 1800), ("1h", 3600), ("2d", 172800), ("90s", 90), ("1w", 604800)])
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text).total_seconds() == seconds
 

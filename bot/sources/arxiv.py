@@ -1,0 +1,201 @@
+"""arXiv: the announcement feeds (`arxiv_feed`), the export API (`arxiv_api`) and the /list pages (`arxiv_list`).
+
+Every item has `id` `arxiv:<id without version>` and `url` `https://arxiv.org/abs/<id>`. Announcement
+feeds and /new list pages set `section` to the announce type ("new", "cross", "replace", "replace-cross");
+the source option `announce_types` (default {"new", "cross"}, or "all") chooses which are kept, so a
+revised old paper is not news by default. `published` is the announcement date from the feed or page
+(midnight in New York, where arXiv announces), or the API's first-version date.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from bot.errors import ParseError
+from bot.models import Item, Page
+from bot.sources.feeds import ARXIV, Entry, read_feed
+from bot.sources.ids import ARXIV_ABS, arxiv_id, collapse, parse_date
+
+DEFAULT_ANNOUNCE_TYPES = frozenset({"new", "cross"})
+ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
+_PREFIX = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE)
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                        "dec"), start=1)}
+_DAY = re.compile(r"(?:(?P<wd>[A-Za-z]{3})[a-z]*,?\s+)?(?P<day>\d{1,2})\s+(?P<mon>[A-Za-z]{3})[a-z]*\.?"
+                  r"(?:\s+(?P<year>\d{4}|\d{2})\b)?")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SECTIONS = (("new submission", "new"), ("cross", "cross"), ("replacement", "replace"))
+
+
+def _new_york() -> tzinfo:
+    try:
+        return ZoneInfo("America/New_York")
+    except ZoneInfoNotFoundError:  # no tz database installed: UTC is a day-accurate stand-in
+        return UTC
+
+
+def announce_types(options: Mapping[str, Any]) -> frozenset[str] | None:
+    """The announce types a source keeps; None means all."""
+    wanted = options.get("announce_types")
+    if wanted is None:
+        return DEFAULT_ANNOUNCE_TYPES
+    if isinstance(wanted, str):
+        return None if wanted in ("all", "*") else frozenset({wanted})
+    return frozenset(str(w) for w in wanted)
+
+
+def _kept(item: Item, wanted: frozenset[str] | None) -> bool:
+    return wanted is None or item.section is None or item.section in wanted
+
+
+def parse_arxiv_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    """rss.arxiv.org RSS 2.0 or Atom. A channel without items (weekends, holidays) is a quiet day: []."""
+    entries = read_feed(page)
+    if not entries:
+        return []
+    items = [item for item in map(_announcement_item, entries) if item is not None]
+    if not items:
+        raise ParseError(f"{page.url}: {len(entries)} entries but no arXiv ids in them; layout changed?")
+    wanted = announce_types(options)
+    return [item for item in items if _kept(item, wanted)]
+
+
+def _announcement_item(entry: Entry) -> Item | None:
+    paper_id = arxiv_id(entry.guid) or arxiv_id(entry.link)
+    if paper_id is None or not entry.title:
+        return None
+    prefix = _PREFIX.match(entry.summary)
+    section = collapse(entry.element.findtext(f"{ARXIV}announce_type")) or (prefix.group("type") if prefix else "")
+    authors = tuple(name for names in entry.authors for name in map(collapse, names.split(",")) if name)
+    return Item(
+        id=f"arxiv:{paper_id}",
+        title=entry.title,
+        url=ARXIV_ABS + paper_id,
+        abstract=collapse(entry.summary[prefix.end():] if prefix else entry.summary),
+        authors=authors,
+        published=parse_date(entry.published),
+        section=section.lower() or None,
+    )
+
+
+def parse_arxiv_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    """export.arxiv.org/api/query Atom, current and legacy (pre-2025) formats. No entries: no results, []."""
+    entries = read_feed(page)
+    items: list[Item] = []
+    for entry in entries:
+        if "/api/errors" in entry.guid:  # the API reports a bad query as a single entry
+            raise ParseError(f"{page.url}: arXiv API error: {collapse(entry.summary)}",
+                             hint="Check the query parameters in the source URL.")
+        paper_id = arxiv_id(entry.guid) or arxiv_id(entry.link)
+        if paper_id is None or not entry.title:
+            continue
+        items.append(Item(
+            id=f"arxiv:{paper_id}",
+            title=entry.title,
+            url=ARXIV_ABS + paper_id,
+            abstract=collapse(entry.summary),
+            authors=entry.authors,
+            published=parse_date(entry.published),
+        ))
+    if entries and not items:
+        raise ParseError(f"{page.url}: {len(entries)} entries but no arXiv ids in them; layout changed?")
+    return items
+
+
+def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    """arxiv.org/list/<cat>/recent (one `dl#articles` per day) or /new (one per announce type)."""
+    tree = LexborHTMLParser(page.text())
+    sections = tree.css("dl#articles")
+    if not sections:
+        if "no new submissions" in page.text().lower():
+            return []
+        raise ParseError(f"{page.url}: no dl#articles section found; layout changed?")
+    page_day = _page_day(tree, page.fetched_at)
+    items: list[Item] = []
+    for dl in sections:
+        heading = dl.css_first("h3")
+        heading_text = collapse(heading.text()) if heading is not None else ""
+        day = _heading_day(heading_text, page.fetched_at) or page_day
+        section = _heading_section(heading_text)
+        items += _list_items(dl, day, section, page.url)
+    if not items:
+        raise ParseError(f"{page.url}: {len(sections)} article sections but no entries read; layout changed?")
+    wanted = announce_types(options)
+    return [item for item in items if _kept(item, wanted)]
+
+
+def _page_day(tree: LexborHTMLParser, fetched_at: datetime) -> datetime | None:
+    """The /new page says "Showing new listings for Tuesday, 28 July 2026" above its sections."""
+    for heading in tree.css("h3"):
+        text = collapse(heading.text())
+        if text.lower().startswith("showing new listings for"):
+            return _heading_day(text, fetched_at)
+    return None
+
+
+def _heading_section(heading: str) -> str | None:
+    lowered = heading.lower()
+    return next((section for marker, section in _SECTIONS if lowered.startswith(marker)), None)
+
+
+def _heading_day(heading: str, fetched_at: datetime) -> datetime | None:
+    """A heading date ("Mon, 27 Jul 2026", "Tuesday, 28 July 2026", "Mon, 27 Jul") at midnight New York.
+
+    Without a year, the year is the one that puts the date closest before the fetch (a December listing
+    fetched in January is last year's), preferring years where the printed weekday matches.
+    """
+    match = _DAY.search(heading)
+    month = _MONTHS.get(match.group("mon").lower()) if match else None
+    if match is None or month is None:
+        return None
+    day = int(match.group("day"))
+    if match.group("year"):
+        year = int(match.group("year"))
+        years = [year + 2000 if year < 100 else year]
+    else:
+        years = [fetched_at.year + 1, fetched_at.year, fetched_at.year - 1]
+    candidates = []
+    for year in years:
+        try:
+            candidates.append(datetime(year, month, day, tzinfo=_new_york()))
+        except ValueError:
+            continue
+    if len(years) > 1:
+        latest = fetched_at + timedelta(days=2)
+        candidates = [c for c in candidates if c <= latest]
+        weekday = (match.group("wd") or "").lower()
+        matching = [c for c in candidates if _WEEKDAYS[c.weekday()] == weekday]
+        candidates = matching or candidates
+    return max(candidates).astimezone(UTC) if candidates else None
+
+
+def _list_items(dl: LexborNode, day: datetime | None, section: str | None, base: str) -> list[Item]:
+    items: list[Item] = []
+    for dt, dd in zip(dl.css("dt"), dl.css("dd"), strict=False):
+        link = dt.css_first('a[title="Abstract"]') or dt.css_first('a[href*="/abs/"]')
+        paper_id = arxiv_id(urljoin("https://arxiv.org/", link.attributes.get("href") or "")) if link else None
+        title_node = dd.css_first("div.list-title")
+        title = re.sub(r"^Title:\s*", "", collapse(title_node.text())) if title_node is not None else ""
+        if paper_id is None or not title:
+            continue
+        entry_section = section
+        if section == "replace" and "cross-list" in dt.text().lower():
+            entry_section = "replace-cross"
+        abstract_node = dd.css_first("p.mathjax")
+        items.append(Item(
+            id=f"arxiv:{paper_id}",
+            title=title,
+            url=ARXIV_ABS + paper_id,
+            abstract=collapse(abstract_node.text()) if abstract_node is not None else "",
+            authors=tuple(collapse(a.text()) for a in dd.css("div.list-authors a")),
+            published=day,
+            section=entry_section,
+        ))
+    return items

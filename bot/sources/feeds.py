@@ -1,0 +1,223 @@
+"""Generic sources: RSS 2.0 / RSS 1.0 / Atom feeds (`feed`) and listing pages read with CSS selectors (`css`).
+
+The XML reading here (`read_feed` → `Entry`) is shared with the arXiv parsers, which add arXiv's own
+conventions on top. Titles are kept as text (a title `<script>` stays the literal string, escaping is
+the renderer's job); summaries that feeds declare or serve as HTML are reduced to their text.
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from bot.errors import ParseError
+from bot.models import Item, Page
+from bot.sources.ids import canonical_id, collapse, parse_date
+
+log = logging.getLogger(__name__)
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+DC = "{http://purl.org/dc/elements/1.1/}"
+ARXIV = "{http://arxiv.org/schemas/atom}"
+CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
+PRISM = "{http://prismstandard.org/namespaces/basic/2.0/}"
+RSS1 = "{http://purl.org/rss/1.0/}"
+RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One feed entry with the fields every flavour has, before any source-specific reading."""
+
+    element: ET.Element
+    title: str
+    link: str
+    guid: str
+    summary: str
+    published: str
+    authors: tuple[str, ...]
+    doi: str
+
+
+def parse_xml(page: Page) -> ET.Element:
+    """The document root; bytes go to expat so the XML declaration's encoding is honoured."""
+    try:
+        return ET.fromstring(page.body)
+    except ET.ParseError as exc:
+        raise ParseError(f"{page.url}: not well-formed XML ({exc}); layout changed?") from exc
+
+
+def read_feed(page: Page) -> list[Entry]:
+    """Entries of an RSS 2.0, RSS 1.0 (RDF) or Atom document; [] when the feed has no entries at all."""
+    root = parse_xml(page)
+    if root.tag == "rss":
+        channel = root.find("channel")
+        if channel is None:
+            raise ParseError(f"{page.url}: RSS without a <channel>; layout changed?")
+        return [_rss_entry(e, page.url) for e in channel.findall("item")]
+    if root.tag == f"{ATOM}feed":
+        return [_atom_entry(e, page.url) for e in root.findall(f"{ATOM}entry")]
+    if root.tag == f"{RDF}RDF":
+        return [_rss_entry(e, page.url) for e in root.findall(f"{RSS1}item")]
+    raise ParseError(f"{page.url}: XML root <{root.tag}> is not RSS or Atom; layout changed?")
+
+
+def _text(element: ET.Element, path: str) -> str:
+    found = element.find(path)
+    return "".join(found.itertext()) if found is not None else ""
+
+
+def _rss_text(element: ET.Element, name: str) -> str:
+    """RSS 2.0 elements are un-namespaced, RSS 1.0 ones live in the RSS 1.0 namespace."""
+    return _text(element, name) or _text(element, f"{RSS1}{name}")
+
+
+def _rss_entry(item: ET.Element, base: str) -> Entry:
+    guid_el = item.find("guid")
+    guid = (guid_el.text or "").strip() if guid_el is not None else ""
+    link = _rss_text(item, "link").strip() or item.get(f"{RDF}about", "")
+    if not link and guid_el is not None and guid_el.get("isPermaLink", "true") != "false":
+        link = guid
+    summary = _rss_text(item, "description") or _text(item, f"{CONTENT}encoded")
+    authors = [collapse(el.text) for el in item.findall(f"{DC}creator")] or [_rss_author(item)]
+    return Entry(
+        element=item,
+        title=collapse(_rss_text(item, "title")),
+        link=urljoin(base, link) if link else "",
+        guid=guid,
+        summary=summary,
+        published=_text(item, "pubDate") or _text(item, f"{DC}date"),
+        authors=tuple(a for a in authors if a),
+        doi=_text(item, f"{ARXIV}DOI") or _text(item, f"{PRISM}doi") or _text(item, f"{DC}identifier"),
+    )
+
+
+def _rss_author(item: ET.Element) -> str:
+    """RSS 2.0 `<author>` is `email (Name)`; keep the name."""
+    raw = collapse(_text(item, "author"))
+    if raw.endswith(")") and "(" in raw:
+        return raw[raw.index("(") + 1 : -1].strip()
+    return raw
+
+
+def _atom_entry(entry: ET.Element, base: str) -> Entry:
+    links = entry.findall(f"{ATOM}link")
+    alternate = next((ln for ln in links if ln.get("rel", "alternate") == "alternate"), None)
+    href = alternate.get("href", "") if alternate is not None else ""
+    summary_el = entry.find(f"{ATOM}summary")
+    if summary_el is None:
+        summary_el = entry.find(f"{ATOM}content")
+    authors = [collapse(_text(a, f"{ATOM}name")) for a in entry.findall(f"{ATOM}author")]
+    authors += [collapse(el.text) for el in entry.findall(f"{DC}creator")]
+    return Entry(
+        element=entry,
+        title=_atom_text(entry.find(f"{ATOM}title")),
+        link=urljoin(base, href) if href else "",
+        guid=_text(entry, f"{ATOM}id").strip(),
+        summary="".join(summary_el.itertext()) if summary_el is not None else "",
+        published=_text(entry, f"{ATOM}published") or _text(entry, f"{ATOM}updated"),
+        authors=tuple(a for a in authors if a),
+        doi=_text(entry, f"{ARXIV}doi") or _text(entry, f"{ARXIV}DOI"),
+    )
+
+
+def _atom_text(element: ET.Element | None) -> str:
+    """An Atom text construct as plain text: markup removed only where `type` says it is markup."""
+    if element is None:
+        return ""
+    text = "".join(element.itertext())
+    return html_text(text) if element.get("type") == "html" else collapse(text)
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed (scripts and styles dropped)."""
+    if "<" not in markup and "&" not in markup:
+        return collapse(markup)
+    tree = LexborHTMLParser(f"<div>{markup}</div>")
+    tree.strip_tags(["script", "style"])
+    body = tree.body
+    return collapse(body.text(separator=" ") if body is not None else "")
+
+
+def parse_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    """Any RSS/Atom feed. Ids: arXiv or DOI when the entry's link/guid/doi names one, else the link."""
+    entries = read_feed(page)
+    if not entries:
+        return []  # a well-formed feed with no entries says itself that there is nothing new
+    items = [item for item in map(_feed_item, entries) if item is not None]
+    if not items:
+        raise ParseError(f"{page.url}: {len(entries)} feed entries, none with a title and link; layout changed?")
+    return items
+
+
+def _feed_item(entry: Entry) -> Item | None:
+    url = entry.link or (entry.guid if "://" in entry.guid else "")
+    if not entry.title or not url:
+        log.warning("feed entry without title or link skipped (guid %r)", entry.guid)
+        return None
+    return Item(
+        id=canonical_id(arxiv=entry.guid, doi_text=entry.doi, url=url),
+        title=entry.title,
+        url=url,
+        abstract=html_text(entry.summary),
+        authors=entry.authors,
+        published=parse_date(entry.published),
+    )
+
+
+def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    """A listing page read with selectors from the source options: `item`, `title`, optional `link`,
+    `summary`, `date` (each relative to the item element)."""
+    item_sel, title_sel = options.get("item"), options.get("title")
+    if not isinstance(item_sel, str) or not isinstance(title_sel, str):
+        raise ParseError(f"{page.url}: a css source needs string options `item` and `title`",
+                         hint="Add options = { item = \"...\", title = \"...\" } to the [[sources]] entry.")
+    tree = LexborHTMLParser(page.text())
+    nodes = tree.css(item_sel)
+    if not nodes:
+        raise ParseError(f"{page.url}: no element matches item selector {item_sel!r}; layout changed?")
+    items = [item for item in (_css_item(node, options, page.url) for node in nodes) if item is not None]
+    if not items:
+        raise ParseError(f"{page.url}: {len(nodes)} {item_sel!r} elements but none with a title and link; "
+                         "layout changed?")
+    return items
+
+
+def _css_item(node: LexborNode, options: Mapping[str, Any], base: str) -> Item | None:
+    title_node = node.css_first(options["title"])
+    if title_node is None:
+        return None
+    title = collapse(title_node.text())
+    href = _css_href(node, title_node, options.get("link"))
+    if not title or not href:
+        return None
+    url = urljoin(base, href)
+    summary_node = node.css_first(options["summary"]) if options.get("summary") else None
+    date_node = node.css_first(options["date"]) if options.get("date") else None
+    date_text = (date_node.attributes.get("datetime") or date_node.text()) if date_node is not None else None
+    return Item(
+        id=canonical_id(url=url),
+        title=title,
+        url=url,
+        abstract=collapse(summary_node.text(separator=" ")) if summary_node is not None else "",
+        published=parse_date(date_text),
+    )
+
+
+def _css_href(node: LexborNode, title_node: LexborNode, link_sel: Any) -> str:
+    """The item's link: the `link` selector's href, else the title's own link, else the item's first link."""
+    if isinstance(link_sel, str) and link_sel:
+        candidates = [node.css_first(link_sel)]
+    else:
+        candidates = [title_node if title_node.tag == "a" else title_node.css_first("a[href]"),
+                      node if node.tag == "a" else node.css_first("a[href]")]
+    for candidate in candidates:
+        if candidate is not None and candidate.attributes.get("href"):
+            return (candidate.attributes.get("href") or "").strip()
+    return ""

@@ -1,0 +1,301 @@
+"""Polite HTTP fetching: one `Fetcher` (one shared `httpx.AsyncClient`) turns a `Source` into a `Page`.
+
+    fetch(source) ── file:// or a path ─► read the file (mtime as Last-Modified)
+        └─ http(s) ─► per-host turn (semaphore, min spacing, Retry-After "not before")
+                     ─► GET (conditional) ─► 3xx: follow ≤ 5, http(s) only
+                                           ─► 304: None;  2xx: body capped on decoded bytes
+                                           ─► 429/5xx/connect error/timeout: retry with backoff + jitter
+                                           ─► other 4xx: FetchError at once
+
+Everything runs under one total deadline per fetch. Every failure is a `FetchError` naming the URL with a
+hint. `host_not_before` maps "host[:port]" to the UTC time before which that host must not be asked again
+(from Retry-After); the caller may persist it and put it back into a new Fetcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import formatdate, parsedate_to_datetime
+from types import TracebackType
+from urllib.parse import unquote, urljoin, urlsplit
+from urllib.request import url2pathname
+
+import httpx
+
+from bot.errors import FetchError
+from bot.models import Page, Source
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_HINT_TRANSIENT = "The site did not answer properly; the source is retried on its next refresh."
+_HINT_SIZE = "The URL may point at the wrong thing (an archive, a video); raise the size cap only if it is right."
+_HINT_STATUS = {
+    401: "The site wants a login; digestbot can only read public pages.",
+    403: "The site refuses this client (login required or bots blocked); check the URL and the user agent.",
+    404: "The page is not there: check `url` in the [[sources]] entry.",
+    410: "The page is gone for good: remove or replace the source.",
+    429: "The site is rate-limiting us: make this source's `every` longer.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes = b""
+
+
+class Fetcher:
+    """Fetches sources politely; use as `async with Fetcher(ua) as fetcher: page = await fetcher.fetch(src)`."""
+
+    def __init__(self, user_agent: str, *, timeout: float = 20.0, deadline: float = 60.0,
+                 max_bytes: int = 20_000_000, max_retries: int = 3, per_host_concurrency: int = 2,
+                 min_host_interval: float = 1.0, backoff_base: float = 1.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.max_retries = max_retries
+        self.per_host_concurrency = per_host_concurrency
+        self.min_host_interval = min_host_interval
+        self.backoff_base = backoff_base
+        self.host_not_before: dict[str, datetime] = {}
+        self._next_slot: dict[str, float] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,  # followed by hand: count, scheme check and politeness per hop
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, source: Source, *, etag: str | None = None,
+                    last_modified: str | None = None) -> Page | None:
+        """The page at `source.url`, or None when the server (or file) says it is not modified."""
+        url = source.url
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            headers = {"If-None-Match": etag} if etag else {}
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.deadline):
+                    return await self._fetch_http(url, headers, loop.time() + self.deadline)
+            except TimeoutError as exc:
+                raise FetchError(f"{url}: no complete response within the {self.deadline:g} s deadline",
+                                 hint=_HINT_TRANSIENT) from exc
+        if scheme == "file":
+            return await asyncio.to_thread(self._read_file, url, url2pathname(unquote(urlsplit(url).path)),
+                                           last_modified)
+        if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+            return await asyncio.to_thread(self._read_file, url, url, last_modified)
+        raise FetchError(f"{url}: unsupported URL scheme {scheme!r}",
+                         hint="Use an http(s):// URL, a file:// URL or a local path.")
+
+    async def _fetch_http(self, url: str, headers: dict[str, str], deadline_at: float) -> Page | None:
+        """One fetch with retries; Retry-After waits happen in `_take_turn` through `host_not_before`."""
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                reply = await self._follow(url, headers, deadline_at)
+            except _RETRYABLE as exc:
+                if last:
+                    raise FetchError(f"{url}: {_describe(exc)} after {attempts} attempts",
+                                     hint=_HINT_TRANSIENT) from exc
+                log.info("%s: %s, retrying", url, _describe(exc))
+                await self._sleep_backoff(attempt, deadline_at)
+                continue
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise FetchError(f"{url}: {_describe(exc)}", hint="Check the source URL in the config.") from exc
+            if reply.status == 304:
+                return None
+            if 200 <= reply.status < 300:
+                return _page(reply)
+            if reply.status != 429 and reply.status < 500:
+                raise FetchError(f"{reply.url}: HTTP {reply.status}", status=reply.status,
+                                 hint=_HINT_STATUS.get(reply.status, "Check the source URL in the config."))
+            retry_after = _retry_after(reply.headers)
+            if retry_after is not None:
+                host = _host(reply.url)
+                self.host_not_before[host] = datetime.now(UTC) + timedelta(seconds=retry_after)
+            if last:
+                raise FetchError(f"{reply.url}: HTTP {reply.status} after {attempts} attempts", status=reply.status,
+                                 retry_after=retry_after, hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
+            log.info("%s: HTTP %s, retrying", reply.url, reply.status)
+            if retry_after is None:
+                await self._sleep_backoff(attempt, deadline_at)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _sleep_backoff(self, attempt: int, deadline_at: float) -> None:
+        delay = min(60.0, self.backoff_base * 2**attempt * random.uniform(0.5, 1.5))
+        remaining = deadline_at - asyncio.get_running_loop().time()
+        await asyncio.sleep(max(0.0, min(delay, remaining)))
+
+    async def _follow(self, url: str, headers: dict[str, str], deadline_at: float) -> _Reply:
+        """GET `url`, following at most MAX_REDIRECTS redirects, to http(s) URLs only."""
+        for _ in range(MAX_REDIRECTS + 1):
+            reply = await self._get(url, headers, deadline_at)
+            location = reply.headers.get("location")
+            if reply.status not in _REDIRECTS or not location:
+                return reply
+            target = urljoin(url, location.strip())
+            if urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise FetchError(f"{url}: redirect to a non-HTTP URL {target!r} refused",
+                                 hint="Check the source URL; only http(s) redirects are followed.")
+            url = target
+        raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects",
+                         hint="The URL redirects in a loop or too often; put the final URL in the config.")
+
+    async def _get(self, url: str, headers: dict[str, str], deadline_at: float) -> _Reply:
+        """One request within this host's turn; the body is read only for a 2xx answer."""
+        host = _host(url)
+        semaphore = self._semaphores.setdefault(host, asyncio.Semaphore(self.per_host_concurrency))
+        async with semaphore:
+            await self._take_turn(host, url, deadline_at)
+            async with self._client.stream("GET", url, headers=headers) as response:
+                body = await self._read_capped(response, url) if 200 <= response.status_code < 300 else b""
+                return _Reply(str(response.url), response.status_code, response.headers, body)
+
+    async def _take_turn(self, host: str, url: str, deadline_at: float) -> None:
+        """Wait for this host's Retry-After time and spacing; fail at once if that is past the deadline."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        not_before = self.host_not_before.get(host)
+        start = now
+        if not_before is not None:
+            start += max(0.0, (not_before - datetime.now(UTC)).total_seconds())
+        start = max(start, self._next_slot.get(host, now))
+        if start > deadline_at:
+            wait = start - now
+            raise FetchError(f"{url}: the site asked us to wait {wait:.0f} s, beyond this fetch's deadline",
+                             retry_after=wait, hint=_HINT_STATUS[429])
+        self._next_slot[host] = start + self.min_host_interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
+        """The decoded body, stopping as soon as it passes max_bytes (so a gzip bomb never inflates fully)."""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        inflater = _Inflater(encoding, url)
+        declared = response.headers.get("content-length", "")
+        if encoding == "identity" and declared.isdigit() and int(declared) > self.max_bytes:
+            raise FetchError(f"{url}: body larger than {self.max_bytes} bytes ({declared} declared)", hint=_HINT_SIZE)
+        body = bytearray()
+        async for raw in response.aiter_raw():
+            body += inflater.inflate(raw, self.max_bytes + 1 - len(body))
+            if len(body) > self.max_bytes:
+                raise FetchError(f"{url}: body larger than {self.max_bytes} bytes", hint=_HINT_SIZE)
+        return bytes(body)
+
+    def _read_file(self, shown: str, path: str, last_modified: str | None) -> Page | None:
+        """A local file as a Page: what the demo and `digestbot parse FILE` read."""
+        try:
+            stat = os.stat(path)
+            mtime = formatdate(stat.st_mtime, usegmt=True)
+            if last_modified == mtime:
+                return None
+            if stat.st_size > self.max_bytes:
+                raise FetchError(f"{shown}: file larger than {self.max_bytes} bytes", hint=_HINT_SIZE)
+            with open(path, "rb") as handle:
+                body = handle.read()
+        except OSError as exc:
+            raise FetchError(f"{shown}: cannot read the file ({exc.strerror or exc})",
+                             hint="Check the path; a relative path is read from the working directory.") from exc
+        return Page(url=shown, body=body, fetched_at=datetime.now(UTC), last_modified=mtime)
+
+
+class _Inflater:
+    """Content-Encoding decoding with an output limit per call (zlib `max_length`)."""
+
+    def __init__(self, encoding: str, url: str) -> None:
+        if encoding in ("gzip", "x-gzip"):
+            self._wbits: int | None = 16 + zlib.MAX_WBITS
+        elif encoding == "deflate":
+            self._wbits = zlib.MAX_WBITS
+        elif encoding in ("identity", ""):
+            self._wbits = None
+        else:
+            raise FetchError(f"{url}: unsupported Content-Encoding {encoding!r}",
+                             hint="The server ignored our Accept-Encoding (gzip, deflate).")
+        self._url = url
+        self._zlib = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+
+    def _zlib_wbits(self) -> int:
+        return self._wbits if self._wbits is not None else zlib.MAX_WBITS
+
+    def inflate(self, data: bytes, limit: int) -> bytes:
+        if self._zlib is None:
+            return data
+        try:
+            out = self._zlib.decompress(data, limit)
+            if self._zlib.eof and self._zlib.unused_data and len(out) < limit:  # concatenated gzip members
+                rest = self._zlib.unused_data
+                self._zlib = zlib.decompressobj(self._zlib_wbits())
+                out += self.inflate(rest, limit - len(out))
+        except zlib.error as exc:
+            raise FetchError(f"{self._url}: corrupt compressed body ({exc})", hint=_HINT_TRANSIENT) from exc
+        return out
+
+
+def _page(reply: _Reply) -> Page:
+    return Page(
+        url=reply.url,
+        body=reply.body,
+        fetched_at=datetime.now(UTC),
+        content_type=reply.headers.get("content-type", ""),
+        status=reply.status,
+        etag=reply.headers.get("etag"),
+        last_modified=reply.headers.get("last-modified"),
+    )
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: Exception) -> str:
+    """A short human phrase for an httpx error (its own message is often empty)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})" if str(exc) else "cannot connect"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

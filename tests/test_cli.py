@@ -1,0 +1,115 @@
+"""The command contract, as scripts and people call it: exit codes, JSON lines, messages with keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
+
+
+def digestbot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real command in a subprocess, as a user would (`python -m bot` is the same entry point)."""
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=60, check=False)
+
+
+def test_check_config_ok_on_the_example() -> None:
+    result = digestbot("check-config", "--config", str(ROOT / "config.example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    assert "2 source(s)" in result.stdout
+
+
+def test_check_config_reports_typo_timezone_and_syntax(tmp_path: Path) -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("[smtp]", "[smpt]").replace('"Europe/Berlin"', '"Europe/Berln"'))
+    result = digestbot("check-config", "--config", str(bad))
+    assert result.returncode == 1
+    assert "smpt: unknown key" in result.stderr
+    assert "subscribers[0].timezone: unknown time zone 'Europe/Berln'" in result.stderr
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace("[profiles.recsys]", "[profiles.recsys"))
+    result = digestbot("check-config", "--config", str(broken))
+    assert result.returncode == 1
+    assert "TOML syntax error" in result.stderr and "line" in result.stderr
+
+
+def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    result = digestbot("once", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert "config file not found" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_parse_json_lines() -> None:
+    result = digestbot("parse", "--kind", "hf_api", str(FIXTURES / "hf_api_daily_papers_2026-07-31.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    items = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(items) == 5
+    assert items[0]["id"] == "arxiv:2607.23193"
+    assert {"id", "title", "url", "abstract", "authors", "published", "metrics"} <= set(items[0])
+
+
+def test_parse_weekend_feed_is_empty_and_fine() -> None:
+    result = digestbot("parse", "--kind", "arxiv_feed", str(FIXTURES / "arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml"),
+                       "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_parse_wrong_kind_says_layout_changed() -> None:
+    result = digestbot("parse", "--kind", "hf_api", str(FIXTURES / "arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml"))
+    assert result.returncode == 1
+    assert "layout changed?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def rank_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "profiles.toml"
+    config.write_text('[profiles.rlhf]\nkeywords = ["DPO", "reward model"]\n\n'
+                      '[profiles.recsys]\nkeywords = ["recommender"]\n')
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "a", "title": "DPO without a reward model", "abstract": "We study DPO."},
+        {"id": "b", "title": "A recommender for papers", "abstract": "Collaborative filtering."},
+        {"id": "c", "title": "Unrelated", "abstract": "Nothing here about either."},
+        {"id": "d", "title": "Scaling laws", "abstract": "A reward model is trained."},
+    ]
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return config, items
+
+
+def test_rank_one_profile_best_first_with_reasons(rank_inputs: tuple[Path, Path]) -> None:
+    config, items = rank_inputs
+    result = digestbot("rank", "--config", str(config), "--profile", "rlhf", "--items", str(items), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["a", "d"]
+    assert rows[0]["score"] > rows[1]["score"]
+    assert {r["term"] for r in rows[0]["reasons"]} == {"DPO", "reward model"}
+    assert "profile" not in rows[0]
+
+
+def test_rank_every_profile_names_the_profile(rank_inputs: tuple[Path, Path]) -> None:
+    config, items = rank_inputs
+    result = digestbot("rank", "--config", str(config), "--items", str(items), "--json", "--top", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {(r["profile"], r["id"]) for r in rows} == {("rlhf", "a"), ("recsys", "b")}
+
+
+def test_rank_unknown_profile(rank_inputs: tuple[Path, Path]) -> None:
+    config, items = rank_inputs
+    result = digestbot("rank", "--config", str(config), "--profile", "nope", "--items", str(items))
+    assert result.returncode == 1
+    assert "no profile named 'nope'" in result.stderr

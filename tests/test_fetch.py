@@ -1,0 +1,219 @@
+"""Fetcher behaviour against a real HTTP server on 127.0.0.1 (tests/localhttp.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.errors import FetchError
+from bot.models import Source
+from bot.sources.fetch import Fetcher
+from tests.localhttp import LocalHTTPServer, Reply
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+HF_PAGE = "hf_papers_daily_2024-08-01.html"
+UA = "digestbot-test/1.0 (+mailto:test@example.org)"
+
+
+def src(url: str) -> Source:
+    return Source(name="t", kind="feed", url=url)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalHTTPServer]:
+    with LocalHTTPServer(directory=FIXTURES) as running:
+        yield running
+
+
+def make_fetcher(**overrides: Any) -> Fetcher:
+    settings: dict[str, Any] = {"timeout": 5.0, "deadline": 5.0, "max_retries": 3, "backoff_base": 0.01,
+                                "min_host_interval": 0.0}
+    settings.update(overrides)
+    return Fetcher(UA, **settings)
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    async with make_fetcher() as running:
+        yield running
+
+
+async def test_200_with_etag_then_304_is_none(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    page = await fetcher.fetch(src(server.url("/" + HF_PAGE)))
+    assert page is not None
+    assert page.body == (FIXTURES / HF_PAGE).read_bytes()
+    assert page.status == 200 and page.etag and page.last_modified
+    assert page.content_type.startswith("text/html")
+    assert page.fetched_at.tzinfo is not None
+
+    again = await fetcher.fetch(src(server.url("/" + HF_PAGE)), etag=page.etag, last_modified=page.last_modified)
+    assert again is None
+    sent = server.requests_for("/" + HF_PAGE)
+    assert sent[1].headers["if-none-match"] == page.etag
+    assert sent[1].headers["if-modified-since"] == page.last_modified
+    assert all(r.headers["user-agent"] == UA for r in sent)
+
+
+async def test_last_modified_alone_gives_304(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    page = await fetcher.fetch(src(server.url("/" + HF_PAGE)))
+    assert page is not None
+    assert await fetcher.fetch(src(server.url("/" + HF_PAGE)), last_modified=page.last_modified) is None
+
+
+async def test_5xx_retried_then_success(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/flaky", Reply(500), Reply(503), Reply(200, b"finally"))
+    page = await fetcher.fetch(src(server.url("/flaky")))
+    assert page is not None and page.body == b"finally"
+    assert len(server.requests_for("/flaky")) == 3
+
+
+async def test_5xx_every_time_fails_after_retries(server: LocalHTTPServer) -> None:
+    server.route("/down", Reply(502))
+    async with make_fetcher(max_retries=2) as fetcher:
+        with pytest.raises(FetchError, match=r"/down: HTTP 502 after 3 attempts") as caught:
+            await fetcher.fetch(src(server.url("/down")))
+    assert caught.value.status == 502 and caught.value.hint
+    assert len(server.requests_for("/down")) == 3
+
+
+async def test_429_retry_after_seconds_is_honoured(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/limited", Reply(429, headers={"Retry-After": "1"}), Reply(200, b"ok"))
+    page = await fetcher.fetch(src(server.url("/limited")))
+    assert page is not None and page.body == b"ok"
+    first, second = server.requests_for("/limited")
+    assert second.at - first.at >= 0.9
+    host = server.base_url.removeprefix("http://")
+    assert host in fetcher.host_not_before
+
+
+async def test_retry_after_beyond_deadline_fails_at_once(server: LocalHTTPServer) -> None:
+    server.route("/slowdown", Reply(429, headers={"Retry-After": "120"}))
+    async with make_fetcher(deadline=3.0) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError) as caught:
+            await fetcher.fetch(src(server.url("/slowdown")))
+        assert time.monotonic() - started < 1.0
+        assert caught.value.retry_after is not None and caught.value.retry_after > 100
+        assert "/slowdown" in str(caught.value)
+        # The host's "not before" time is kept: the next fetch to that host sends nothing.
+        host = server.base_url.removeprefix("http://")
+        assert fetcher.host_not_before[host] > datetime.now(UTC) + timedelta(seconds=100)
+        with pytest.raises(FetchError) as again:
+            await fetcher.fetch(src(server.url("/" + HF_PAGE)))
+        assert again.value.retry_after is not None and again.value.retry_after > 100
+    assert len(server.requests) == 1
+
+
+async def test_retry_after_http_date(server: LocalHTTPServer) -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    server.route("/maintenance", Reply(503, headers={"Retry-After": when}))
+    async with make_fetcher(deadline=3.0) as fetcher:
+        with pytest.raises(FetchError) as caught:
+            await fetcher.fetch(src(server.url("/maintenance")))
+    assert caught.value.retry_after is not None and 3500 < caught.value.retry_after <= 3600
+
+
+async def test_404_is_not_retried(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    with pytest.raises(FetchError, match="HTTP 404") as caught:
+        await fetcher.fetch(src(server.url("/missing.xml")))
+    assert caught.value.status == 404
+    assert server.url("/missing.xml") in str(caught.value)
+    assert "[[sources]]" in caught.value.hint
+    assert len(server.requests_for("/missing.xml")) == 1
+
+
+async def test_gzip_body_is_decoded(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/zipped", Reply(200, gzip.compress(b"<rss/>" * 1000), {"Content-Encoding": "gzip"}))
+    page = await fetcher.fetch(src(server.url("/zipped")))
+    assert page is not None and page.body == b"<rss/>" * 1000
+
+
+async def test_gzip_bomb_stops_at_the_cap(server: LocalHTTPServer) -> None:
+    bomb = gzip.compress(b"\0" * 30_000_000, compresslevel=6)
+    assert len(bomb) < 100_000
+    server.route("/bomb", Reply(200, bomb, {"Content-Encoding": "gzip"}))
+    async with make_fetcher(max_bytes=1_000_000) as fetcher:
+        with pytest.raises(FetchError, match="larger than 1000000 bytes"):
+            await fetcher.fetch(src(server.url("/bomb")))
+    assert len(server.requests_for("/bomb")) == 1  # too large is not retried
+
+
+async def test_declared_length_over_cap(server: LocalHTTPServer) -> None:
+    server.route("/huge", Reply(200, b"x" * 5000))
+    async with make_fetcher(max_bytes=1000) as fetcher:
+        with pytest.raises(FetchError, match="larger than 1000 bytes"):
+            await fetcher.fetch(src(server.url("/huge")))
+
+
+async def test_redirects_followed(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/a", Reply(301, headers={"Location": "/b"}))
+    server.route("/b", Reply(302, headers={"Location": server.url("/" + HF_PAGE)}))
+    page = await fetcher.fetch(src(server.url("/a")))
+    assert page is not None and page.url == server.url("/" + HF_PAGE)
+
+
+async def test_redirect_loop_is_an_error(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/loop", Reply(302, headers={"Location": "/loop"}))
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        await fetcher.fetch(src(server.url("/loop")))
+    assert len(server.requests_for("/loop")) == 6
+
+
+async def test_redirect_to_non_http_scheme_refused(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/sneaky", Reply(302, headers={"Location": "file:///etc/passwd"}))
+    with pytest.raises(FetchError, match="non-HTTP"):
+        await fetcher.fetch(src(server.url("/sneaky")))
+
+
+async def test_deadline_bounds_a_slow_answer(server: LocalHTTPServer) -> None:
+    server.route("/slow", Reply(200, b"late", delay=3.0))
+    async with make_fetcher(deadline=0.5) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="deadline"):
+            await fetcher.fetch(src(server.url("/slow")))
+    assert time.monotonic() - started < 1.5
+
+
+async def test_connect_error_retried_then_reported() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with make_fetcher(max_retries=2) as fetcher:
+        with pytest.raises(FetchError, match="after 3 attempts") as caught:
+            await fetcher.fetch(src(f"http://127.0.0.1:{port}/feed.xml"))
+    assert f"127.0.0.1:{port}" in str(caught.value) and caught.value.hint
+
+
+async def test_requests_to_one_host_are_spaced(server: LocalHTTPServer) -> None:
+    server.route("/one", Reply(200, b"1"))
+    server.route("/two", Reply(200, b"2"))
+    async with make_fetcher(min_host_interval=0.3) as fetcher:
+        await asyncio.gather(fetcher.fetch(src(server.url("/one"))), fetcher.fetch(src(server.url("/two"))))
+    first, second = sorted(server.requests, key=lambda r: r.at)
+    assert second.at - first.at >= 0.25
+
+
+async def test_local_path_and_file_url_are_read(fetcher: Fetcher) -> None:
+    path = FIXTURES / "hf_api_daily_papers_2026-07-31.json"
+    page = await fetcher.fetch(src(str(path)))
+    assert page is not None and page.body == path.read_bytes() and page.url == str(path)
+    assert page.fetched_at.tzinfo is not None
+    by_url = await fetcher.fetch(src(path.as_uri()))
+    assert by_url is not None and by_url.body == page.body
+    assert await fetcher.fetch(src(str(path)), last_modified=page.last_modified) is None
+
+
+async def test_missing_file_and_bad_scheme(fetcher: Fetcher, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="cannot read the file"):
+        await fetcher.fetch(src(str(tmp_path / "nope.xml")))
+    with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
+        await fetcher.fetch(src("ftp://example.org/feed.xml"))
