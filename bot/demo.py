@@ -8,7 +8,6 @@ speaks the Web API. Nothing here is a mock: only the far ends are local.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import logging
 import mailbox

@@ -89,20 +89,26 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why an item scored: one term, the field it matched in, how often, and what it added to the score."""
+    """Why an item scored: one term, the field it matched in, how often, and what it added to the score.
+
+    `kind` is "keyword" for the profile's own terms and "description" for words taken from its plain-words
+    description, which weigh less and are shown apart, so the reader sees their keywords first.
+    """
 
     term: str
     field: str
     count: int
     weight: float
+    kind: str = "keyword"
 
     def to_json(self) -> dict[str, Any]:
-        return {"term": self.term, "field": self.field, "count": self.count, "weight": round(self.weight, 4)}
+        return {"term": self.term, "field": self.field, "count": self.count, "weight": round(self.weight, 4),
+                "kind": self.kind}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Reason:
         return cls(term=str(data["term"]), field=str(data["field"]), count=int(data["count"]),
-                   weight=float(data["weight"]))
+                   weight=float(data["weight"]), kind=str(data.get("kind") or "keyword"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +120,25 @@ class ScoredItem:
     score: float
     reasons: tuple[Reason, ...] = ()
 
-    def explain(self) -> str:
-        """Compact reasons, strongest first: "DPO in title, reward model in abstract"."""
+    def explain(self, *, related: int = 3) -> str:
+        """Compact reasons, strongest first: "DPO in title, reward model in abstract; related: policy, preference".
+
+        Keyword matches are named with their fields; description words follow, at most `related` of them.
+        """
         by_term: dict[str, list[str]] = {}
+        described: list[str] = []
         for reason in sorted(self.reasons, key=lambda r: -r.weight):
+            if reason.kind != "keyword":
+                if reason.term not in described:
+                    described.append(reason.term)
+                continue
             fields = by_term.setdefault(reason.term, [])
             if reason.field not in fields:
                 fields.append(reason.field)
-        return ", ".join(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())
+        text = ", ".join(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())
+        if described[:related]:
+            text += ("; related: " if text else "related: ") + ", ".join(described[:related])
+        return text
 
 
 @dataclass(frozen=True, slots=True)

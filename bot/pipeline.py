@@ -27,6 +27,10 @@ from bot.store import PlannedDelivery, Store
 log = logging.getLogger(__name__)
 
 REFRESH_CONCURRENCY = 8
+# A well-formed page with no items is a quiet day only where quiet days exist (arXiv announces nothing on
+# weekends); elsewhere, zero items from a source that used to list this many is a broken scraper.
+SUSPICIOUS_DROP = 3
+QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,9 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
                                   item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due)
             return RefreshResult(source.name, "not-modified")
         items = [replace(item, source=source.name) for item in parse_page(source.kind, page, source)]
+        if not items and (state.max_item_count or 0) >= SUSPICIOUS_DROP and source.kind not in QUIET_DAY_KINDS:
+            raise ParseError(f"{source.url}: no items, where earlier fetches found up to {state.max_item_count}; "
+                             "layout changed?")
     except (FetchError, ParseError) as exc:
         not_before = None
         if isinstance(exc, FetchError) and exc.retry_after:

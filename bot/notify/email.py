@@ -1,0 +1,238 @@
+"""Email: build the MIME message, send it over one reused SMTP connection, classify every failure.
+
+The outbox decides what happens next from the DeliveryError flags, so the classification here is the contract
+(RELIABILITY.md): nothing sent yet → `retry`; 4xx → `retry`; 5xx → no retry; auth or a server that will not do
+the TLS we require → `stop_batch`; connection lost once the message body is on the wire → `unknown` (the
+retry reuses the Message-ID, so a receiving system can drop the duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from types import TracebackType
+
+from aiosmtplib import (
+    SMTP,
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
+
+from bot.config import SmtpSettings
+from bot.errors import DeliveryError
+from bot.render import SUBJECT_LIMIT, RenderedEmail, one_line
+
+log = logging.getLogger(__name__)
+
+_URI_UNSAFE = str.maketrans({"<": "%3C", ">": "%3E", ",": "%2C", " ": "%20", '"': "%22"})
+
+
+def _uri(value: str) -> str:
+    """A URI that cannot break out of its `<...>` in List-Unsubscribe."""
+    return one_line(value).replace(" ", "").translate(_URI_UNSAFE)
+
+
+def build_message(rendered: RenderedEmail, *, sender: str, to: str, message_id: str, date: datetime, list_id: str,
+                  unsubscribe_mailto: str | None, unsubscribe_url: str | None) -> EmailMessage:
+    """multipart/alternative (text first, HTML last) with list headers; every header value made one-line."""
+    message = EmailMessage()
+    message["Subject"] = one_line(rendered.subject, SUBJECT_LIMIT)
+    message["From"] = one_line(sender)
+    message["To"] = one_line(to)
+    message["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))
+    message["Message-ID"] = one_line(message_id)
+    message["List-Id"] = one_line(list_id)
+    links = []
+    if unsubscribe_mailto:
+        mailto = _uri(unsubscribe_mailto)
+        links.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
+    url = _uri(unsubscribe_url) if unsubscribe_url else ""
+    if url.lower().startswith(("https://", "http://")):
+        links.append(f"<{url}>")
+    if links:
+        message["List-Unsubscribe"] = ", ".join(links)
+    if url.lower().startswith("https://"):  # RFC 8058 one-click needs HTTPS
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a bot
+    message.set_content(rendered.text, subtype="plain", cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return message
+
+
+class EmailNotifier:
+    """Sends messages over ONE SMTP connection per batch (`async with`), reconnecting after a drop.
+
+    Sends on one notifier are serialised (one SMTP transaction at a time); run several notifiers for
+    concurrency. The password is read from the environment at connect time and never stored or logged.
+    """
+
+    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+        self._settings = settings
+        self._tls_context = tls_context
+        self._smtp: SMTP | None = None
+        self._lock = asyncio.Lock()
+        self.connections = 0  # opened so far; lets tests and logs see reuse
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return f"EmailNotifier({s.host}:{s.port}, security={s.security!r}, user={s.username!r})"
+
+    async def __aenter__(self) -> EmailNotifier:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """QUIT politely; a server that is already gone just gets its socket closed."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None or not smtp.is_connected:
+            return
+        try:
+            await smtp.quit(timeout=min(self._settings.timeout, 10.0))
+        except (SMTPException, OSError):
+            smtp.close()
+
+    async def send(self, message: EmailMessage) -> None:
+        """One SMTP transaction; raises DeliveryError with the outbox flags set."""
+        sender = extract_sender(message)
+        recipients = extract_recipients(message)
+        if not sender or not recipients:
+            raise DeliveryError("message has no From or no To address", retry=False)
+        data = flatten_message(message, utf8=False, cte_type="7bit")
+        async with self._lock:
+            reused = self._smtp is not None and self._smtp.is_connected
+            smtp = await self._connection()
+            try:
+                await self._transaction(smtp, sender, recipients, data)
+            except _StaleConnection:
+                if not reused:
+                    raise DeliveryError(f"SMTP server {self._where} closed the connection before MAIL FROM",
+                                        retry=True) from None
+                # An idle connection the server had already closed: nothing was sent, so one reconnect is safe.
+                log.info("SMTP connection to %s went stale; reconnecting", self._where)
+                smtp = await self._connection()
+                try:
+                    await self._transaction(smtp, sender, recipients, data)
+                except _StaleConnection:
+                    raise DeliveryError(f"SMTP server {self._where} closed the connection before MAIL FROM",
+                                        retry=True) from None
+        log.info("sent %s via %s", message.get("Message-ID", "?"), self._where)
+
+    @property
+    def _where(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    async def _transaction(self, smtp: SMTP, sender: str, recipients: list[str], data: bytes) -> None:
+        phase = "MAIL FROM"
+        try:
+            await smtp.mail(sender)
+            phase = "RCPT TO"
+            for recipient in recipients:
+                await smtp.rcpt(recipient)
+            phase = "DATA"
+            await smtp.data(data)
+        except SMTPResponseException as exc:
+            await self._reset(smtp)
+            temporary = 400 <= exc.code < 500
+            raise DeliveryError(f"SMTP server {self._where} refused {phase}: {exc.code} {one_line(exc.message, 200)}",
+                                retry=temporary) from None
+        except (SMTPServerDisconnected, OSError) as exc:  # includes aiosmtplib timeouts (TimeoutError)
+            smtp.close()
+            self._smtp = None
+            if phase == "MAIL FROM" and isinstance(exc, SMTPServerDisconnected):
+                raise _StaleConnection from None
+            if phase == "DATA":
+                raise DeliveryError(
+                    f"connection to SMTP server {self._where} lost during DATA; the message may or may not "
+                    f"have been accepted ({_reason(exc)})", retry=True, unknown=True,
+                    hint="It will be retried with the same Message-ID; a duplicate is possible.") from None
+            raise DeliveryError(f"connection to SMTP server {self._where} lost during {phase}: {_reason(exc)}",
+                                retry=True) from None
+        except SMTPException as exc:  # e.g. SMTPUTF8 needed but not offered: this message can never go
+            await self._reset(smtp)
+            raise DeliveryError(f"SMTP {phase} failed: {one_line(str(exc), 200)}", retry=False) from None
+
+    async def _reset(self, smtp: SMTP) -> None:
+        """RSET so the connection can carry the next message; drop it if even that fails."""
+        if not smtp.is_connected:
+            self._smtp = None
+            return
+        try:
+            await smtp.rset()
+        except (SMTPException, OSError):
+            smtp.close()
+            self._smtp = None
+
+    async def _connection(self) -> SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        self._smtp = await self._connect()
+        return self._smtp
+
+    async def _connect(self) -> SMTP:
+        s = self._settings
+        smtp = SMTP(hostname=s.host, port=s.port, timeout=s.timeout, use_tls=s.security == "tls", start_tls=False,
+                     tls_context=self._tls_context, validate_certs=True)
+        try:
+            await smtp.connect()
+            self.connections += 1
+            if s.security == "starttls":
+                await smtp.ehlo()
+                if not smtp.supports_extension("starttls"):
+                    raise DeliveryError(f"SMTP server {self._where} does not offer STARTTLS, which [smtp] security "
+                                        f"= \"starttls\" requires; nothing was sent", retry=True, stop_batch=True,
+                                        hint="Check the server's port and TLS set-up (or use security = \"tls\" "
+                                             "on port 465); digestbot never falls back to plaintext.")
+                await smtp.starttls()
+            if s.username:
+                await self._login(smtp)
+        except DeliveryError:
+            smtp.close()
+            raise
+        except ssl.SSLError as exc:
+            smtp.close()
+            raise DeliveryError(f"TLS with SMTP server {self._where} failed: {_reason(exc)}", retry=True,
+                                stop_batch=True, hint="Check the server certificate and [smtp] security.") from None
+        except SMTPResponseException as exc:
+            smtp.close()
+            raise DeliveryError(f"SMTP server {self._where} refused the session: {exc.code} "
+                                f"{one_line(exc.message, 200)}", retry=True, stop_batch=exc.code >= 500) from None
+        except (SMTPException, OSError) as exc:  # connect refused, DNS, timeouts, AUTH not offered
+            smtp.close()
+            raise DeliveryError(f"cannot reach SMTP server {self._where}: {_reason(exc)}", retry=True) from None
+        return smtp
+
+    async def _login(self, smtp: SMTP) -> None:
+        """Auth problems are the same for every message: stop the batch and tell a person."""
+        s = self._settings
+        hint = f"Check [smtp] username and the {s.password_env or 'password'} environment variable."
+        try:
+            await smtp.login(s.username or "", s.password() or "")
+        except SMTPAuthenticationError as exc:
+            raise DeliveryError(f"SMTP login as {s.username!r} refused by {self._where}: {exc.code}", retry=False,
+                                stop_batch=True, hint=hint) from None
+        except SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP login as {s.username!r} failed at {self._where}: {exc.code}",
+                                retry=exc.code < 500, stop_batch=True, hint=hint) from None
+        except SMTPException as exc:  # AUTH not offered, no common mechanism
+            if isinstance(exc, SMTPServerDisconnected):
+                raise
+            raise DeliveryError(f"SMTP login at {self._where} impossible: {_reason(exc)}", retry=False,
+                                stop_batch=True, hint=hint) from None
+
+
+class _StaleConnection(Exception):
+    """The server hung up before MAIL FROM was answered: provably nothing was sent."""
+
+
+def _reason(exc: BaseException) -> str:
+    return one_line(str(exc), 200) or type(exc).__name__

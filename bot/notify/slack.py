@@ -1,0 +1,153 @@
+"""Slack: post rendered messages with chat.postMessage (bot token) or an incoming webhook.
+
+Slack has no idempotency key, so the rules (RELIABILITY.md) are about never posting twice: slack_sdk's own
+retry handlers are switched off; a 429 is waited out (Retry-After, capped) and posted exactly once more; a
+connection lost after the request went out is "unknown" and is not re-posted. Errors that will not heal
+(`channel_not_found`, `invalid_auth`, webhook 404/410, ...) disable the destination. The token and webhook URLs
+are secrets: never logged, never in an error message, never in a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.config import SlackSettings
+from bot.errors import DeliveryError
+from bot.render import SlackMessage, one_line
+
+log = logging.getLogger(__name__)
+# slack_sdk logs request URLs at DEBUG; a webhook URL is a secret, so its loggers never go below WARNING.
+_sdk_log = logging.getLogger(f"{__name__}.sdk")
+_sdk_log.setLevel(logging.WARNING)
+
+MAX_RETRY_AFTER = 60.0
+DEFAULT_RETRY_AFTER = 5.0
+PERMANENT_API_ERRORS = frozenset({
+    "channel_not_found", "invalid_auth", "not_in_channel", "account_inactive", "token_revoked", "token_expired",
+    "not_authed", "is_archived", "missing_scope", "no_permission", "restricted_action", "team_access_not_granted",
+})
+PERMANENT_WEBHOOK_STATUSES = frozenset({403, 404, 410})  # invalid_token / no_service / channel_is_archived
+MALFORMED_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text",
+                              "invalid_arguments", "too_many_attachments"})
+_HINT = "Check the Slack token/webhook and that the bot is in the channel; the destination stays disabled."
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SlackNotifier:
+    """One instance per run; it holds no connection between posts (slack_sdk opens one per request)."""
+
+    def __init__(self, settings: SlackSettings, *, token: str | None, timeout: float = 30.0,
+                 max_retry_after: float = MAX_RETRY_AFTER, sleep: Sleep = asyncio.sleep) -> None:
+        self._settings = settings
+        self._timeout = max(1, int(round(timeout)))
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._client = AsyncWebClient(token=token, base_url=settings.base_url, timeout=self._timeout,
+                                      retry_handlers=[], logger=_sdk_log) if token else None
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(base_url={self._settings.base_url!r}, token={'set' if self._client else 'none'})"
+
+    async def post(self, channel: str, message: SlackMessage) -> None:
+        """chat.postMessage to `channel`; raises DeliveryError classified for the outbox."""
+        client = self._client
+        if client is None:
+            raise DeliveryError(f"no Slack token to post to {channel}", retry=False, disable_destination=True,
+                                hint=f"Set the {self._settings.token_env or 'Slack token'} environment variable.")
+        where = f"Slack channel {channel}"
+
+        async def attempt() -> None:
+            await client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks,
+                                          unfurl_links=False, unfurl_media=False)
+
+        await self._post_twice_at_most(where, attempt)
+        log.info("posted %d blocks to %s", len(message.blocks), where)
+
+    async def post_webhook(self, url: str, message: SlackMessage) -> None:
+        """POST to an incoming webhook; the URL (a secret) never appears in logs or errors."""
+        where = "Slack webhook"
+        client = AsyncWebhookClient(url, timeout=self._timeout, retry_handlers=[], logger=_sdk_log)
+
+        async def attempt() -> None:
+            response = await client.send(text=message.text, blocks=message.blocks, unfurl_links=False,
+                                         unfurl_media=False)
+            if response.status_code != 200:
+                raise _WebhookRejected(response.status_code, response.body, response.headers)
+
+        await self._post_twice_at_most(where, attempt, webhook=True)
+        log.info("posted %d blocks to %s", len(message.blocks), where)
+
+    async def _post_twice_at_most(self, where: str, attempt: Callable[[], Awaitable[None]], *,
+                                  webhook: bool = False) -> None:
+        """The one place that decides between waiting, re-posting and giving up."""
+        for tries in (1, 2):
+            try:
+                await attempt()
+                return
+            except SlackApiError as exc:
+                status, error, headers = exc.response.status_code, _api_error(exc.response.data), exc.response.headers
+            except _WebhookRejected as exc:
+                status, error, headers = exc.status, one_line(exc.body, 100), exc.headers
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                raise DeliveryError(f"cannot reach {where}: {type(exc).__name__}", retry=True) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise DeliveryError(f"connection to {where} lost mid-request ({type(exc).__name__}); the message "
+                                    f"may or may not have been posted", retry=False, unknown=True,
+                                    hint="Not re-posted automatically: Slack has no idempotency key.") from None
+            except SlackClientError as exc:
+                raise DeliveryError(f"{where}: {type(exc).__name__}", retry=True) from None
+            if status == 429:
+                wait = _retry_after(headers)
+                if tries == 2 or wait > self._max_retry_after:
+                    raise DeliveryError(f"{where} rate-limited (429), retry after {wait:g}s", retry=True,
+                                        retry_after=wait)
+                log.info("%s rate-limited; waiting %gs before the one re-post", where, wait)
+                await self._sleep(wait)
+                continue
+            raise _classify(where, status, error, webhook=webhook)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _WebhookRejected(Exception):
+    def __init__(self, status: int, body: str, headers: Mapping[str, Any]) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body or "", headers or {}
+
+
+def _api_error(data: Any) -> str:
+    if isinstance(data, Mapping):
+        return one_line(str(data.get("error") or "unknown_error"), 100)
+    return "non_json_response"
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float:
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else DEFAULT_RETRY_AFTER
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+
+
+def _classify(where: str, status: int, error: str, *, webhook: bool) -> DeliveryError:
+    """Permanent → disable the destination; our own malformed message → no retry; anything else → retry."""
+    if error in PERMANENT_API_ERRORS or (webhook and status in PERMANENT_WEBHOOK_STATUSES):
+        return DeliveryError(f"{where}: {_describe(status, error, webhook)}; disabling this destination",
+                             retry=False, disable_destination=True, hint=_HINT)
+    if error in MALFORMED_ERRORS or (webhook and status == 400):
+        return DeliveryError(f"{where}: message rejected ({_describe(status, error, webhook)})", retry=False)
+    return DeliveryError(f"{where}: {_describe(status, error, webhook)}", retry=True)
+
+
+def _describe(status: int, error: str, webhook: bool) -> str:
+    return f"HTTP {status} {error}".strip() if webhook or status != 200 else error

@@ -1,0 +1,324 @@
+"""Digest → email (HTML + plain text) and Slack Block Kit messages.
+
+Pure apart from reading templates. Everything scraped is hostile: HTML goes through Jinja's autoescape, Slack
+text through `escape_slack()`, header text through `one_line()`. The size limits that would silently damage a
+message (Gmail clips HTML above ~102 KB and hides the footer; Block Kit rejects > 50 blocks or long sections)
+are enforced here, so the notifiers never need to cut anything.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+
+import bot
+from bot.models import Digest, ScoredItem, SourceHealth
+
+log = logging.getLogger(__name__)
+
+HTML_LIMIT = 90_000  # bytes; Gmail clips at ~102 KB
+MAX_EMAIL_ITEMS = 100
+MAX_SLACK_ITEMS = 100
+SLACK_ITEMS_PER_MESSAGE = 20
+SUBJECT_LIMIT = 150
+SLACK_SECTION_LIMIT = 3000
+SLACK_HEADER_LIMIT = 150
+_METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comments", "github_stars": "★ {n}"}
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """Header-safe text: CR, LF, NUL and other control/format characters go, whitespace collapses, capped."""
+    kept = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif category != "Cf":  # bidi overrides, zero-width tricks
+            kept.append(ch)
+    flat = " ".join("".join(kept).split())
+    return truncate(flat, limit) if limit is not None else flat
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut at a word boundary when there is one near the end, and say so with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def escape_slack(text: str) -> str:
+    """Slack's three control characters, so scraped `<!channel>` or `<https://evil|x>` show literally."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only absolute http(s) links survive (no `javascript:`, no whitespace tricks)."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if any(unicodedata.category(ch)[0] in "CZ" for ch in url):
+        return None
+    return url
+
+
+def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
+    names = [one_line(a, 60) for a in authors if a.strip()]
+    return ", ".join(names[:keep]) + (" et al." if len(names) > keep else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    """One item as every template sees it: cleaned, capped and with its reasons grouped."""
+
+    title: str
+    url: str | None
+    authors: str
+    snippet: str
+    metrics: tuple[str, ...]
+    reasons: tuple[tuple[str, str], ...]  # keyword matches: (term, "title and abstract"), strongest first
+    related: tuple[str, ...]  # words from the profile's description, shown apart and lighter
+    explain: str
+    profile: str
+    score: float
+
+
+def item_view(scored: ScoredItem, snippet_chars: int = 300) -> ItemView:
+    item = scored.item
+    groups: dict[str, list[str]] = {}
+    related: list[str] = []
+    for reason in sorted(scored.reasons, key=lambda r: -r.weight):
+        term = one_line(reason.term, 60)
+        if reason.kind != "keyword":
+            if term not in related:
+                related.append(term)
+            continue
+        fields = groups.setdefault(term, [])
+        if one_line(reason.field, 30) not in fields:
+            fields.append(one_line(reason.field, 30))
+    metrics = tuple(_METRIC_LABELS.get(k, "{n} " + one_line(k, 30)).format(n=v) for k, v in item.metrics.items())
+    return ItemView(
+        title=one_line(item.title, 300) or "(untitled)",
+        url=safe_url(item.url),
+        authors=short_authors(item.authors),
+        snippet=one_line(item.abstract, snippet_chars),
+        metrics=metrics,
+        reasons=tuple((term, " and ".join(fields)) for term, fields in groups.items()),
+        related=tuple(related[:3]),
+        explain=one_line(scored.explain(), 500),
+        profile=one_line(scored.profile, 60),
+        score=scored.score,
+    )
+
+
+def _day(when: datetime) -> str:
+    return f"{when:%a} {when.day} {when:%b}"
+
+
+def _moment(when: datetime) -> str:
+    zone = when.tzname()
+    return f"{_day(when)} {when:%H:%M}" + (f" {zone}" if zone else "")
+
+
+def _profiles(digest: Digest) -> list[str]:
+    return list(dict.fromkeys(one_line(s.profile, 60) for s in digest.items))
+
+
+def _source_problem(health: SourceHealth) -> str:
+    detail = one_line(health.last_error or "failing", 120)
+    if health.last_success is not None:
+        detail += f" since {_moment(health.last_success)}"
+    return f"{one_line(health.name, 60)} ({detail})"
+
+
+def failing_notice(digest: Digest) -> str | None:
+    """ "2 sources failing: hf-daily (HTTP 503 since …), … — this digest may be incomplete." """
+    failing = [h for h in digest.failing_sources if h.failing] or list(digest.failing_sources)
+    if not failing:
+        return None
+    count = f"{len(failing)} source{'s' if len(failing) != 1 else ''} failing"
+    return f"{count}: {', '.join(_source_problem(h) for h in failing)} — this digest may be incomplete."
+
+
+def headline(digest: Digest) -> str:
+    """ "12 new papers for rlhf, recsys" (no date): the subject, the email title and the Slack header."""
+    profiles = ", ".join(_profiles(digest))
+    if digest.kind == "alert":
+        return f"New match for {profiles}" if profiles else "New match"
+    count = max(digest.total_matched, len(digest.items))
+    noun = "paper" if count == 1 else "papers"
+    lead = f"{count} new {noun}" if count else "No new papers"
+    return f"{lead} for {profiles}" if profiles else lead
+
+
+def subject(digest: Digest) -> str:
+    if digest.kind == "alert":
+        title = digest.items[0].item.title if digest.items else headline(digest)
+        return one_line(f"digestbot alert: {one_line(title)}", SUBJECT_LIMIT)
+    return one_line(f"digestbot: {headline(digest)} — {_day(digest.generated_at)}", SUBJECT_LIMIT)
+
+
+def default_templates_dir() -> Path:
+    """Installed wheels ship `templates/` as `bot/templates`; a checkout keeps it at the top of the repo."""
+    packaged = importlib.resources.files("bot") / "templates"
+    if packaged.is_dir() and (packaged / "digest.html.j2").is_file():
+        return Path(str(packaged))
+    return Path(bot.__file__).resolve().parent.parent / "templates"
+
+
+class Renderer:
+    """Jinja over `templates/`: autoescape for `*.html.j2`, none for `*.txt.j2`, undefined names are errors."""
+
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        self.templates_dir = templates_dir or default_templates_dir()
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False,
+                                                default=False),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render_email(self, digest: Digest) -> RenderedEmail:
+        """HTML and text with the same items; drops items from the end until the HTML fits HTML_LIMIT."""
+        name = "alert" if digest.kind == "alert" else "digest"
+        html_template = self._env.get_template(f"{name}.html.j2")
+        views = [item_view(s) for s in digest.items[:MAX_EMAIL_ITEMS]]
+        shown = len(views)
+        while True:
+            context = self._context(digest, views[:shown])
+            html = html_template.render(context)
+            size = len(html.encode("utf-8"))
+            if size <= HTML_LIMIT or shown <= 1:
+                break
+            shown = max(1, min(shown - 1, int(shown * HTML_LIMIT / size * 0.95)))
+        if shown < len(digest.items):
+            log.debug("email for %s capped at %d of %d items", digest.recipient, shown, len(digest.items))
+        text = self._env.get_template(f"{name}.txt.j2").render(context)
+        return RenderedEmail(subject=context["subject"], text=text, html=html)
+
+    def render_slack(self, digest: Digest) -> list[SlackMessage]:
+        """Block Kit, split into messages of SLACK_ITEMS_PER_MESSAGE items, each with a `text` fallback."""
+        alert = digest.kind == "alert"
+        views = [item_view(s, snippet_chars=500) for s in digest.items[:MAX_SLACK_ITEMS]]
+        chunks = [views[i: i + SLACK_ITEMS_PER_MESSAGE] for i in range(0, len(views), SLACK_ITEMS_PER_MESSAGE)]
+        chunks = chunks or [[]]
+        summary = escape_slack(subject(digest))
+        messages = []
+        for index, chunk in enumerate(chunks):
+            blocks: list[dict[str, Any]] = []
+            if index == 0:
+                blocks.extend(self._slack_intro(digest))
+            else:
+                blocks.append(_context(f"{escape_slack(headline(digest))} (continued, {index + 1}/{len(chunks)})"))
+            blocks.extend(_section(_slack_item(view, with_snippet=alert)) for view in chunk)
+            if index == len(chunks) - 1:
+                blocks.extend(_slack_outro(digest, len(views)))
+            part = f" ({index + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+            messages.append(SlackMessage(text=summary + part, blocks=blocks))
+        return messages
+
+    def _context(self, digest: Digest, views: list[ItemView]) -> dict[str, Any]:
+        total = max(digest.total_matched, len(digest.items))
+        return {
+            "kind": digest.kind,
+            "subject": subject(digest),
+            "headline": headline(digest),
+            "date": _day(digest.generated_at) + f" {digest.generated_at.year}",
+            "since": _moment(digest.since) if digest.since else None,
+            "items": views,
+            "more": total - len(views),
+            "total": total,
+            "notice": failing_notice(digest),
+            "profiles": _profiles(digest),
+            "recipient": one_line(digest.recipient, 100),
+            "public_url": safe_url(digest.public_url),
+            "unsubscribe_url": safe_url(digest.unsubscribe_url),
+        }
+
+    def _slack_intro(self, digest: Digest) -> list[dict[str, Any]]:
+        title = ("digestbot alert: " if digest.kind == "alert" else "digestbot: ") + headline(digest)
+        when = _day(digest.generated_at) + (f" · new since {_moment(digest.since)}" if digest.since else "")
+        blocks = [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(title, SLACK_HEADER_LIMIT)}},
+            _context(escape_slack(when)),
+        ]
+        notice = failing_notice(digest)
+        if notice:
+            blocks.append(_section(f":warning: {escape_slack(notice)}"))
+        if not digest.items:
+            blocks.append(_section("Nothing new matched your profiles this time."))
+        return blocks
+
+
+def slack_link(url: str, label: str) -> str:
+    """`<url|label>` built by us: the URL cannot close the link early and the label is escaped."""
+    safe = quote(url, safe=":/?#[]@!$&'()*+,;=%~-._")
+    return f"<{escape_slack(safe)}|{escape_slack(label)}>"
+
+
+def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
+    link = slack_link(view.url, view.title) if view.url and len(view.url) < 1500 else escape_slack(view.title)
+    lines = [f"*{link}*"]
+    byline = " · ".join(x for x in (view.authors, *view.metrics) if x)
+    if byline:
+        lines.append(escape_slack(byline))
+    if view.explain:
+        lines.append(f"_{escape_slack(view.explain)}_ · {escape_slack(view.profile)}")
+    if with_snippet and view.snippet:
+        lines.append(escape_slack(view.snippet))
+    return "\n".join(lines)
+
+
+def _slack_outro(digest: Digest, shown: int) -> list[dict[str, Any]]:
+    more = max(digest.total_matched, len(digest.items)) - shown
+    public = safe_url(digest.public_url)
+    parts = []
+    if more > 0:
+        parts.append(f"{more} more matched" + (f" — {slack_link(public, 'see all')}" if public else ""))
+    unsubscribe = safe_url(digest.unsubscribe_url)
+    if unsubscribe:
+        parts.append(slack_link(unsubscribe, "unsubscribe"))
+    return [_context(" · ".join(parts))] if parts else []
+
+
+def _section(text: str) -> dict[str, Any]:
+    if len(text) > SLACK_SECTION_LIMIT:  # unreachable with the caps above; never send an invalid block
+        text = text[: SLACK_SECTION_LIMIT - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SLACK_SECTION_LIMIT]}]}

@@ -1,0 +1,213 @@
+"""Rendering, judged by what the reader sees: links, titles, reasons, notices, limits and hostile input."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.models import Digest, Item, Reason, ScoredItem, SourceHealth
+from bot.render import (
+    HTML_LIMIT,
+    SLACK_HEADER_LIMIT,
+    SLACK_SECTION_LIMIT,
+    Renderer,
+    escape_slack,
+    one_line,
+    slack_link,
+)
+
+NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+def scored(i: int, *, title: str | None = None, url: str | None = None, profile: str = "rlhf",
+           abstract: str = "We align language models with human preferences using a learned reward model. " * 8,
+           ) -> ScoredItem:
+    item = Item(id=f"arxiv:2411.{i:05d}", title=title if title is not None else f"Direct Preference Optimization {i}",
+                url=url if url is not None else f"https://huggingface.co/papers/2411.{i:05d}", abstract=abstract,
+                authors=("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"),
+                metrics={"upvotes": 40 + i, "comments": 2})
+    reasons = (Reason("DPO", "title", 1, 2.0), Reason("reward model", "abstract", 1, 1.0))
+    return ScoredItem(item=item, profile=profile, score=3.0, reasons=reasons)
+
+
+def make_digest(n: int = 3, *, kind: str = "digest", total: int | None = None, failing: bool = False,
+                items: tuple[ScoredItem, ...] | None = None, channel: str = "email") -> Digest:
+    health = (SourceHealth("hf-daily", True, 4, "HTTP 503", datetime(2026, 11, 22, 6, 0, tzinfo=UTC)),
+              SourceHealth("arxiv-cl", True, 2, "timeout after 30s"))
+    chosen = items if items is not None else tuple(scored(i, profile="rlhf" if i % 2 else "recsys") for i in range(n))
+    return Digest(recipient="ada", channel=channel, kind=kind, period_key="2026-11-23", items=chosen,
+                  generated_at=NOW, total_matched=total if total is not None else len(chosen),
+                  failing_sources=health if failing else (), since=datetime(2026, 11, 22, 7, 0, tzinfo=UTC),
+                  unsubscribe_url="https://digest.example.org/unsubscribe/abc",
+                  public_url="https://digest.example.org")
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+def test_both_parts_carry_every_link_title_and_reason(renderer: Renderer) -> None:
+    digest = make_digest(4)
+    email = renderer.render_email(digest)
+    for part in (email.text, email.html):
+        for s in digest.items:
+            assert s.item.url in part
+            assert s.item.title in part
+            assert "DPO" in part and "reward model" in part
+            assert "Ada Lovelace, Alan Turing, Grace Hopper et al." in part
+        assert "▲ 41" in part
+    assert "DPO in title, reward model in abstract" in email.text
+    assert email.html.count('href="https://huggingface.co/papers/') == 4
+    assert email.subject == "digestbot: 4 new papers for recsys, rlhf — Mon 23 Nov"
+
+
+def test_snippet_is_short(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(1))
+    snippet = re.search(r"We align.*?…", email.html)
+    assert snippet and len(snippet.group(0)) <= 300
+
+
+def test_failing_sources_notice_in_both_parts(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(2, failing=True))
+    for part in (" ".join(email.text.split()), " ".join(re.sub(r"<[^>]+>", " ", email.html).split())):
+        assert "2 sources failing: hf-daily (HTTP 503 since Sun 22 Nov 06:00 UTC), arxiv-cl (timeout after 30s)" in part
+        assert "this digest may be incomplete" in part
+
+
+def test_more_matched_links_to_public_url(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(3, total=15))
+    assert "12 more matched: https://digest.example.org" in email.text
+    assert "12 more matched</strong>" in email.html and 'href="https://digest.example.org"' in email.html
+    assert email.subject.startswith("digestbot: 15 new papers")
+
+
+def test_500_items_fit_under_gmail_clipping_with_footer(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(500))
+    assert len(email.html.encode()) < HTML_LIMIT
+    shown = email.html.count('href="https://huggingface.co/papers/')
+    assert 20 <= shown < 500
+    assert f"{500 - shown} more matched" in email.html
+    assert email.html.rstrip().endswith("</html>")
+    assert 'href="https://digest.example.org/unsubscribe/abc"' in email.html
+    assert "Unsubscribe: https://digest.example.org/unsubscribe/abc" in email.text
+    assert email.text.count("https://huggingface.co/papers/") == shown  # same items in both parts
+
+
+def test_hostile_title_gives_a_one_line_capped_subject(renderer: Renderer) -> None:
+    alert = make_digest(kind="alert", items=(scored(1, title="x\r\nBcc: a@evil\x00\x1b[31m" + "long " * 60),))
+    email = renderer.render_email(alert)
+    assert email.subject.startswith("digestbot alert: x Bcc: a@evil")
+    assert not re.search(r"[\x00-\x1f\x7f]", email.subject)
+    assert len(email.subject) <= 150 and email.subject.endswith("…")
+
+
+def test_script_title_is_escaped_in_html(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(items=(scored(1, title="<script>alert(1)</script> & co"),)))
+    assert "<script>" not in email.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in email.html
+    assert "<script>alert(1)</script> & co" in email.text  # plain text is not HTML
+
+
+def test_only_http_links_are_links(renderer: Renderer) -> None:
+    email = renderer.render_email(make_digest(items=(scored(1, url="javascript:alert(1)"),)))
+    assert "javascript:" not in email.html and "javascript:" not in email.text
+
+
+def test_alert_and_empty_digest(renderer: Renderer) -> None:
+    alert = renderer.render_email(make_digest(kind="alert", items=(scored(7),)))
+    assert alert.subject == "digestbot alert: Direct Preference Optimization 7"
+    assert "instant alerts" in alert.text and "https://huggingface.co/papers/2411.00007" in alert.html
+    empty = renderer.render_email(make_digest(0, failing=True))
+    assert empty.subject == "digestbot: No new papers — Mon 23 Nov"
+    assert "Nothing new matched" in empty.text and "sources failing" in empty.html
+
+
+def test_plain_text_reads_well(renderer: Renderer) -> None:
+    text = renderer.render_email(make_digest(items=(scored(1, abstract="Short abstract."),), total=3)).text
+    assert text == (
+        "3 new papers for rlhf\n"  # counts every match, not only the one shown
+        "Mon 23 Nov 2026 · new since Sun 22 Nov 07:00 UTC\n"
+        "\n"
+        "1. Direct Preference Optimization 1\n"
+        "   https://huggingface.co/papers/2411.00001\n"
+        "   Ada Lovelace, Alan Turing, Grace Hopper et al. · ▲ 41 · 2 comments\n"
+        "   Matched (rlhf): DPO in title, reward model in abstract\n"
+        "   Short abstract.\n"
+        "\n"
+        "2 more matched: https://digest.example.org\n"
+        "\n"
+        "-- \n"
+        "You get this digest because ada subscribed to digestbot with the profile rlhf.\n"
+        "Open digestbot: https://digest.example.org\n"
+        "Unsubscribe: https://digest.example.org/unsubscribe/abc\n"
+    )
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("<!channel> & <https://evil|x>", "&lt;!channel&gt; &amp; &lt;https://evil|x&gt;"),
+    ("plain", "plain"),
+    ("a &amp; b", "a &amp;amp; b"),
+])
+def test_escape_slack(raw: str, expected: str) -> None:
+    assert escape_slack(raw) == expected
+
+
+def test_slack_shows_hostile_title_literally(renderer: Renderer) -> None:
+    digest = make_digest(items=(scored(1, title="<!channel> & <https://evil|x>"),), channel="slack")
+    messages = renderer.render_slack(digest)
+    dumped = repr([m.blocks for m in messages]) + " ".join(m.text for m in messages)
+    assert "<!channel>" not in dumped and "<https://evil" not in dumped
+    item_block = messages[0].blocks[2]["text"]["text"]
+    assert item_block.startswith("*<https://huggingface.co/papers/2411.00001|&lt;!channel&gt; &amp; "
+                                 "&lt;https://evil|x&gt;>*")
+
+
+def test_slack_link_cannot_be_broken_by_the_url() -> None:
+    assert slack_link("https://e.org/a|b>c?x=1&y=2", "t") == "<https://e.org/a%7Cb%3Ec?x=1&amp;y=2|t>"
+
+
+def test_slack_120_items_split_within_block_kit_limits(renderer: Renderer) -> None:
+    long_title = "A " + "very " * 80 + "long title"
+    items = tuple(scored(i, title=long_title, profile="rlhf") for i in range(120))
+    messages = renderer.render_slack(make_digest(items=items, failing=True, channel="slack"))
+    assert len(messages) >= 3
+    linked = 0
+    for number, message in enumerate(messages, 1):
+        assert message.text and f"({number}/{len(messages)})" in message.text
+        assert len(message.blocks) <= 50
+        for block in message.blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= SLACK_SECTION_LIMIT
+                linked += "https://huggingface.co/papers/" in block["text"]["text"]
+            if block["type"] == "header":
+                assert len(block["text"]["text"]) <= SLACK_HEADER_LIMIT
+    first = messages[0].blocks
+    assert first[0]["type"] == "header" and first[0]["text"]["text"] == "digestbot: 120 new papers for rlhf"
+    assert any("2 sources failing" in b.get("text", {}).get("text", "") for b in first)
+    last = messages[-1].blocks[-1]
+    assert last["type"] == "context"
+    assert f"{120 - linked} more matched" in last["elements"][0]["text"] or linked == 120
+
+
+def test_one_line_strips_controls() -> None:
+    assert one_line("a\r\nb\x00c\u2028d\u202ee\tf") == "a b c de f"
+    assert one_line("word " * 50, 20).endswith("…") and len(one_line("word " * 50, 20)) <= 20
+
+
+def test_default_templates_dir_is_the_repo_templates() -> None:
+    renderer = Renderer()
+    assert (renderer.templates_dir / "digest.html.j2").is_file()
+    assert not (renderer.templates_dir / "probe.j2").exists()
+
+
+def test_description_words_are_shown_apart_from_keywords(renderer: Renderer) -> None:
+    item = scored(1)
+    extra = (Reason("policy", "abstract", 2, 0.3, kind="description"),
+             Reason("preference", "title", 1, 0.2, kind="description"))
+    email = renderer.render_email(make_digest(items=(ScoredItem(item.item, "rlhf", 3.0, item.reasons + extra),)))
+    assert "DPO in title, reward model in abstract; related: policy, preference" in " ".join(email.text.split())
+    assert "related: policy, preference</span>" in email.html
+    assert "DPO in title</span>" in email.html and "policy in" not in email.html  # not a keyword chip
