@@ -14,9 +14,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from bot.config import DEFAULT_CONFIG, load_config, profile_warnings
+from bot.config import DEFAULT_CONFIG, config_warnings, load_config
 from bot.errors import BotError, ConfigError
 from bot.models import ScoredItem
 
@@ -106,15 +107,15 @@ def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[bold red]{config}: {len(exc.problems)} problem(s)[/]")
+        err.print(f"[bold red]{escape(str(config))}: {len(exc.problems)} problem(s)[/]")
         for problem in exc.problems:
             err.print(f"  - {problem}", markup=False)
         raise typer.Exit(1) from None
-    warnings = profile_warnings(cfg)
+    warnings = config_warnings(cfg)
     for name, profile in cfg.profiles.items():
-        warnings.extend(w for w in check_profile(name, profile) if w not in warnings)
+        warnings.extend(check_profile(name, profile))
     for warning in warnings:
-        err.print(f"[yellow]warning:[/] {warning}", markup=True)
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     out.print(f"{config}: OK — {len(cfg.sources)} source(s), {len(cfg.profiles)} profile(s), "
               f"{len(cfg.subscribers)} subscriber(s), {len(cfg.slack_channels)} Slack channel(s); "
               f"database {_redact_url(cfg.bot.database)}", markup=False)
@@ -203,6 +204,7 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
             config: ConfigOption = Path(DEFAULT_CONFIG),
             days: Annotated[int, typer.Option(help="Look at items first seen in the last N days.")] = 7,
             top: Annotated[int, typer.Option(help="At most N matches.")] = 30,
+            now: Annotated[str | None, typer.Option(help="Look back from this ISO-8601 time instead of now.")] = None,
             json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
     """What a profile would match among stored items, with reasons and near misses: edit, preview, repeat."""
     from bot.app import utcnow
@@ -213,10 +215,10 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
     if profile not in cfg.profiles:
         raise ConfigError(f"no profile named {profile!r} in {config}",
                           hint=f"Profiles defined: {', '.join(sorted(cfg.profiles)) or 'none'}.")
+    until = _parse_now(now) or utcnow()
     store = Store.open(cfg.bot.database)
     try:
-        now = utcnow()
-        items = store.items_first_seen_between(now - timedelta(days=days), now)
+        items = store.items_first_seen_between(until - timedelta(days=days), until)
     finally:
         store.close()
     matcher = compile_profiles(cfg.profiles, corpus=items)
@@ -240,12 +242,12 @@ def main() -> None:
     except BotError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}")
         if isinstance(exc, ConfigError) and exc.problems != [exc.message]:
             for problem in exc.problems:
                 err.print(f"  - {problem}", markup=False)
         if exc.hint:
-            err.print(f"[dim]hint:[/] {exc.hint}")
+            err.print(f"[dim]hint:[/] {escape(exc.hint)}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

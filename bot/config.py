@@ -290,16 +290,17 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc.message}", problems=exc.problems) from None
 
 
-def profile_warnings(config: Config) -> list[str]:
-    """Mistakes that are legal but surely unintended: check-config prints them, the bot still runs."""
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are legal but surely unintended: check-config prints them, the bot still runs.
+
+    Mistakes inside a profile's terms are found by `scoring.check_profile`, which knows how terms match.
+    """
     warnings = []
-    for name, profile in config.profiles.items():
-        for i, kw in enumerate(profile.keywords):
-            if not kw.strip():
-                warnings.append(f"profiles.{name}.keywords[{i}]: empty keyword never matches")
-            elif kw.strip().lower() in {e.strip().lower() for e in profile.exclude}:
-                warnings.append(f"profiles.{name}.keywords[{i}]: {kw!r} is also in exclude, so it can never match")
+    if config.smtp and config.smtp.security == "none" and config.smtp.username:
+        warnings.append("smtp.security: \"none\" with a username sends the password in plaintext; "
+                        "use \"starttls\" or \"tls\" unless the relay is on this machine")
     used = {p for r in (*config.subscribers, *config.slack_channels) for p in r.profiles}
-    warnings.extend(f"profiles.{name}: not used by any subscriber or slack channel"
-                    for name in config.profiles if name not in used and (config.subscribers or config.slack_channels))
+    if config.subscribers or config.slack_channels:
+        warnings.extend(f"profiles.{name}: not used by any subscriber or slack channel"
+                        for name in config.profiles if name not in used)
     return warnings

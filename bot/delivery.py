@@ -141,19 +141,30 @@ class Deliverer:
         await notifier.send(message)
 
     async def _send_slack(self, row: Delivery, digest: Digest) -> None:
+        """Post every part of the digest; parts already posted (recorded one by one) are not posted again.
+
+        Slack has no idempotency key, so a digest split into several messages keeps its progress in the store:
+        a retry after part 3 of 5 failed resumes at part 3.
+        """
         settings = self.config.slack
-        if settings is None and not row.address.startswith("webhook:"):
+        webhook_env = row.address.removeprefix("webhook:") if row.address.startswith("webhook:") else None
+        if settings is None and webhook_env is None:
             raise DeliveryError("no [slack] section in the config", retry=False)
+        webhook_url = os.environ.get(webhook_env) if webhook_env else None
+        if webhook_env and not webhook_url:
+            raise DeliveryError(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set",
+                                retry=True)
         notifier = SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
-        for message in self.renderer.render_slack(digest):
-            if row.address.startswith("webhook:"):
-                env = row.address.removeprefix("webhook:")
-                url = os.environ.get(env)
-                if not url:
-                    raise DeliveryError(f"environment variable {env} (webhook URL) is not set", retry=True)
-                await notifier.post_webhook(url, message)
+        progress = f"slack-parts-sent:{row.key}"
+        done = int(self.store.get_meta(progress) or 0)
+        for index, message in enumerate(self.renderer.render_slack(digest)):
+            if index < done:
+                continue
+            if webhook_url:
+                await notifier.post_webhook(webhook_url, message)
             else:
                 await notifier.post(row.address, message)
+            self.store.set_meta(progress, str(index + 1))
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
         if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:

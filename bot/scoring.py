@@ -37,7 +37,7 @@ from typing import Any
 from bot.config import ProfileConfig
 from bot.errors import ParseError
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring_text import description_terms, is_acronym_term, term_variants, text_keys
+from bot.scoring_text import ACRONYM_PREFIX, description_terms, is_acronym_term, term_variants, text_keys
 
 __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 
@@ -253,6 +253,9 @@ def check_profile(name: str, profile: ProfileConfig) -> list[str]:
 
 
 def _contains(keys: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    """Whether `part` occurs in `keys`, ignoring case: an exclude term vetoes an acronym keyword in any case."""
+    keys = tuple(k.lstrip(ACRONYM_PREFIX).casefold() for k in keys)
+    part = tuple(p.lstrip(ACRONYM_PREFIX).casefold() for p in part)
     return any(keys[i:i + len(part)] == part for i in range(len(keys) - len(part) + 1))
 
 

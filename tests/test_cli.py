@@ -113,3 +113,37 @@ def test_rank_unknown_profile(rank_inputs: tuple[Path, Path]) -> None:
     result = digestbot("rank", "--config", str(config), "--profile", "nope", "--items", str(items))
     assert result.returncode == 1
     assert "no profile named 'nope'" in result.stderr
+
+
+def test_once_then_preview_on_local_files(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'''
+[bot]
+database = "sqlite:///{tmp_path / 'db.sqlite3'}"
+
+[[sources]]
+name = "hf"
+kind = "hf_api"
+url = "{FIXTURES / 'hf_api_daily_papers_2026-06-12.json'}"
+
+[[sources]]
+name = "weekend"
+kind = "arxiv_feed"
+url = "{FIXTURES / 'arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml'}"
+
+[profiles.agents]
+keywords = ["web agent", "multi-agent"]
+min_score = 3
+''')
+    result = digestbot("once", "--config", str(config), "--now", "2026-11-23T07:00:00+01:00", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {s["source"]: (s["status"], s["new"]) for s in report["sources"]} == {
+        "hf": ("ok", 30), "weekend": ("ok", 0)}
+
+    result = digestbot("preview", "--config", str(config), "--profile", "agents", "--days", "1",
+                       "--now", "2026-11-23T08:00:00+01:00")
+    assert result.returncode == 0, result.stderr
+    assert "WebChallenger" in result.stdout
+    assert "web agent in title" in result.stdout
+    assert "near misses" in result.stdout  # single abstract mentions fall under min_score 3

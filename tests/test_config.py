@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config, profile_warnings
+from bot.config import config_warnings, load_config
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,10 @@ def test_secrets_are_read_from_the_environment_not_the_file(tmp_path: Path, monk
     assert "s3cret-value" not in repr(config)
 
 
-def test_warnings_for_keyword_also_excluded(tmp_path: Path) -> None:
-    text = BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO", "PPO"]\nexclude = ["ppo"]')
-    warnings = profile_warnings(load_config(write(tmp_path, text)))
-    assert any("profiles.rlhf.keywords[1]" in w and "exclude" in w for w in warnings)
+def test_warnings_for_plaintext_login_and_unused_profile(tmp_path: Path) -> None:
+    text = BASE.replace('host = "localhost"', 'host = "localhost"\nsecurity = "none"\nusername = "ada"')
+    text += '[profiles.spare]\nkeywords = ["x"]\n'
+    warnings = config_warnings(load_config(write(tmp_path, text)))
+    assert any(w.startswith("smtp.security:") and "plaintext" in w for w in warnings)
+    assert any(w.startswith("profiles.spare:") for w in warnings)
+    assert not any(w.startswith("profiles.rlhf") for w in warnings)

@@ -276,6 +276,7 @@ def test_load_items_jsonl_missing_file(tmp_path: Path) -> None:
                                                  "keywords[0]"]),
     (["DPO"], ["", "<b></b>"], ["profiles.rlhf.exclude[0]: empty exclude term",
                                 "profiles.rlhf.exclude[1]: '<b></b>' has no letters or digits"]),
+    (["DPO", "PPO"], ["ppo"], ["profiles.rlhf.keywords[1]: 'PPO' contains an exclude term ('ppo')"]),
     (["DPO", "reward model"], ["survey"], []),
 ])
 def test_check_profile(keywords: list[str], exclude: list[str], expected: list[str]) -> None:

@@ -1,0 +1,161 @@
+"""The outbox state machine against real servers with faults: each scenario asserts what the recipient got.
+
+Rows are planned straight into the store (as the planner would) and delivered by the real Deliverer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Config, parse_config
+from bot.delivery import Deliverer
+from bot.models import Item
+from bot.render import Renderer
+from bot.store import PlannedDelivery, Store
+from tests.slackapi import ScriptedSlack
+from tests.smtpsink import FaultySink
+
+NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def slack_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-test")
+    yield
+
+
+def make_config(smtp_port: int = 1, slack_url: str = "http://127.0.0.1:1/api/") -> Config:
+    return parse_config({
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none", "sender": "digest@example.org",
+                 "timeout": 5},
+        "slack": {"token_env": "TEST_SLACK_TOKEN", "base_url": slack_url},
+        "profiles": {"p": {"keywords": ["DPO"]}},
+    })
+
+
+def seed(store: Store, n: int) -> list[dict[str, Any]]:
+    items = [Item(id=f"arxiv:2611.{i:05d}", title=f"DPO paper {i}", url=f"https://arxiv.org/abs/2611.{i:05d}",
+                  abstract="About DPO.") for i in range(n)]
+    store.save_items("s", items, seen_at=NOW - timedelta(hours=1))
+    return [{"id": it.id, "profile": "p", "score": 2.0 - i / 1000, "alerted": False,
+             "reasons": [{"term": "DPO", "field": "title", "count": 1, "weight": 2.0}]} for i, it in enumerate(items)]
+
+
+def plan(store: Store, *, channel: str = "email", address: str = "ada@example.org", n: int = 3,
+         key: str = "digest:email:ada:2026-11-23") -> None:
+    payload = {"items": seed(store, n), "total_matched": n, "since": None, "profiles": ["p"]}
+    store.plan([PlannedDelivery(key=key, kind="digest", channel=channel, recipient="ada", address=address,
+                                period_key="2026-11-23", payload=payload, message_id="<fixed-id@example.org>",
+                                covers_until=NOW)], now=NOW)
+
+
+def states(store: Store) -> list[str]:
+    return [d.state for d in store.deliveries()]
+
+
+async def deliver(config: Config, store: Store, at: datetime) -> list[str]:
+    return [o.status for o in await Deliverer(config, store, Renderer()).deliver_due(now=at)]
+
+
+async def test_email_sent_once_however_often_delivery_runs(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW) == ["sent"]
+        assert await deliver(config, store, NOW) == []
+        assert await deliver(config, store, NOW + timedelta(hours=2)) == []
+        assert len(sink.messages()) == 1
+        assert sink.messages()[0]["Message-ID"] == "<fixed-id@example.org>"
+
+
+@pytest.mark.parametrize("fault", ["421 4.3.0 try again later", "drop-mid-data"])
+async def test_temporary_failure_is_retried_later_and_sent_once(store: Store, tmp_path: Path, fault: str) -> None:
+    async with FaultySink(tmp_path / "mail", fault) as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW) == ["retry"]
+        assert states(store) == ["pending"] and len(sink.messages()) == 0
+        assert await deliver(config, store, NOW + timedelta(seconds=30)) == []  # backoff: not yet
+        assert await deliver(config, store, NOW + timedelta(minutes=5)) == ["sent"]
+        assert len(sink.messages()) == 1
+
+
+async def test_permanent_rejection_fails_without_retry(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail", "550 5.1.1 no such user") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW) == ["failed"]
+        assert await deliver(config, store, NOW + timedelta(hours=1)) == []
+        row = store.deliveries()[0]
+        assert row.state == "failed" and row.last_error and "550" in row.last_error
+        assert len(sink.messages()) == 0
+
+
+async def test_lost_after_the_final_dot_retries_with_the_same_message_id(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail", "drop-after-dot") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW) == ["retry"]
+        assert await deliver(config, store, NOW + timedelta(minutes=5)) == ["sent"]
+        ids = {m["Message-ID"] for m in sink.messages()}
+        assert ids == {"<fixed-id@example.org>"}  # at most one duplicate, recognisable by its Message-ID
+
+
+async def test_smtp_server_down_keeps_the_digest_pending(store: Store) -> None:
+    config = make_config(smtp_port=9)  # nothing listens on the discard port here
+    plan(store)
+    assert await deliver(config, store, NOW) == ["retry"]
+    assert states(store) == ["pending"]
+
+
+async def test_split_slack_digest_resumes_where_it_failed(store: Store) -> None:
+    async with ScriptedSlack("ok", "error:internal_error") as slack:
+        config = make_config(slack_url=slack.base_url)
+        plan(store, channel="slack", address="C0PAPERS", n=50, key="digest:slack:papers:2026-11-23")
+        assert await deliver(config, store, NOW) == ["retry"]
+        assert await deliver(config, store, NOW + timedelta(minutes=5)) == ["sent"]
+        texts = [p.body["blocks"][1] for p in slack.posts]
+        assert len(slack.posts) >= 3
+        assert len({str(t) for t in texts}) == len(texts)  # no part posted twice
+
+
+async def test_slack_connection_lost_mid_post_is_unknown_and_never_reposted(store: Store) -> None:
+    async with ScriptedSlack("drop") as slack:
+        config = make_config(slack_url=slack.base_url)
+        plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
+        assert await deliver(config, store, NOW) == ["unknown"]
+        assert await deliver(config, store, NOW + timedelta(hours=1)) == []
+        assert len(slack.requests) == 1
+
+
+async def test_channel_not_found_fails_and_says_so(store: Store) -> None:
+    async with ScriptedSlack("error:channel_not_found") as slack:
+        config = make_config(slack_url=slack.base_url)
+        plan(store, channel="slack", address="C0GONE", key="digest:slack:gone:2026-11-23")
+        assert await deliver(config, store, NOW) == ["failed"]
+        row = store.deliveries()[0]
+        assert row.last_error and "channel_not_found" in row.last_error
+
+
+async def test_too_old_to_be_useful_is_expired_not_sent(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW + timedelta(days=3)) == ["expired"]
+        assert len(sink.messages()) == 0
+
+
+async def test_empty_digest_is_skipped_unless_asked(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        store.plan([PlannedDelivery(key="digest:email:ada:2026-11-23", kind="digest", channel="email",
+                                    recipient="ada", address="ada@example.org", period_key="2026-11-23",
+                                    payload={"items": [], "total_matched": 0, "profiles": ["p"]},
+                                    message_id="<e@example.org>", covers_until=NOW)], now=NOW)
+        assert await deliver(config, store, NOW) == ["skipped"]
+        assert len(sink.messages()) == 0
