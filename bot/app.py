@@ -99,7 +99,9 @@ class App:
         report.planned = plan_deliveries(self.config, self.store, self.matcher(now), now=now)
         report.delivered = await Deliverer(self.config, self.store, self.renderer).deliver_due(now=now)
         self.store.set_meta("last_cycle", now.isoformat())
-        log.info("cycle at %s: %d sources refreshed, %d deliveries planned, %d sent", now.isoformat(),
-                 sum(r.status in ("ok", "not-modified") for r in report.refreshed), len(report.planned.planned),
-                 sum(d.status == "sent" for d in report.delivered))
+        refreshed = sum(r.status != "skipped" for r in report.refreshed)
+        busy = refreshed or report.planned.planned or report.delivered
+        log.log(logging.INFO if busy else logging.DEBUG,
+                "cycle at %s: %d sources refreshed, %d deliveries planned, %d sent", now.isoformat(), refreshed,
+                len(report.planned.planned), sum(d.status == "sent" for d in report.delivered))
         return report

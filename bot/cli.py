@@ -40,6 +40,9 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks i
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not debug:  # their per-tick and per-migration chatter drowns out what digestbot says
+        for noisy in ("alembic", "apscheduler", "httpx", "aiosmtpd", "mail.log"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _run(coro_fn: Callable[[], Any]) -> Any:

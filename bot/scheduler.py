@@ -25,25 +25,26 @@ DRAIN_SECONDS = 60.0
 
 
 class ConfigWatcher:
-    """Polls the config file's mtime; hands back a new Config only when an edit is valid."""
+    """Polls the config file (mtime and size); hands back a new Config only when an edit is valid."""
 
     def __init__(self, path: Path, config: Config) -> None:
         self.path = path
         self.config = config
-        self._seen = self._mtime()
+        self._seen = self._fingerprint()
 
-    def _mtime(self) -> float | None:
+    def _fingerprint(self) -> tuple[int, int] | None:
         try:
-            return self.path.stat().st_mtime_ns / 1e9
+            stat = self.path.stat()
         except OSError:
             return None
+        return stat.st_mtime_ns, stat.st_size
 
     def poll(self) -> Config | None:
         """A newly valid config, or None (unchanged, or changed but invalid: logged once per edit)."""
-        mtime = self._mtime()
-        if mtime is None or mtime == self._seen:
+        seen = self._fingerprint()
+        if seen is None or seen == self._seen:
             return None
-        self._seen = mtime
+        self._seen = seen
         try:
             config = load_config(self.path)
         except ConfigError as exc:

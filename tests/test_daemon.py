@@ -1,0 +1,81 @@
+"""`digestbot run` as a real process: it ticks, takes a valid config edit, rejects a bad one by key and keeps
+the last good config, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bot.store import Store
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+
+CONFIG = """
+[bot]
+database = "sqlite:///{db}"
+
+[[sources]]
+name = "hf"
+kind = "hf_api"
+url = "{fixtures}/hf_api_daily_papers_2026-06-12.json"
+every = "1h"
+
+[profiles.agents]
+keywords = ["agent"]
+"""
+
+NEW_SOURCE = """
+[[sources]]
+name = "hf-july"
+kind = "hf_api"
+url = "{fixtures}/hf_api_daily_papers_2026-07-31.json"
+every = "1h"
+"""
+
+
+def wait_for(predicate: object, what: str, timeout: float = 20.0) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fetched(db: Path, source: str) -> bool:
+    with Store.open(f"sqlite:///{db}") as store:
+        return store.get_source_state(source).last_success_at is not None
+
+
+def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    config = tmp_path / "config.toml"
+    log = tmp_path / "daemon.log"
+    good = CONFIG.format(db=db, fixtures=FIXTURES)
+    config.write_text(good)
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config), "--tick", "0.3"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: fetched(db, "hf"), "the first source to be fetched")
+
+        time.sleep(0.05)
+        config.write_text(good.replace('every = "1h"', 'every = "soon"'))  # a bad edit
+        wait_for(lambda: "config edit rejected" in log.read_text(), "the bad edit to be reported")
+        assert "sources[0].every: expected a duration" in log.read_text()
+        assert proc.poll() is None  # still running on the last good config
+
+        time.sleep(0.05)
+        config.write_text(good + NEW_SOURCE.format(fixtures=FIXTURES))  # a valid edit: a new source
+        wait_for(lambda: fetched(db, "hf-july"), "the new source to be fetched")
+        assert "config reloaded" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert "digestbot stopped" in log.read_text()
+    assert "Traceback" not in log.read_text()
