@@ -72,16 +72,25 @@ class Item:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Item:
+    def from_json(cls, data: Any) -> Item:
+        """The inverse of `to_json`, for JSON-lines input; ValueError/KeyError name what is malformed."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        authors = data.get("authors") or []
+        if not isinstance(authors, list | tuple):
+            raise ValueError(f"'authors' must be a list, got {type(authors).__name__}")
+        metrics = data.get("metrics") or {}
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"'metrics' must be an object, got {type(metrics).__name__}")
         published = data.get("published")
         return cls(
             id=str(data["id"]),
             title=str(data.get("title") or ""),
             url=str(data.get("url") or ""),
             abstract=str(data.get("abstract") or ""),
-            authors=tuple(str(a) for a in data.get("authors") or ()),
-            published=datetime.fromisoformat(published) if published else None,
-            metrics={str(k): int(v) for k, v in (data.get("metrics") or {}).items()},
+            authors=tuple(str(a) for a in authors),
+            published=datetime.fromisoformat(str(published)) if published else None,
+            metrics={str(k): int(v) for k, v in metrics.items()},
             section=data.get("section"),
             source=str(data.get("source") or ""),
         )

@@ -30,9 +30,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from bot.config import ProfileConfig
 from bot.errors import ParseError
@@ -270,7 +268,7 @@ def load_items_jsonl(path: Path) -> list[Item]:
     for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
-                items.append(_item_from_json(json.loads(line)))
+                items.append(Item.from_json(json.loads(line)))
             except (ValueError, TypeError, KeyError) as exc:
                 raise ParseError(f"{path}:{number}: {_describe(exc)}",
                                  hint="Each line must be a JSON object with at least id, title and abstract.") from None
@@ -283,20 +281,3 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"missing key {exc.args[0]!r}"
     return str(exc)
-
-
-def _item_from_json(data: Any) -> Item:
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    authors = data.get("authors") or []
-    if not isinstance(authors, list):
-        raise ValueError(f"'authors' must be a list, got {type(authors).__name__}")
-    published = data.get("published")
-    return Item(
-        id=str(data["id"]),
-        title=str(data.get("title") or ""),
-        url=str(data.get("url") or ""),
-        abstract=str(data.get("abstract") or ""),
-        authors=tuple(str(a) for a in authors),
-        published=datetime.fromisoformat(str(published)) if published else None,
-    )
