@@ -61,6 +61,7 @@ class BotSettings(_Strict):
     public_url: str | None = None
     user_agent: str = DEFAULT_USER_AGENT
     admin_email: str | None = None
+    admin_slack_channel: str | None = None
     max_age: str = "7d"
     failure_threshold: int = Field(default=3, ge=1)
     http_port: int | None = Field(default=None, ge=0, le=65535)
@@ -73,6 +74,13 @@ class BotSettings(_Strict):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"expected an http(s) URL like \"https://digest.example.org\", got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _admin_email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"expected an email address like \"you@example.org\", got {value!r}")
+        return value
 
     @property
     def max_age_delta(self) -> timedelta:
@@ -220,6 +228,10 @@ class Config(_Strict):
             problems.append((("smtp",), "subscribers need an [smtp] section (host, sender) to send email"))
         if any(c.webhook_env is None for c in self.slack_channels) and (self.slack is None or not self.slack.token_env):
             problems.append((("slack",), "slack_channels without webhook_env need [slack] token_env"))
+        if self.bot.admin_email and self.smtp is None:
+            problems.append((("bot", "admin_email"), "needs an [smtp] section to send the admin email"))
+        if self.bot.admin_slack_channel and (self.slack is None or not self.slack.token_env):
+            problems.append((("bot", "admin_slack_channel"), "needs [slack] token_env to post to the channel"))
         if problems:
             raise ConfigError("invalid config", problems=[f"{_path(loc)}: {msg}" for loc, msg in problems])
         return self

@@ -22,18 +22,18 @@ from typing import Any
 
 from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError
-from bot.models import Delivery, Digest, SourceHealth
+from bot.models import Delivery, Digest, Notice, SourceHealth
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
 from bot.pipeline import payload_matches
-from bot.render import Renderer
+from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8
-MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6)}
+MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6), "notice": timedelta(days=3)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,16 @@ class DeliveryOutcome:
     items: int = 0
     error: str | None = None
     stop_batch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A row's content, rendered for its channel before the send (so a send is only network I/O)."""
+
+    email: RenderedEmail | None = None
+    slack: list[SlackMessage] | None = None
+    items: int = 0
+    skip: bool = False
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -120,7 +130,7 @@ class Deliverer:
                 if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
                     self.store.mark_retry(row.id, error="batch stopped", next_attempt_at=now + retry_delay(1))
                     continue
-                outcome = await self._deliver_one(row, now=now, send=lambda r, d: self._send_email(notifier, r, d))
+                outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p))
                 outcomes.append(outcome)
                 if outcome.stop_batch:
                     stop.set()
@@ -128,10 +138,10 @@ class Deliverer:
         await asyncio.gather(*(lane(n) for n in notifiers))
         return outcomes
 
-    async def _send_email(self, notifier: EmailNotifier, row: Delivery, digest: Digest) -> None:
+    async def _send_email(self, notifier: EmailNotifier, row: Delivery, prepared: Prepared) -> None:
         smtp = self.config.smtp
-        assert smtp is not None
-        rendered = self.renderer.render_email(digest)
+        assert smtp is not None and prepared.email is not None
+        rendered = prepared.email
         sender_address = smtp.sender.rsplit("<", 1)[-1].rstrip(">").strip()
         domain = sender_address.rsplit("@", 1)[-1]
         message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
@@ -140,7 +150,7 @@ class Deliverer:
                                 unsubscribe_url=None)
         await notifier.send(message)
 
-    async def _send_slack(self, row: Delivery, digest: Digest) -> None:
+    async def _send_slack(self, row: Delivery, prepared: Prepared) -> None:
         """Post every part of the digest; parts already posted (recorded one by one) are not posted again.
 
         Slack has no idempotency key, so a digest split into several messages keeps its progress in the store:
@@ -157,7 +167,7 @@ class Deliverer:
         notifier = SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
         progress = f"slack-parts-sent:{row.key}"
         done = int(self.store.get_meta(progress) or 0)
-        for index, message in enumerate(self.renderer.render_slack(digest)):
+        for index, message in enumerate(prepared.slack or []):
             if index < done:
                 continue
             if webhook_url:
@@ -166,21 +176,36 @@ class Deliverer:
                 await notifier.post(row.address, message)
             self.store.set_meta(progress, str(index + 1))
 
+    def prepare(self, row: Delivery) -> Prepared:
+        """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
+        if row.kind == "notice":
+            notice = Notice.from_json(row.payload["notice"])
+            if row.channel == "email":
+                return Prepared(email=self.renderer.render_notice_email(notice))
+            return Prepared(slack=self.renderer.render_notice_slack(notice))
+        digest = self.digest_for(row)
+        if (row.kind == "digest" and not digest.items and not row.payload.get("send_empty", False)
+                and not digest.failing_sources):
+            return Prepared(skip=True)
+        if row.channel == "email":
+            return Prepared(email=self.renderer.render_email(digest), items=len(digest.items))
+        return Prepared(slack=self.renderer.render_slack(digest), items=len(digest.items))
+
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
         if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
             self.store.mark_expired(row.id, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
-        digest = self.digest_for(row)
-        if not digest.items and not row.payload.get("send_empty", False) and not digest.failing_sources:
+        prepared = self.prepare(row)
+        if prepared.skip:
             self.store.mark_sent(row.id, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
         try:
-            await send(row, digest)
+            await send(row, prepared)
         except DeliveryError as exc:
             return self._record(row, exc, now=now)
         self.store.mark_sent(row.id, at=now)
-        log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, len(digest.items))
-        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=len(digest.items))
+        log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
+        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
 
     def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
         """Turn a failed send into the row's next state; the message says where and what."""

@@ -162,6 +162,28 @@ class SourceHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A message to the bot's admin about the bot itself: a source failing for a while, or recovered.
+
+    Planned into the outbox like a digest, so it is sent once, survives restarts and is retried.
+    """
+
+    kind: str  # "source-failing" or "source-recovered"
+    title: str
+    lines: tuple[str, ...]
+    generated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "title": self.title, "lines": list(self.lines),
+                "generated_at": self.generated_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notice:
+        return cls(kind=str(data["kind"]), title=str(data["title"]), lines=tuple(str(x) for x in data["lines"]),
+                   generated_at=datetime.fromisoformat(str(data["generated_at"])))
+
+
+@dataclass(frozen=True, slots=True)
 class Digest:
     """Everything one message needs, decided at planning time and frozen in the outbox.
 

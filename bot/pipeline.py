@@ -19,6 +19,7 @@ from typing import Any
 from bot.config import Config, SlackChannelConfig, SubscriberConfig
 from bot.errors import FetchError, ParseError
 from bot.models import Item, Reason, ScoredItem, Source
+from bot.notices import plan_notices
 from bot.scoring import Matcher
 from bot.sources import parse_page
 from bot.sources.fetch import Fetcher
@@ -221,7 +222,7 @@ def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipi
 
 
 def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
-    """Decide every alert, then every digest, owed now, and write them to the outbox.
+    """Decide every alert, then every digest, then every admin notice owed now, and write them to the outbox.
 
     Alerts go first (one transaction), so a digest planned in the same cycle already knows which of its items
     were alerted and marks them instead of repeating them as news.
@@ -244,4 +245,6 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
             batch.append(delivery)
             result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
         result.planned.extend(store.plan(batch, now=now))
+    result.planned.extend(store.plan(plan_notices(config, store, now=now, new_message_id=lambda: _message_id(config)),
+                                     now=now))
     return result

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import jinja2
 
 import bot
-from bot.models import Digest, ScoredItem, SourceHealth
+from bot.models import Digest, Notice, ScoredItem, SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,21 @@ class Renderer:
             part = f" ({index + 1}/{len(chunks)})" if len(chunks) > 1 else ""
             messages.append(SlackMessage(text=summary + part, blocks=blocks))
         return messages
+
+    def render_notice_email(self, notice: Notice) -> RenderedEmail:
+        """An admin notice (source failing / recovered) as email."""
+        title = one_line(f"digestbot: {notice.title}", SUBJECT_LIMIT)
+        context = {"subject": title, "title": one_line(notice.title), "date": _moment(notice.generated_at),
+                   "lines": list(notice.lines), "failing": notice.kind == "source-failing"}
+        return RenderedEmail(subject=title, text=self._env.get_template("notice.txt.j2").render(context),
+                             html=self._env.get_template("notice.html.j2").render(context))
+
+    def render_notice_slack(self, notice: Notice) -> list[SlackMessage]:
+        """An admin notice as one Slack message."""
+        icon = ":warning:" if notice.kind == "source-failing" else ":white_check_mark:"
+        text = f"{icon} *{escape_slack(notice.title)}*\n" + "\n".join(escape_slack(line) for line in notice.lines)
+        return [SlackMessage(text=escape_slack(f"digestbot: {notice.title}"),
+                             blocks=[_section(truncate(text, SLACK_SECTION_LIMIT))])]
 
     def _context(self, digest: Digest, views: list[ItemView]) -> dict[str, Any]:
         total = max(digest.total_matched, len(digest.items))

@@ -1,0 +1,76 @@
+"""Admin notices about the bot itself: a source failing for a while, and its recovery.
+
+A source that fails `bot.failure_threshold` times in a row is reported once per failure streak, and once again
+when it works again, to `bot.admin_email` and/or `bot.admin_slack_channel`. Notices go through the outbox like
+digests (unique key per source and streak), so a restart or a second process never sends one twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from bot.config import Config
+from bot.models import Notice
+from bot.store import PlannedDelivery, SourceState, Store
+
+NOTIFIED = "admin-notified:"  # meta key prefix: the failure streak a source was reported for ("" = none)
+
+
+def admin_destinations(config: Config) -> list[tuple[str, str]]:
+    """(channel, address) pairs the admin is reachable at, as configured."""
+    found = []
+    if config.bot.admin_email and config.smtp is not None:
+        found.append(("email", config.bot.admin_email))
+    if config.bot.admin_slack_channel and config.slack is not None:
+        found.append(("slack", config.bot.admin_slack_channel))
+    return found
+
+
+def _failing_notice(state: SourceState, now: datetime) -> Notice:
+    since = state.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if state.last_success_at else "never"
+    return Notice(kind="source-failing", title=f"Source {state.name} is failing",
+                  lines=(f"Source {state.name} failed {state.consecutive_failures} times in a row.",
+                         f"Last error: {state.last_error or 'unknown'}",
+                         f"Last success: {since}.",
+                         "Digests say that this source is failing until it works again; you will be told when "
+                         "it does. `digestbot sources` shows every source's health."),
+                  generated_at=now)
+
+
+def _recovered_notice(state: SourceState, now: datetime) -> Notice:
+    return Notice(kind="source-recovered", title=f"Source {state.name} works again",
+                  lines=(f"Source {state.name} was fetched successfully at {now:%Y-%m-%d %H:%M UTC} "
+                         f"({state.last_item_count or 0} items).",),
+                  generated_at=now)
+
+
+def plan_notices(config: Config, store: Store, *, now: datetime,
+                 new_message_id: Callable[[], str]) -> list[PlannedDelivery]:
+    """The admin notices owed now; the caller writes them to the outbox."""
+    destinations = admin_destinations(config)
+    if not destinations:
+        return []
+    planned: list[PlannedDelivery] = []
+    for source in config.sources:
+        if not source.enabled:
+            continue
+        state = store.get_source_state(source.name)
+        marker = NOTIFIED + source.name
+        reported = store.get_meta(marker) or ""
+        if state.consecutive_failures >= config.bot.failure_threshold and not reported:
+            streak = state.last_success_at.isoformat() if state.last_success_at else "never"
+            notice, key = _failing_notice(state, now), f"source-failing:{source.name}:{streak}"
+            store.set_meta(marker, streak)
+        elif state.consecutive_failures == 0 and reported:
+            notice, key = _recovered_notice(state, now), f"source-recovered:{source.name}:{reported}"
+            store.set_meta(marker, "")
+        else:
+            continue
+        planned.extend(
+            PlannedDelivery(key=f"notice:{channel}:{key}", kind="notice", channel=channel, recipient="admin",
+                            address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"),
+                            payload={"notice": notice.to_json(), "items": []},
+                            message_id=new_message_id(), covers_until=now)
+            for channel, address in destinations)
+    return planned
