@@ -238,6 +238,26 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
         _print_ranked(near, json_out=False, with_profile=False, title=f"near misses (below min_score {threshold:g})")
 
 
+@app.command()
+def sources(config: ConfigOption = Path(DEFAULT_CONFIG),
+            json_out: Annotated[bool, typer.Option("--json", help="One JSON object per source.")] = False) -> None:
+    """Every configured source and its health: last success, last error, failures in a row, items seen."""
+    from bot.report import print_sources, source_rows
+    from bot.store import Store
+
+    cfg = load_config(config)
+    store = Store.open(cfg.bot.database)
+    try:
+        rows = source_rows(cfg, store)
+    finally:
+        store.close()
+    if json_out:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        print_sources(out, rows)
+
+
 def main() -> None:
     """Entry point: run the command; a BotError becomes "error: ..." plus a hint, exit 1."""
     try:

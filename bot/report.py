@@ -6,9 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.app import CycleReport
+from bot.config import Config
+from bot.store import Store
 
 _STATUS_STYLE = {"ok": "green", "sent": "green", "not-modified": "cyan", "skipped": "dim", "failed": "red",
                  "unknown": "yellow", "retry": "yellow", "expired": "dim"}
@@ -46,3 +49,47 @@ def report_json(report: CycleReport) -> dict[str, Any]:
         "matched": report.planned.matched,
         "deliveries": [asdict(d) for d in report.delivered],
     }
+
+
+def source_rows(config: Config, store: Store) -> list[dict[str, Any]]:
+    """Each configured source with what the store knows of it, for `digestbot sources`."""
+    rows = []
+    for source in config.sources:
+        state = store.get_source_state(source.name)
+        if not source.enabled:
+            status = "disabled"
+        elif state.last_fetch_at is None:
+            status = "never fetched"
+        elif state.consecutive_failures >= config.bot.failure_threshold:
+            status = "broken"
+        elif state.consecutive_failures:
+            status = "failing"
+        else:
+            status = "ok"
+        rows.append({
+            "name": source.name, "kind": source.kind, "url": source.url, "status": status,
+            "last_success": state.last_success_at.isoformat() if state.last_success_at else None,
+            "last_fetch": state.last_fetch_at.isoformat() if state.last_fetch_at else None,
+            "consecutive_failures": state.consecutive_failures, "last_error": state.last_error,
+            "items_last_fetch": state.last_item_count, "items_max": state.max_item_count,
+            "next_due": state.next_due_at.isoformat() if state.next_due_at else None,
+            "not_before": state.not_before.isoformat() if state.not_before else None,
+        })
+    return rows
+
+
+def print_sources(console: Console, rows: list[dict[str, Any]]) -> None:
+    styles = {"ok": "green", "failing": "yellow", "broken": "bold red", "never fetched": "dim", "disabled": "dim"}
+    table = Table("source", "kind", "status", "last success", "fails", "items", "next due", "last error",
+                  title=f"{len(rows)} source(s)")
+    for row in rows:
+        status = row["status"]
+        table.add_row(escape(row["name"]), row["kind"], f"[{styles[status]}]{status}[/]",
+                      _short(row["last_success"]), str(row["consecutive_failures"]),
+                      "" if row["items_last_fetch"] is None else str(row["items_last_fetch"]),
+                      _short(row["next_due"]), escape(row["last_error"] or "") if status != "ok" else "")
+    console.print(table)
+
+
+def _short(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else ""

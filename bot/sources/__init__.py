@@ -3,7 +3,8 @@
 Parsing is pure and chosen by the source's `kind` from a registry of one function per kind. A parser
 returns [] only when the page itself says it is empty (an arXiv feed on a weekend, a day with no HF
 papers yet); anything else that yields nothing is a `ParseError` ("layout changed?"), so an empty digest
-is never a silently broken scraper.
+is never a silently broken scraper. `paging.fetch_all_pages` fetches and parses every page of a listing
+(HF API pages, arXiv list and API result pages) up to the source's `max_pages`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bot.sources.arxiv import parse_arxiv_api, parse_arxiv_feed, parse_arxiv_lis
 from bot.sources.feeds import parse_css, parse_feed
 from bot.sources.hf import parse_hf_api, parse_hf_papers
 from bot.sources.ids import dedupe
+from bot.sources.paging import fetch_all_pages, next_page_url
 
 Parser = Callable[[Page, Mapping[str, Any]], list[Item]]
 
@@ -32,7 +34,7 @@ PARSERS: dict[str, Parser] = {
 
 KINDS: tuple[str, ...] = tuple(PARSERS)
 
-__all__ = ["KINDS", "PARSERS", "parse_page"]
+__all__ = ["KINDS", "PARSERS", "fetch_all_pages", "next_page_url", "parse_page"]
 
 
 def parse_page(kind: str, page: Page, source: Source | None = None) -> list[Item]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.feeds import ARXIV, Entry, read_feed
+from bot.sources.feeds import ARXIV, ATOM, Entry, parse_xml, read_feed
 from bot.sources.ids import ARXIV_ABS, arxiv_id, collapse, parse_date
 
 DEFAULT_ANNOUNCE_TYPES = frozenset({"new", "cross"})
@@ -199,3 +200,60 @@ def _list_items(dl: LexborNode, day: datetime | None, section: str | None, base:
             section=entry_section,
         ))
     return items
+
+
+# --- where a page sits in a longer listing (read by bot.sources.paging) --------------------------------------
+
+OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
+_TOTAL = re.compile(r"Total of\s+(\d+)\s+entries", re.IGNORECASE)
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+_PER_PAGE = re.compile(r"Showing up to\s+(\d+)\s+entries per page", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Entries `start` .. `start + count - 1` (0-based) of a listing of `total`; `per_page` as the page says."""
+
+    start: int
+    count: int
+    total: int
+    per_page: int | None = None
+
+
+def list_span(page: Page) -> Span | None:
+    """A /list page's place in its listing: "Total of 408 entries : <span>1-50</span> …"; None if it doesn't say.
+
+    The paging block counts entries before any announce-type filter, so paging never stops early because
+    replacements were dropped. Without the current range, the URL's `skip=` and the `<dt>`s on the page stand in.
+    """
+    tree = LexborHTMLParser(page.text())
+    paging = tree.css_first("div.paging")
+    total = _TOTAL.search(collapse(paging.text()) if paging is not None else page.text())
+    if total is None:
+        return None
+    ranges = (_RANGE.match(collapse(span.text())) for span in paging.css("span")) if paging is not None else ()
+    current = next((match for match in ranges if match), None)
+    if current is not None:
+        start, count = int(current.group(1)) - 1, int(current.group(2)) - int(current.group(1)) + 1
+    else:
+        skip = parse_qs(urlsplit(page.url).query).get("skip", ["0"])[0]
+        start, count = int(skip) if skip.isdigit() else 0, len(tree.css("dl#articles dt"))
+    more = tree.css_first("div.morefewer")
+    per_page = _PER_PAGE.search(collapse(more.text())) if more is not None else None
+    return Span(start, count, int(total.group(1)), int(per_page.group(1)) if per_page else None)
+
+
+def api_span(page: Page) -> Span | None:
+    """The API answer's opensearch `startIndex`, entry count, `totalResults` and `itemsPerPage`; None if absent."""
+    root = parse_xml(page)
+    total = _int_text(root.findtext(f"{OPENSEARCH}totalResults"))
+    if total is None:
+        return None
+    return Span(start=_int_text(root.findtext(f"{OPENSEARCH}startIndex")) or 0,
+                count=len(root.findall(f"{ATOM}entry")), total=total,
+                per_page=_int_text(root.findtext(f"{OPENSEARCH}itemsPerPage")))
+
+
+def _int_text(text: str | None) -> int | None:
+    text = (text or "").strip()
+    return int(text) if text.isdigit() else None

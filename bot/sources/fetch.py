@@ -139,6 +139,10 @@ class Fetcher:
             if retry_after is not None:
                 host = _host(reply.url)
                 self.host_not_before[host] = datetime.now(UTC) + timedelta(seconds=retry_after)
+                if asyncio.get_running_loop().time() + retry_after > deadline_at:
+                    raise FetchError(f"{reply.url}: HTTP {reply.status}, Retry-After {retry_after:.0f} s: beyond this "
+                                     "fetch's deadline, so the source waits until then", status=reply.status,
+                                     retry_after=retry_after, hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
             if last:
                 raise FetchError(f"{reply.url}: HTTP {reply.status} after {attempts} attempts", status=reply.status,
                                  retry_after=retry_after, hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))

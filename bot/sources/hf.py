@@ -171,3 +171,15 @@ def _card_item(card: LexborNode) -> Item | None:
     if comments is not None and comments.text().strip().isdigit():
         metrics["comments"] = int(comments.text().strip())
     return Item(id=canonical_id(arxiv=arxiv_id(paper_id), url=url), title=title, url=url, metrics=metrics)
+
+
+def api_entry_count(page: Page) -> int | None:
+    """How many entries an `/api/daily_papers` page holds, malformed ones included: the page size paging compares
+    with `limit` (parsed items can be fewer). None when the body is not a list the parser would read."""
+    try:
+        data = json.loads(page.body)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        data = next((data[key] for key in _LIST_KEYS if isinstance(data.get(key), list)), data)
+    return len(data) if isinstance(data, list) else None

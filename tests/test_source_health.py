@@ -1,0 +1,161 @@
+"""A broken source is never mistaken for a quiet day, never costs stored items, and never stops the others.
+
+Each fault is served by a real local HTTP server to a source that worked before; the cycle must mark that
+source failing with a useful error, keep every stored item, refresh the healthy source, and still deliver the
+digest, which says which source is failing. The admin is told once per failure streak, and on recovery.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, CycleReport
+from bot.config import Config, parse_config
+from bot.notify.maildir import MaildirSink
+from bot.sources.fetch import Fetcher
+from bot.store import Store
+from tests.localhttp import LocalHTTPServer, Reply, Request
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+HF_API = (FIXTURES / "hf_api_daily_papers_2026-06-12.json").read_bytes()
+HF_PAGE = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_bytes()
+T0 = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+
+
+class Switch:
+    """A route whose reply the test changes between cycles (the source 'breaks')."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+    def __call__(self, request: Request) -> Reply:
+        return self.reply
+
+
+FAULTS: dict[str, tuple[Reply, str]] = {
+    "500": (Reply(500, b"oops"), "500"),
+    "429-seconds": (Reply(429, b"slow down", {"Retry-After": "3600"}), "429"),
+    "503-http-date": (Reply(503, b"down", {"Retry-After": format_datetime(datetime(2030, 1, 1, tzinfo=UTC),
+                                                                           usegmt=True)}), "503"),
+    "garbage": (Reply(200, b"<html><body><p>We moved! \xff\xfe</p></body></html>",
+                      {"Content-Type": "text/html"}), "layout changed?"),
+    "empty-body": (Reply(200, b"", {"Content-Type": "text/html"}), "layout changed?"),
+    "truncated": (Reply(200, HF_PAGE[: len(HF_PAGE) // 3], {"Content-Type": "text/html"}), ""),
+    "slow": (Reply(200, HF_PAGE, delay=5.0), "deadline"),
+    "gzip-bomb": (Reply(200, gzip.compress(b"\0" * 30_000_000), {"Content-Encoding": "gzip"}), "larger than"),
+    "redirect-loop": (Reply(302, b"", {"Location": "/hf"}), "redirect"),
+    "redirect-ftp": (Reply(302, b"", {"Location": "ftp://example.org/x"}), "ftp"),
+}
+
+
+@pytest.fixture
+async def mail(tmp_path: Path) -> AsyncIterator[MaildirSink]:
+    async with MaildirSink(tmp_path / "Maildir") as sink:
+        yield sink
+
+
+@pytest.fixture
+def server() -> Iterator[LocalHTTPServer]:
+    with LocalHTTPServer() as srv:
+        yield srv
+
+
+def make_config(db_url: str, server: LocalHTTPServer, mail: MaildirSink, *, admin: bool = False) -> Config:
+    return parse_config({
+        "bot": {"database": db_url, "failure_threshold": 2, **({"admin_email": "ops@example.org"} if admin else {})},
+        "smtp": {"host": "127.0.0.1", "port": mail.port, "security": "none", "sender": "digest@example.org"},
+        "sources": [{"name": "steady", "kind": "hf_api", "url": server.url("/api"), "every": "30m"},
+                    {"name": "fragile", "kind": "hf_papers", "url": server.url("/hf"), "every": "30m"}],
+        "profiles": {"all": {"keywords": ["model", "models", "agents", "video"]}},
+        "subscribers": [{"name": "ada", "email": "ada@example.org", "profiles": ["all"], "schedule": "daily 06:00",
+                         "timezone": "UTC"}],
+    })
+
+
+async def cycle(config: Config, now: datetime) -> CycleReport:
+    async with Fetcher("digestbot-test", deadline=1.5, timeout=1.0, max_retries=1, backoff_base=0.01,
+                       min_host_interval=0.0, max_bytes=2_000_000) as fetcher, App(config, fetcher=fetcher) as app:
+        return await app.cycle(now=now)
+
+
+def status(report: CycleReport) -> dict[str, str]:
+    return {r.source: r.status for r in report.refreshed}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_fault_marks_only_that_source_and_loses_nothing(db_url: str, server: LocalHTTPServer,
+                                                              mail: MaildirSink, fault: str) -> None:
+    server.route("/api", Reply(200, HF_API, {"Content-Type": "application/json"}))
+    fragile = Switch(Reply(200, HF_PAGE, {"Content-Type": "text/html"}))
+    server.route("/hf", handler=fragile)
+    config = make_config(db_url, server, mail)
+
+    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
+    with Store.open(db_url) as store:
+        stored = store.item_count()
+    assert stored == 43
+
+    fragile.reply, expected_error = FAULTS[fault]
+    report = await cycle(config, T0 + timedelta(hours=1))  # both due again; 06:00 digest due too
+    assert status(report) == {"steady": "ok", "fragile": "failed"}
+    error = next(r.error for r in report.refreshed if r.source == "fragile")
+    assert error and expected_error in error
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]  # deliveries go on
+
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored  # nothing deleted
+        state = store.get_source_state("fragile")
+        assert state.consecutive_failures == 1 and state.last_error and state.last_success_at is not None
+        assert store.get_source_state("steady").consecutive_failures == 0
+    text = mail.messages()[0].get_body(("plain",))
+    assert text is not None and "fragile" in text.get_content()  # the digest says which source is failing
+
+
+async def test_retry_after_is_honoured_across_cycles_and_restarts(db_url: str, server: LocalHTTPServer,
+                                                                  mail: MaildirSink) -> None:
+    server.route("/api", Reply(200, HF_API))
+    server.route("/hf", Reply(429, b"", {"Retry-After": "7200"}), Reply(200, HF_PAGE))
+    config = make_config(db_url, server, mail)
+    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "failed"}
+    # A new App (as after a restart), 40 minutes later: the source is due but held by Retry-After.
+    assert status(await cycle(config, T0 + timedelta(minutes=40)))["fragile"] == "skipped"
+    assert len(server.requests_for("/hf")) == 1
+    assert status(await cycle(config, T0 + timedelta(hours=2, minutes=1)))["fragile"] == "ok"
+
+
+async def test_zero_items_where_there_were_many_is_a_failure(db_url: str, server: LocalHTTPServer,
+                                                             mail: MaildirSink) -> None:
+    server.route("/api", Reply(200, HF_API), Reply(200, b"[]"))
+    server.route("/hf", Reply(200, HF_PAGE))
+    config = make_config(db_url, server, mail)
+    assert status(await cycle(config, T0))["steady"] == "ok"
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report)["steady"] == "failed"
+    assert "layout changed?" in (next(r.error for r in report.refreshed if r.source == "steady") or "")
+
+
+async def test_admin_told_once_per_streak_and_on_recovery(db_url: str, server: LocalHTTPServer,
+                                                          mail: MaildirSink) -> None:
+    server.route("/api", Reply(200, HF_API))
+    fragile = Switch(Reply(200, HF_PAGE))
+    server.route("/hf", handler=fragile)
+    config = make_config(db_url, server, mail, admin=True)
+    await cycle(config, T0)
+    fragile.reply = Reply(500, b"down")
+    for hours in (1, 2, 3, 4):  # four failures in a row, threshold 2
+        await cycle(config, T0 + timedelta(hours=hours))
+    fragile.reply = Reply(200, HF_PAGE)
+    await cycle(config, T0 + timedelta(hours=5))
+    await cycle(config, T0 + timedelta(hours=6))
+
+    to_admin = [m for m in mail.messages() if m["To"] == "ops@example.org"]
+    subjects = [str(m["Subject"]) for m in to_admin]
+    assert subjects == ["digestbot: Source fragile is failing", "digestbot: Source fragile works again"]
+    body = to_admin[0].get_body(("plain",))
+    assert body is not None and "500" in body.get_content() and "2 times in a row" in body.get_content()
