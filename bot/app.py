@@ -7,6 +7,7 @@ one broken source or one bad SMTP answer never costs the rest of the run.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 CORPUS_WINDOW = timedelta(days=30)
+HOST_HOLDS = "host-not-before"  # meta key: {host: ISO time} from Retry-After answers
 
 
 @dataclass(slots=True)
@@ -89,7 +91,25 @@ class App:
 
     async def refresh(self, *, now: datetime, only_due: bool = True) -> list[RefreshResult]:
         sources = [s.to_source() for s in self.config.sources if s.enabled]
-        return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due)
+        self._load_host_holds()
+        try:
+            return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due)
+        finally:
+            self._save_host_holds()
+
+    def _load_host_holds(self) -> None:
+        """Retry-After holds per host survive restarts: no request to a host that asked us to wait."""
+        saved = json.loads(self.store.get_meta(HOST_HOLDS) or "{}")
+        holds = self.fetcher.host_not_before
+        for host, iso in saved.items():
+            until = datetime.fromisoformat(iso)
+            if host not in holds or holds[host] < until:
+                holds[host] = until
+
+    def _save_host_holds(self) -> None:
+        current = utcnow()
+        live = {host: until.isoformat() for host, until in self.fetcher.host_not_before.items() if until > current}
+        self.store.set_meta(HOST_HOLDS, json.dumps(live, sort_keys=True))
 
     async def cycle(self, *, now: datetime | None = None, only_due: bool = True) -> CycleReport:
         """One full cycle as if the clock read `now` (default: the real clock)."""

@@ -8,6 +8,7 @@ digest, which says which source is failing. The admin is told once per failure s
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -126,6 +127,10 @@ async def test_retry_after_is_honoured_across_cycles_and_restarts(db_url: str, s
     # A new App (as after a restart), 40 minutes later: the source is due but held by Retry-After.
     assert status(await cycle(config, T0 + timedelta(minutes=40)))["fragile"] == "skipped"
     assert len(server.requests_for("/hf")) == 1
+    with Store.open(db_url) as store:  # the host's hold is kept in real time; let those two hours pass
+        host = server.base_url.removeprefix("http://")
+        assert host in json.loads(store.get_meta("host-not-before") or "{}")
+        store.set_meta("host-not-before", "{}")
     assert status(await cycle(config, T0 + timedelta(hours=2, minutes=1)))["fragile"] == "ok"
 
 
