@@ -137,7 +137,10 @@ def _redact_url(url: str) -> str:
 @app.command()
 def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A saved page or a URL.")],
           kind: Annotated[str, typer.Option("--kind", "-k", help="Source kind, e.g. hf_papers, arxiv_feed.")],
-          json_out: Annotated[bool, typer.Option("--json", help="One JSON object per item.")] = False) -> None:
+          json_out: Annotated[bool, typer.Option("--json", help="One JSON object per item.")] = False,
+          select: Annotated[list[str] | None, typer.Option(
+              "--select", help="For kind css: KEY=SELECTOR (item, title, link, summary, date); repeat.")] = None,
+          ) -> None:
     """Parse one page and print its items."""
     from bot.models import Source
     from bot.sources import KINDS, parse_page
@@ -145,7 +148,14 @@ def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A s
 
     if kind not in KINDS:
         raise BotError(f"unknown kind {kind!r}", hint=f"Use one of: {', '.join(KINDS)}.")
-    source = Source(name="cli", kind=kind, url=target)
+    options: dict[str, Any] = {"announce_types": ("new", "cross", "replace", "replace-cross")}
+    for pair in select or []:
+        key, sep, css = pair.partition("=")
+        if not sep or not css:
+            raise BotError(f"--select {pair!r} is not KEY=SELECTOR",
+                           hint="E.g. --select item=article --select title=h2")
+        options[key.strip()] = css.strip()
+    source = Source(name="cli", kind=kind, url=target, options=options)
 
     async def fetch() -> Any:
         async with Fetcher(os.environ.get("DIGESTBOT_USER_AGENT", "digestbot/0.1 (parse command)")) as fetcher:

@@ -135,10 +135,21 @@ class SourceConfig(_Strict):
 
     _v_every = field_validator("every")(_check_duration)
 
+    @model_validator(mode="after")
+    def _css_selectors(self) -> SourceConfig:
+        if self.kind == "css":
+            missing = [k for k in ("item", "title") if not self.selectors.get(k)]
+            if missing:
+                raise ValueError(f"kind \"css\" needs selectors {' and '.join(missing)} "
+                                 "(e.g. selectors = { item = \"article\", title = \"h2\", link = \"h2 a\" })")
+        unknown = sorted(set(self.selectors) - {"item", "title", "link", "summary", "date"})
+        if unknown:
+            raise ValueError(f"unknown selector(s) {', '.join(unknown)}; expected item, title, link, summary, date")
+        return self
+
     def to_source(self) -> Source:
         options: dict[str, Any] = {"announce_types": tuple(self.announce_types), "max_pages": self.max_pages}
-        if self.selectors:
-            options["selectors"] = dict(self.selectors)
+        options.update(self.selectors)  # the css parser reads item/title/link/summary/date from the options
         return Source(name=self.name, kind=self.kind, url=self.url, every=parse_duration(self.every), options=options)
 
 

@@ -55,6 +55,8 @@ def test_example_config_is_valid() -> None:
          "subscribers[0].profiles[1]: no profile named 'recsys'"),
         (BASE.replace('email = "ada@example.org"', 'email = "ada"'), "subscribers[0].email: expected an email"),
         (BASE + '[[sources]]\nname = "x"\nkind = "rss"\nurl = "http://x"\n', "sources[0].kind:"),
+        (BASE + '[[sources]]\nname = "x"\nkind = "css"\nurl = "http://x"\nselectors = { item = "li" }\n',
+         "sources[0]: kind \"css\" needs selectors title"),
         (BASE + '[[sources]]\nname = "x"\nkind = "feed"\nurl = "http://x"\nevery = "soon"\n',
          "sources[0].every: expected a duration"),
         (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nkeywrods = ["x"]'),
@@ -120,3 +122,10 @@ def test_warnings_for_plaintext_login_and_unused_profile(tmp_path: Path) -> None
     assert any(w.startswith("smtp.security:") and "plaintext" in w for w in warnings)
     assert any(w.startswith("profiles.spare:") for w in warnings)
     assert not any(w.startswith("profiles.rlhf") for w in warnings)
+
+
+def test_css_selectors_reach_the_parser(tmp_path: Path) -> None:
+    text = BASE + ('[[sources]]\nname = "lab"\nkind = "css"\nurl = "http://x"\n'
+                   'selectors = { item = "li.paper", title = "h3", link = "h3 a" }\n')
+    source = load_config(write(tmp_path, text)).sources[0].to_source()
+    assert (source.options["item"], source.options["title"], source.options["link"]) == ("li.paper", "h3", "h3 a")
