@@ -23,9 +23,10 @@ from typing import Any
 from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError
 from bot.models import Delivery, Digest, Notice, SourceHealth
+from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.pipeline import payload_matches
+from bot.pipeline import disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import Store
 
@@ -195,6 +196,10 @@ class Deliverer:
         if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
             self.store.mark_expired(row.id, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
+        disabled = self.store.get_meta(disabled_key(row.channel, row.address))
+        if disabled:
+            self.store.mark_failed(row.id, error=f"destination disabled: {disabled}", at=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
         prepared = self.prepare(row)
         if prepared.skip:
             self.store.mark_sent(row.id, at=now)
@@ -206,6 +211,14 @@ class Deliverer:
         self.store.mark_sent(row.id, at=now)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
+
+    def _tell_admin(self, kind: str, row: Delivery, error: str, *, key: str, now: datetime) -> None:
+        """Plan a notice to the admin (once per key): sending is stuck in a way only a person can fix."""
+        notice = delivery_problem_notice(kind, row.channel, row.address, error, now)
+        rows = notice_rows(admin_destinations(self.config), notice, key, now=now,
+                           new_message_id=lambda: new_message_id(self.config))
+        if rows:
+            self.store.plan(rows, now=now)
 
     def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
         """Turn a failed send into the row's next state; the message says where and what."""
@@ -220,5 +233,10 @@ class Deliverer:
             self.store.mark_failed(row.id, error=error, at=now)
             status = "failed"
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
+        if exc.disable_destination and row.kind != "notice":
+            self.store.set_meta(disabled_key(row.channel, row.address), error)
+            self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
+        elif exc.stop_batch and row.kind != "notice":
+            self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, status, error=error,
                                stop_batch=exc.stop_batch)

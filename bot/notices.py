@@ -67,10 +67,29 @@ def plan_notices(config: Config, store: Store, *, now: datetime,
             store.set_meta(marker, "")
         else:
             continue
-        planned.extend(
-            PlannedDelivery(key=f"notice:{channel}:{key}", kind="notice", channel=channel, recipient="admin",
+        planned.extend(notice_rows(destinations, notice, key, now=now, new_message_id=new_message_id))
+    return planned
+
+
+def notice_rows(destinations: list[tuple[str, str]], notice: Notice, key: str, *, now: datetime,
+                new_message_id: Callable[[], str]) -> list[PlannedDelivery]:
+    """Outbox rows for one notice, one per admin destination; `key` makes it once-only."""
+    return [PlannedDelivery(key=f"notice:{channel}:{key}", kind="notice", channel=channel, recipient="admin",
                             address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"),
                             payload={"notice": notice.to_json(), "items": []},
                             message_id=new_message_id(), covers_until=now)
-            for channel, address in destinations)
-    return planned
+            for channel, address in destinations]
+
+
+def delivery_problem_notice(kind: str, channel: str, address: str, error: str, now: datetime) -> Notice:
+    """A notice that sending itself is stuck: the SMTP login failed, or a Slack destination is gone."""
+    if kind == "auth-failed":
+        return Notice(kind=kind, title="Email delivery is stopped: the SMTP server refused the login",
+                      lines=(f"Error: {error}", "Digests stay in the outbox and are retried; check [smtp] username "
+                             "and the password variable named by password_env. `digestbot outbox` lists them."),
+                      generated_at=now)
+    return Notice(kind=kind, title=f"Slack destination {address} is disabled",
+                  lines=(f"Error: {error}",
+                         "Nothing more is posted there until the config names another channel or webhook, or "
+                         "`digestbot outbox retry ID` is run for one of its deliveries."),
+                  generated_at=now)

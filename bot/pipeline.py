@@ -21,7 +21,7 @@ from bot.errors import FetchError, ParseError
 from bot.models import Item, Reason, ScoredItem, Source
 from bot.notices import plan_notices
 from bot.scoring import Matcher
-from bot.sources import parse_page
+from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
 from bot.store import PlannedDelivery, Store
 
@@ -61,16 +61,20 @@ def source_is_due(store: Store, source: Source, now: datetime) -> bool:
 
 
 async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime) -> RefreshResult:
-    """Fetch, parse and diff one source; a failure is recorded on the source and never raised."""
+    """Fetch (every page, for sources that page), parse and diff one source.
+
+    A failure is recorded on the source and never raised; nothing stored is touched by a failed refresh.
+    """
     state = store.get_source_state(source.name)
     next_due = now + source.every
     try:
-        page = await fetcher.fetch(source, etag=state.etag, last_modified=state.last_modified)
-        if page is None:
+        fetched = await fetch_all_pages(fetcher, source, etag=state.etag, last_modified=state.last_modified)
+        if fetched is None:
             store.record_fetch_ok(source.name, at=now, etag=state.etag, last_modified=state.last_modified,
                                   item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due)
             return RefreshResult(source.name, "not-modified")
-        items = [replace(item, source=source.name) for item in parse_page(source.kind, page, source)]
+        page, parsed = fetched
+        items = [replace(item, source=source.name) for item in parsed]
         if not items and (state.max_item_count or 0) >= SUSPICIOUS_DROP and source.kind not in QUIET_DAY_KINDS:
             raise ParseError(f"{source.url}: no items, where earlier fetches found up to {state.max_item_count}; "
                              "layout changed?")
@@ -106,6 +110,11 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
 # --- planning ------------------------------------------------------------------------------------------------
 
 Recipient = SubscriberConfig | SlackChannelConfig
+
+
+def disabled_key(channel: str, address: str) -> str:
+    """Meta key marking a destination disabled after a permanent error (a deleted channel, a revoked webhook)."""
+    return f"disabled:{channel}:{address}"
 
 
 def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
@@ -151,7 +160,8 @@ def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[Sco
     return out
 
 
-def _message_id(config: Config) -> str:
+def new_message_id(config: Config) -> str:
+    """A Message-ID in the sender's domain, chosen at planning and reused on every retry."""
     sender = config.smtp.sender if config.smtp else "digestbot@localhost"
     domain = sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
     return make_msgid(idstring="digestbot", domain=domain)
@@ -195,7 +205,7 @@ def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recip
                        profiles=recipient.profiles)
     payload["send_empty"] = recipient.send_empty
     return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
-                           period_key=period_key, payload=payload, message_id=_message_id(config),
+                           period_key=period_key, payload=payload, message_id=new_message_id(config),
                            covers_until=now)
 
 
@@ -218,7 +228,7 @@ def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipi
     payload = _payload(hits, limit=len(hits), alerted=set(), since=since, profiles=recipient.profiles)
     return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind="alert", channel=channel, recipient=name,
                            address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"), payload=payload,
-                           message_id=_message_id(config), covers_until=now)
+                           message_id=new_message_id(config), covers_until=now)
 
 
 def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
@@ -229,7 +239,8 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     """
     unsubscribed = store.unsubscribed()
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
-    recipients = [r for r in everyone if recipient_identity(r)[2] not in unsubscribed]
+    recipients = [r for r in everyone if recipient_identity(r)[2] not in unsubscribed
+                  and not store.get_meta(disabled_key(*recipient_identity(r)[1:]))]
     failing = [h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
     result = PlanResult()
     for plan in (plan_alert, plan_digest):
@@ -245,6 +256,6 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
             batch.append(delivery)
             result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
         result.planned.extend(store.plan(batch, now=now))
-    result.planned.extend(store.plan(plan_notices(config, store, now=now, new_message_id=lambda: _message_id(config)),
-                                     now=now))
+    notices = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))
+    result.planned.extend(store.plan(notices, now=now))
     return result
