@@ -268,6 +268,56 @@ def sources(config: ConfigOption = Path(DEFAULT_CONFIG),
         print_sources(out, rows)
 
 
+outbox_app = typer.Typer(help="Deliveries that are pending, failed or unknown; re-queue one.",
+                         invoke_without_command=True, no_args_is_help=False)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback()
+def outbox(ctx: typer.Context, config: ConfigOption = Path(DEFAULT_CONFIG),
+           show_all: Annotated[bool, typer.Option("--all", help="Sent and expired ones too.")] = False,
+           limit: Annotated[int, typer.Option(help="At most N rows, newest first.")] = 50,
+           json_out: Annotated[bool, typer.Option("--json", help="One JSON object per delivery.")] = False) -> None:
+    """Pending, sending, failed and unknown deliveries (newest first)."""
+    ctx.obj = config
+    if ctx.invoked_subcommand is not None:
+        return
+    from bot.report import delivery_rows, print_deliveries
+    from bot.store import Store
+
+    cfg = load_config(config)
+    states = None if show_all else ("pending", "sending", "failed", "unknown")
+    with Store.open(cfg.bot.database) as store:
+        rows = delivery_rows(store.deliveries(states, limit=limit))
+    if json_out:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        print_deliveries(out, rows)
+
+
+@outbox_app.command("retry")
+def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(metavar="ID")],
+                 config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file (TOML).")] = None,
+                 ) -> None:
+    """Re-queue a failed, unknown or expired delivery (and re-enable its destination if it was disabled)."""
+    from bot.app import utcnow
+    from bot.pipeline import disabled_key
+    from bot.store import Store
+
+    cfg = load_config(config or ctx.obj)
+    with Store.open(cfg.bot.database) as store:
+        row = store.get_delivery(delivery_id)
+        if row is None:
+            raise BotError(f"no delivery with id {delivery_id}", hint="`digestbot outbox --all` lists them.")
+        if not store.requeue(delivery_id, now=utcnow()):
+            raise BotError(f"delivery {delivery_id} is {row.state}; only failed, unknown or expired ones are retried",
+                           hint="A pending delivery is sent on the next cycle by itself.")
+        store.set_meta(disabled_key(row.channel, row.address), "")
+    out.print(f"delivery {delivery_id} ({row.kind} to {row.recipient} via {row.channel}) is queued again; "
+              "the next cycle sends it", markup=False)
+
+
 def main() -> None:
     """Entry point: run the command; a BotError becomes "error: ..." plus a hint, exit 1."""
     try:

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.app import App, CycleReport, utcnow
-from bot.config import Config, parse_config
+from bot.config import load_config
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.sources.fetch import Fetcher
@@ -49,42 +49,83 @@ DEMO_SOURCES = (
 )
 
 
-def demo_config(out_dir: Path, pages_url: str, smtp_port: int, slack_url: str, *, at: datetime) -> Config:
-    """The sample config, as a person would write it, pointed at the local servers, due at `at`."""
+DEMO_CONFIG = """\
+# The config `digestbot demo` ran with, written as a person would. The servers it points at are gone now,
+# but the database stays: try `digestbot preview`, `digestbot sources` or `digestbot outbox` with it.
 
-    def daily(tz: str) -> str:
-        return f"daily {at.astimezone(ZoneInfo(tz)):%H:%M}"
+[bot]
+database = "sqlite:///{database}"
+user_agent = "digestbot-demo/0.1"
 
-    return parse_config({
-        "bot": {"database": f"sqlite:///{(out_dir / 'demo.sqlite3').resolve()}",
-                "user_agent": "digestbot-demo/0.1"},
-        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
-                 "sender": "digestbot demo <digest@demo.digestbot.example>"},
-        "slack": {"token_env": DEMO_TOKEN_ENV, "base_url": slack_url},
-        "sources": [{"name": name, "kind": kind, "url": f"{pages_url}/{page}", "every": "1h"}
-                    for name, kind, page in DEMO_SOURCES],
-        "profiles": {
-            "agents": {"keywords": ["LLM agents", "agent", "multi-agent", "tool use", "web agent", "search agent",
-                                    "benchmark"],
-                       "exclude": ["drone"],
-                       "description": "Language-model agents: tool use, web and search agents, multi-agent systems.",
-                       "min_score": 1.0},
-            "multimodal": {"keywords": ["multimodal", "vision-language", "MLLM", "image generation", "diffusion",
-                                        "visual reasoning", "video"],
-                           "description": "Vision-language and multimodal models, image and video generation.",
-                           "min_score": 1.0},
-        },
-        "subscribers": [
-            {"name": "ada", "email": "ada@example.org", "profiles": ["agents"], "schedule": daily("Europe/Berlin"),
-             "timezone": "Europe/Berlin", "max_items": 10},
-            {"name": "grace", "email": "grace@example.org", "profiles": ["multimodal", "agents"],
-             "schedule": daily("America/New_York"), "timezone": "America/New_York", "max_items": 15},
-        ],
-        "slack_channels": [
-            {"channel": "C0DEMO", "name": "#papers", "profiles": ["multimodal"], "schedule": daily("UTC"),
-             "timezone": "UTC", "max_items": 8},
-        ],
-    })
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+sender = "digestbot demo <digest@demo.digestbot.example>"
+
+[slack]
+token_env = "{token_env}"
+base_url = "{slack_url}"
+{sources}
+[profiles.agents]
+keywords = ["LLM agents", "agent", "multi-agent", "tool use", "web agent", "search agent", "benchmark"]
+exclude = ["drone"]
+description = "Language-model agents: tool use, web and search agents, multi-agent systems."
+min_score = 1.0
+
+[profiles.multimodal]
+keywords = ["multimodal", "vision-language", "MLLM", "image generation", "diffusion", "visual reasoning", "video"]
+description = "Vision-language and multimodal models, image and video generation."
+min_score = 1.0
+
+[[subscribers]]
+name = "ada"
+email = "ada@example.org"
+profiles = ["agents"]
+schedule = "daily {berlin}"
+timezone = "Europe/Berlin"
+max_items = 10
+
+[[subscribers]]
+name = "grace"
+email = "grace@example.org"
+profiles = ["multimodal", "agents"]
+schedule = "daily {new_york}"
+timezone = "America/New_York"
+max_items = 15
+
+[[slack_channels]]
+channel = "C0DEMO"
+name = "#papers"
+profiles = ["multimodal"]
+schedule = "daily {utc}"
+timezone = "UTC"
+max_items = 8
+"""
+
+_SOURCE = """
+[[sources]]
+name = "{name}"
+kind = "{kind}"
+url = "{url}"
+every = "1h"
+"""
+
+
+def demo_config(out_dir: Path, pages_url: str, smtp_port: int, slack_url: str, *, at: datetime) -> Path:
+    """Write the sample config, pointed at the local servers and due at `at`, to `out_dir/config.toml`."""
+
+    def local(tz: str) -> str:
+        return f"{at.astimezone(ZoneInfo(tz)):%H:%M}"
+
+    sources = "".join(_SOURCE.format(name=name, kind=kind, url=f"{pages_url}/{page}")
+                      for name, kind, page in DEMO_SOURCES)
+    text = DEMO_CONFIG.format(database=(out_dir / "demo.sqlite3").resolve().as_posix(), smtp_port=smtp_port,
+                              token_env=DEMO_TOKEN_ENV, slack_url=slack_url, sources=sources,
+                              berlin=local("Europe/Berlin"), new_york=local("America/New_York"), utc=local("UTC"))
+    path = out_dir / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -138,7 +179,7 @@ async def run_demo(out_dir: Path, console: Console) -> CycleReport:
             sink = await stack.enter_async_context(MaildirSink(out_dir / "Maildir"))
             slack = await stack.enter_async_context(SlackSink(record_to=out_dir / "slack.jsonl"))
             now = utcnow().replace(second=0, microsecond=0)
-            config = demo_config(out_dir, pages_url, sink.port, slack.base_url, at=now)
+            config = load_config(demo_config(out_dir, pages_url, sink.port, slack.base_url, at=now))
             # All pages come from one local host: the politeness spacing meant for real sites is not needed.
             async with Fetcher(config.bot.user_agent, min_host_interval=0.0) as fetcher, \
                     App(config, fetcher=fetcher) as app:
@@ -165,3 +206,6 @@ def _show(console: Console, report: CycleReport, out_dir: Path) -> None:
     for to, _subject, path in digests:
         console.print(f"Digest for {to}: [bold]{path}[/]")
     console.print(f"Maildir with the raw messages: {out_dir / 'Maildir'}")
+    config = out_dir / "config.toml"
+    console.print(f"\nExplore what it stored: [bold]digestbot preview --config {config} --profile agents[/], "
+                  f"[bold]digestbot sources --config {config}[/], [bold]digestbot outbox --all --config {config}[/]")

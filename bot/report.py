@@ -11,6 +11,7 @@ from rich.table import Table
 
 from bot.app import CycleReport
 from bot.config import Config
+from bot.models import Delivery
 from bot.store import Store
 
 _STATUS_STYLE = {"ok": "green", "sent": "green", "not-modified": "cyan", "skipped": "dim", "failed": "red",
@@ -93,3 +94,25 @@ def print_sources(console: Console, rows: list[dict[str, Any]]) -> None:
 
 def _short(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else ""
+
+
+def delivery_rows(deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    return [{"id": d.id, "kind": d.kind, "channel": d.channel, "recipient": d.recipient, "address": d.address,
+             "period": d.period_key, "state": d.state, "attempts": d.attempts, "items": len(d.payload.get("items", [])),
+             "created": d.created_at.isoformat(), "next_attempt": d.next_attempt_at.isoformat(),
+             "last_error": d.last_error} for d in deliveries]
+
+
+def print_deliveries(console: Console, rows: list[dict[str, Any]]) -> None:
+    styles = {"pending": "cyan", "sending": "cyan", "sent": "green", "failed": "red", "unknown": "yellow",
+              "expired": "dim"}
+    table = Table("id", "kind", "to", "via", "period", "state", "tries", "next try", "last error",
+                  title=f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
+    for r in rows:
+        state = r["state"]
+        table.add_row(str(r["id"]), r["kind"], escape(r["recipient"]), r["channel"], r["period"],
+                      f"[{styles.get(state, '')}]{state}[/]" if styles.get(state) else state, str(r["attempts"]),
+                      _short(r["next_attempt"]) if state == "pending" else "", escape(r["last_error"] or ""))
+    console.print(table)
+    if not rows:
+        console.print("[dim]Nothing pending, failed or unknown.[/]")

@@ -147,3 +147,26 @@ min_score = 3
     assert "WebChallenger" in result.stdout
     assert "web agent in title" in result.stdout
     assert "near misses" in result.stdout  # single abstract mentions fall under min_score 3
+
+
+def test_demo_then_explore_its_database(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = digestbot("demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "digest-ada.html").exists() and (out / "digest-grace.html").exists()
+    assert "Open" in result.stdout or "Digest for ada@example.org" in result.stdout
+    html = (out / "digest-ada.html").read_text()
+    assert "<table" in html and "agent in title" in html
+    config = str(out / "config.toml")
+
+    sent = [json.loads(line) for line in digestbot("outbox", "--all", "--json", "--config", config).stdout.splitlines()]
+    assert sorted((r["recipient"], r["channel"], r["state"]) for r in sent) == [
+        ("#papers", "slack", "sent"), ("ada", "email", "sent"), ("grace", "email", "sent")]
+    assert digestbot("outbox", "--json", "--config", config).stdout == ""  # nothing pending or failed
+
+    retried = digestbot("outbox", "retry", str(sent[0]["id"]), "--config", config)
+    assert retried.returncode == 1 and "is sent" in retried.stderr
+
+    health = [json.loads(line) for line in digestbot("sources", "--json", "--config", config).stdout.splitlines()]
+    assert {h["name"]: h["status"] for h in health} == {
+        "hf-daily": "ok", "hf-api": "ok", "hf-api-june": "ok", "arxiv-rss": "ok", "arxiv-atom": "ok"}

@@ -29,8 +29,10 @@ def slack_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def make_config(smtp_port: int = 1, slack_url: str = "http://127.0.0.1:1/api/") -> Config:
+def make_config(smtp_port: int = 1, slack_url: str = "http://127.0.0.1:1/api/", admin_email: str | None = None,
+                ) -> Config:
     return parse_config({
+        "bot": {"admin_email": admin_email} if admin_email else {},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none", "sender": "digest@example.org",
                  "timeout": 5},
         "slack": {"token_env": "TEST_SLACK_TOKEN", "base_url": slack_url},
@@ -133,13 +135,21 @@ async def test_slack_connection_lost_mid_post_is_unknown_and_never_reposted(stor
         assert len(slack.requests) == 1
 
 
-async def test_channel_not_found_fails_and_says_so(store: Store) -> None:
-    async with ScriptedSlack("error:channel_not_found") as slack:
-        config = make_config(slack_url=slack.base_url)
+async def test_channel_not_found_disables_the_destination_and_tells_the_admin(store: Store, tmp_path: Path) -> None:
+    async with ScriptedSlack("error:channel_not_found") as slack, FaultySink(tmp_path / "mail") as sink:
+        config = make_config(smtp_port=sink.port, slack_url=slack.base_url, admin_email="ops@example.org")
         plan(store, channel="slack", address="C0GONE", key="digest:slack:gone:2026-11-23")
         assert await deliver(config, store, NOW) == ["failed"]
-        row = store.deliveries()[0]
+        row = next(d for d in store.deliveries() if d.key == "digest:slack:gone:2026-11-23")
         assert row.last_error and "channel_not_found" in row.last_error
+
+        assert await deliver(config, store, NOW + timedelta(minutes=1)) == ["sent"]  # the admin notice
+        [notice] = sink.messages()
+        assert notice["To"] == "ops@example.org" and "C0GONE is disabled" in str(notice["Subject"])
+
+        plan(store, channel="slack", address="C0GONE", key="digest:slack:gone:2026-11-24")
+        assert await deliver(config, store, NOW + timedelta(minutes=2)) == ["failed"]  # not posted again
+        assert len(slack.requests) == 1
 
 
 async def test_too_old_to_be_useful_is_expired_not_sent(store: Store, tmp_path: Path) -> None:

@@ -119,6 +119,11 @@ def list_deliveries(connection: Connection, states: Collection[str] | None, limi
     return [_delivery(row) for row in connection.execute(query)]
 
 
+def get_delivery(connection: Connection, delivery_id: int) -> Delivery | None:
+    row = connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+    return _delivery(row) if row is not None else None
+
+
 def alerted_item_ids(connection: Connection, recipient: str, channel: str) -> set[str]:
     query = select(deliveries.c.payload).where(
         deliveries.c.kind == "alert",

@@ -229,6 +229,10 @@ class Store:
         with self._read() as connection:
             return outbox.list_deliveries(connection, states, limit)
 
+    def get_delivery(self, delivery_id: int) -> Delivery | None:
+        with self._read() as connection:
+            return outbox.get_delivery(connection, delivery_id)
+
     def alerted_item_ids(self, recipient: str, channel: str) -> set[str]:
         """Ids in `payload["items"]` of alert rows for this recipient and channel that were not failed/expired."""
         with self._read() as connection:
