@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ REFRESH_CONCURRENCY = 8
 # weekends); elsewhere, zero items from a source that used to list this many is a broken scraper.
 SUSPICIOUS_DROP = 3
 QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
+CONFIGURED_ADDRESSES = "configured-addresses"  # meta: the subscriber addresses at the last planning
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,15 +233,34 @@ def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipi
                            message_id=new_message_id(config), covers_until=now)
 
 
+def honour_readded(config: Config, store: Store, unsubscribed: set[str]) -> set[str]:
+    """An unsubscribe holds until the admin removes the subscriber from the config and adds them back.
+
+    The addresses configured at the previous planning are remembered; one that was unsubscribed, then missing
+    from the config, and now is back, is subscribed again. Returns the addresses still unsubscribed.
+    """
+    current = sorted({s.email.lower() for s in config.subscribers})
+    held = store.get_meta(CONFIGURED_ADDRESSES)
+    store.set_meta(CONFIGURED_ADDRESSES, json.dumps(current))
+    if held is None:
+        return unsubscribed
+    previous = set(json.loads(held))
+    for address in [a for a in unsubscribed if a.lower() in current and a.lower() not in previous]:
+        store.resubscribe(address)
+        unsubscribed.discard(address)
+        log.info("%s was removed from the config and added again: subscribed again", address)
+    return unsubscribed
+
+
 def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
     """Decide every alert, then every digest, then every admin notice owed now, and write them to the outbox.
 
     Alerts go first (one transaction), so a digest planned in the same cycle already knows which of its items
     were alerted and marks them instead of repeating them as news.
     """
-    unsubscribed = store.unsubscribed()
+    unsubscribed = honour_readded(config, store, store.unsubscribed())
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
-    recipients = [r for r in everyone if recipient_identity(r)[2] not in unsubscribed
+    recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
                   and not store.get_meta(disabled_key(*recipient_identity(r)[1:]))]
     failing = [h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
     result = PlanResult()

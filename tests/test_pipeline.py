@@ -121,12 +121,19 @@ def test_alert_once_then_digest_marks_it(store: Store) -> None:
     assert alerted == {"arxiv:2611.00001": True, "arxiv:2611.00002": False}
 
 
-def test_unsubscribed_address_gets_nothing(store: Store) -> None:
-    cfg = config()
+def test_unsubscribed_address_gets_nothing_until_readded(store: Store) -> None:
+    cfg = config(email="Ada@Example.org")
     plan(cfg, store, at("2026-11-22T08:00:00+01:00"))
     store.save_items("s", [item(1, "DPO")], seen_at=at("2026-11-22T12:00:00+01:00"))
     store.unsubscribe("ada@example.org", at=at("2026-11-22T13:00:00+01:00"))
     assert plan(cfg, store, at("2026-11-23T07:00:00+01:00")) == []
+    assert plan(cfg, store, at("2026-11-24T07:00:00+01:00")) == []  # the config still lists ada: no matter
+    without = parse_config({"smtp": {"host": "127.0.0.1", "sender": "digest@example.org"},
+                            "profiles": {"rlhf": {"keywords": ["DPO"]}}})
+    plan(without, store, at("2026-11-24T08:00:00+01:00"))  # the admin removes ada ...
+    store.save_items("s", [item(2, "DPO two")], seen_at=at("2026-11-24T09:00:00+01:00"))
+    assert plan(cfg, store, at("2026-11-25T07:00:00+01:00")) == ["digest:email:ada:2026-11-25"]  # ... and re-adds
+    assert not store.is_unsubscribed("ada@example.org")
 
 
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "America/Los_Angeles", "Asia/Kolkata"])
