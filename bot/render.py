@@ -294,7 +294,8 @@ class Renderer:
         if notice:
             blocks.append(_section(f":warning: {escape_slack(notice)}"))
         if not digest.items:
-            blocks.append(_section("Nothing new matched your profiles this time."))
+            healthy = "" if notice else "; every source was fetched fine"
+            blocks.append(_section(f"Nothing new matched your profiles this time{healthy}."))
         return blocks
 
 

@@ -169,3 +169,15 @@ async def test_empty_digest_is_skipped_unless_asked(store: Store, tmp_path: Path
                                     message_id="<e@example.org>", covers_until=NOW)], now=NOW)
         assert await deliver(config, store, NOW) == ["skipped"]
         assert len(sink.messages()) == 0
+
+
+async def test_send_empty_sends_a_short_all_clear(store: Store, tmp_path: Path) -> None:
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        store.plan([PlannedDelivery(key="digest:email:ada:2026-11-23", kind="digest", channel="email",
+                                    recipient="ada", address="ada@example.org", period_key="2026-11-23",
+                                    payload={"items": [], "total_matched": 0, "profiles": ["p"], "send_empty": True},
+                                    message_id="<e@example.org>", covers_until=NOW)], now=NOW)
+        assert await deliver(config, store, NOW) == ["sent"]
+        body = sink.messages()[0].get_body(("plain",))
+        assert body is not None and "every source was fetched fine" in body.get_content()
