@@ -28,7 +28,7 @@ from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
 from bot.pipeline import disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
-from bot.store import Store
+from bot.store import LEASE_LAPSED, Store
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,15 @@ class Deliverer:
         if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
             self.store.mark_expired(row.id, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
+        if row.last_error == LEASE_LAPSED:
+            if row.channel == "slack":  # Slack has no idempotency key: never post again blindly
+                self.store.mark_unknown(row.id, error=LEASE_LAPSED, at=now)
+                log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
+                            row.kind, row.recipient, LEASE_LAPSED, row.id)
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=LEASE_LAPSED)
+            log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
+                        "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
+                        row.message_id)
         disabled = self.store.get_meta(disabled_key(row.channel, row.address))
         if disabled:
             self.store.mark_failed(row.id, error=f"destination disabled: {disabled}", at=now)

@@ -181,3 +181,20 @@ async def test_send_empty_sends_a_short_all_clear(store: Store, tmp_path: Path) 
         assert await deliver(config, store, NOW) == ["sent"]
         body = sink.messages()[0].get_body(("plain",))
         assert body is not None and "every source was fetched fine" in body.get_content()
+
+
+async def test_killed_between_send_and_record(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A process claims, sends, and dies before recording: email is resent once with the same Message-ID and a
+    warning; a Slack post is marked unknown instead of being posted again."""
+    async with FaultySink(tmp_path / "mail") as sink, ScriptedSlack() as slack:
+        config = make_config(sink.port, slack.base_url)
+        plan(store)
+        plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
+        [first, second] = store.claim(now=NOW, limit=10, lease=timedelta(minutes=10))  # ... and the process dies
+        assert {first.state, second.state} == {"sending"}
+        assert await deliver(config, store, NOW + timedelta(minutes=5)) == []  # lease still held
+        outcomes = await deliver(config, store, NOW + timedelta(minutes=11))
+        assert sorted(outcomes) == ["sent", "unknown"]
+        assert [m["Message-ID"] for m in sink.messages()] == ["<fixed-id@example.org>"]
+        assert slack.requests == []
+        assert "same Message-ID <fixed-id@example.org>" in caplog.text

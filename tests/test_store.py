@@ -391,7 +391,7 @@ def test_requeue(store: Store) -> None:
     assert store.requeue(failed.id, now=later)
     assert store.claim(now=later - timedelta(seconds=1), limit=5, lease=LEASE)[0].key == "p"
     (again,) = store.claim(now=later, limit=5, lease=LEASE)
-    assert (again.key, again.attempts, again.last_error) == ("f", 1, "550")
+    assert (again.key, again.attempts, again.last_error) == ("f", 1, "requeued by hand; before: 550")
 
 
 def test_alerted_item_ids(store: Store) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, case, func, or_, select, update
 
 from bot.models import Delivery
 from bot.store.engine import chunks, dialect_insert
@@ -66,6 +66,10 @@ def plan(connection: Connection, planned: Sequence[PlannedDelivery], now: dateti
     return [p.key for p in unique if p.key in inserted]
 
 
+# Set on a row taken over from a process that died mid-send: whether that send went out is unknown.
+LEASE_LAPSED = "lease lapsed: the process sending this stopped before recording the outcome"
+
+
 def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
     """Take due rows: pending and due, or sending with a lapsed lease. SKIP LOCKED lets processes share work."""
     due = or_(
@@ -83,7 +87,8 @@ def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -
     statement = (
         update(deliveries)
         .where(deliveries.c.id.in_(ids))
-        .values(state="sending", lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
+        .values(state="sending", lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now,
+                last_error=case((deliveries.c.state == "sending", LEASE_LAPSED), else_=deliveries.c.last_error))
         .returning(*deliveries.c)
     )
     claimed = [_delivery(row) for row in connection.execute(statement)]

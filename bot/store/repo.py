@@ -217,8 +217,10 @@ class Store:
 
     def requeue(self, delivery_id: int, *, now: datetime) -> bool:
         """A person's "try again": failed/unknown/expired back to pending, due now, attempts counted afresh."""
+        current = self.get_delivery(delivery_id)
+        note = _clip(f"requeued by hand; before: {current.last_error if current is not None else None}")
         return self._transition(delivery_id, RETRYABLE_STATES, state="pending", next_attempt_at=now, attempts=0,
-                                lease_until=None, updated_at=now)
+                                lease_until=None, updated_at=now, last_error=note)
 
     def _transition(self, delivery_id: int, from_states: Collection[str], **values: Any) -> bool:
         with self._write() as connection:
