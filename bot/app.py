@@ -20,6 +20,7 @@ from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles
 from bot.sources.fetch import Fetcher
 from bot.store import Store
+from bot.tokens import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class App:
         self._fetcher = fetcher
         self._own_fetcher = fetcher is None
         self.renderer = renderer or Renderer()
+        self._secret: bytes | None = None
 
     @property
     def store(self) -> Store:
@@ -79,6 +81,13 @@ class App:
         if self._own_store and self._store is not None:
             self._store.close()
             self._store = None
+
+    @property
+    def secret(self) -> bytes:
+        """The unsubscribe-token secret: from the environment, or generated once and kept in the database."""
+        if self._secret is None:
+            self._secret = load_secret(self.store, self.config.bot.secret_env)
+        return self._secret
 
     def reload(self, config: Config) -> None:
         """Use a new (already validated) config from the next cycle on; the database stays the same."""
@@ -117,7 +126,8 @@ class App:
         report = CycleReport(now=now)
         report.refreshed = await self.refresh(now=now, only_due=only_due)
         report.planned = plan_deliveries(self.config, self.store, self.matcher(now), now=now)
-        report.delivered = await Deliverer(self.config, self.store, self.renderer).deliver_due(now=now)
+        deliverer = Deliverer(self.config, self.store, self.renderer, secret=self.secret)
+        report.delivered = await deliverer.deliver_due(now=now)
         self.store.set_meta("last_cycle", now.isoformat())
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered

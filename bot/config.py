@@ -65,8 +65,11 @@ class BotSettings(_Strict):
     max_age: str = "7d"
     failure_threshold: int = Field(default=3, ge=1)
     http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    secret_env: str | None = "DIGESTBOT_SECRET"
 
     _v_max_age = field_validator("max_age")(_check_duration)
+    _v_secret_env = field_validator("secret_env")(_check_env_name)
 
     @field_validator("public_url")
     @classmethod

@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError
@@ -29,6 +30,8 @@ from bot.notify.slack import SlackNotifier
 from bot.pipeline import disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
+from bot.tokens import make_token
+from bot.web import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +83,22 @@ def _failing(payload: dict[str, Any]) -> tuple[SourceHealth, ...]:
 class Deliverer:
     """Sends what the outbox holds for now, one short store call before and after each send."""
 
-    def __init__(self, config: Config, store: Store, renderer: Renderer) -> None:
+    def __init__(self, config: Config, store: Store, renderer: Renderer, *, secret: bytes | None = None) -> None:
         self.config = config
         self.store = store
         self.renderer = renderer
+        self.secret = secret
+
+    def unsubscribe_link(self, row: Delivery) -> str | None:
+        """The one-click link for an email row, signed for its address; stable across retries (planning time).
+
+        Only with `bot.public_url` (somewhere the endpoint is reachable) and only for email: on a Slack channel
+        anyone reading could unsubscribe it.
+        """
+        public_url = self.config.bot.public_url
+        if row.channel != "email" or not public_url or not self.secret:
+            return None
+        return unsubscribe_url(public_url, make_token(row.address, self.secret, issued=row.created_at))
 
     def digest_for(self, row: Delivery) -> Digest:
         """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload."""
@@ -94,7 +109,7 @@ class Deliverer:
                       items=tuple(payload_matches(payload, items)), generated_at=row.created_at,
                       total_matched=int(payload.get("total_matched") or 0), failing_sources=_failing(payload),
                       since=datetime.fromisoformat(since) if since else None,
-                      public_url=self.config.bot.public_url)
+                      public_url=self.config.bot.public_url, unsubscribe_url=self.unsubscribe_link(row))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:
         """Claim due rows and send them: email over a few reused SMTP connections, Slack one by one."""
@@ -147,9 +162,14 @@ class Deliverer:
         domain = sender_address.rsplit("@", 1)[-1]
         message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
                                 date=row.created_at, list_id=f"digestbot <digest.{domain}>",
-                                unsubscribe_mailto=f"mailto:{sender_address}?subject=unsubscribe",
-                                unsubscribe_url=None)
+                                unsubscribe_mailto=self._unsubscribe_mailto(row, sender_address),
+                                unsubscribe_url=self.unsubscribe_link(row))
         await notifier.send(message)
+
+    def _unsubscribe_mailto(self, row: Delivery, sender: str) -> str:
+        """A mailto a person reads: the admin's address if there is one, else the sender's."""
+        to = self.config.bot.admin_email or sender
+        return f"mailto:{to}?subject=" + quote(f"unsubscribe {row.address}")
 
     async def _send_slack(self, row: Delivery, prepared: Prepared) -> None:
         """Post every part of the digest; parts already posted (recorded one by one) are not posted again.

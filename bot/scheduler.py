@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app import App, utcnow
 from bot.config import Config, load_config
 from bot.errors import BotError, ConfigError
+from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,17 @@ class Daemon:
         self.tick_seconds = tick_seconds
         self.busy = asyncio.Lock()
         self.stopping = asyncio.Event()
+        self.started_at: datetime | None = None
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: not ok when no cycle has finished for several ticks (a stuck or failing bot)."""
+        limit = 5 * self.tick_seconds + 60
+        now = utcnow()
+        last = self.app.store.get_meta("last_cycle")
+        age = (now - datetime.fromisoformat(last)).total_seconds() if last else None
+        running = (now - self.started_at).total_seconds() if self.started_at else 0.0
+        stuck = running > limit and (age is None or age > limit)
+        return {"ok": not stuck, "last_cycle": last, "stopping": self.stopping.is_set()}
 
     async def tick(self) -> None:
         if self.busy.locked() or self.stopping.is_set():
@@ -86,6 +100,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         scheduler.start()
+        self.started_at = utcnow()
         log.info("digestbot running; tick every %.0fs; config %s", self.tick_seconds, self.watcher.path)
         try:
             await self.stopping.wait()
@@ -105,6 +120,17 @@ class Daemon:
 
 
 async def run_daemon(config_path: Path, *, tick_seconds: float = 60.0) -> None:
+    """The daemon, with the HTTP endpoint (unsubscribe, health) when `bot.http_port` is set.
+
+    The endpoint starts before the first tick and stops after the last cycle has drained, so unsubscribes are
+    taken the whole time the bot could send.
+    """
     config = load_config(config_path)
-    async with App(config) as app:
-        await Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds).run()
+    async with App(config) as app, AsyncExitStack() as stack:
+        daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds)
+        if config.bot.http_port is not None:
+            web_app = make_app(app.store, app.secret, health=daemon.health)
+            server = await stack.enter_async_context(WebServer(web_app, host=config.bot.http_host,
+                                                               port=config.bot.http_port))
+            log.info("HTTP endpoint on %s (unsubscribe, /healthz)", server.url)
+        await daemon.run()

@@ -51,11 +51,9 @@ class InvalidToken(ValueError):
 
 
 class MetaStore(Protocol):
-    """The two Store methods `load_secret` needs (a Protocol, so tokens.py does not import the store)."""
+    """The Store method `load_secret` needs (a Protocol, so tokens.py does not import the store)."""
 
-    def get_meta(self, key: str) -> str | None: ...
-
-    def set_meta(self, key: str, value: str) -> None: ...
+    def setdefault_meta(self, key: str, value: str) -> str: ...
 
 
 def _b64encode(data: bytes) -> str:
@@ -124,9 +122,8 @@ def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta =
 def load_secret(store: MetaStore, env_name: str | None = "DIGESTBOT_SECRET") -> bytes:
     """The signing secret: the env var if it is long enough, else one generated once and kept in the store.
 
-    Keeping it in the database means tokens survive restarts and every process on that database agrees.
-    Two processes creating it at the same moment both write, then both re-read and use what was stored last;
-    see the report on `set_meta` (an overwriting upsert) for the remaining window.
+    Keeping it in the database means tokens survive restarts and every process on that database agrees;
+    two processes creating it at the same moment end up with the one that was stored first.
     """
     if env_name:
         value = os.environ.get(env_name)
@@ -135,10 +132,7 @@ def load_secret(store: MetaStore, env_name: str | None = "DIGESTBOT_SECRET") -> 
         if value:
             log.warning("%s is shorter than %d characters; ignoring it and using the secret kept in the database",
                         env_name, MIN_ENV_SECRET_CHARS)
-    stored = store.get_meta(SECRET_META_KEY)
-    if stored is None:
-        store.set_meta(SECRET_META_KEY, secrets.token_hex(32))
-        stored = store.get_meta(SECRET_META_KEY)
+    stored = store.setdefault_meta(SECRET_META_KEY, secrets.token_hex(32))
     try:
         secret = bytes.fromhex(stored or "")
     except ValueError:

@@ -3,11 +3,14 @@ the last good config, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
 
 from bot.store import Store
 
@@ -16,6 +19,7 @@ FIXTURES = Path(__file__).parent / "data" / "fixtures"
 CONFIG = """
 [bot]
 database = "sqlite:///{db}"
+http_port = 0
 
 [[sources]]
 name = "hf"
@@ -62,6 +66,10 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: fetched(db, "hf"), "the first source to be fetched")
+        endpoint = re.search(r"HTTP endpoint on (http://127\.0\.0\.1:\d+)", log.read_text())
+        assert endpoint, log.read_text()
+        health = httpx.get(endpoint[1] + "/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["ok"] is True
 
         time.sleep(0.05)
         config.write_text(good.replace('every = "1h"', 'every = "soon"'))  # a bad edit

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.app import App, CycleReport
@@ -19,6 +20,9 @@ from bot.config import Config, parse_config
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.sources.fetch import Fetcher
+from bot.store import Store
+from bot.tokens import load_secret
+from bot.web import WebServer, make_app
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -153,3 +157,30 @@ async def test_a_broken_source_is_said_in_the_digest_and_costs_nothing_else(db_u
     text, html = parts(by_recipient(ends.mail)["ada@example.org"])
     assert "flaky" in text and "flaky" in html
     assert "503" in text
+
+
+async def test_one_click_unsubscribe_from_the_mail_stops_the_next_digest(db_url: str, pages: LocalHTTPServer,
+                                                                          ends: Ends) -> None:
+    config = make_config(db_url, pages, ends)
+    config = config.model_copy(update={"bot": config.bot.model_copy(update={"public_url": "https://digest.example.org"})})
+    await cycle(config, T0)
+    await cycle(config, T1)
+    ada = by_recipient(ends.mail)["ada@example.org"]
+    assert ada["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = [part.strip(" <>") for part in str(ada["List-Unsubscribe"]).split(",")]
+    https = next(link for link in links if link.startswith("https://digest.example.org/unsubscribe/"))
+    _, html = parts(ada)
+    assert https in html  # the footer links to the same page
+
+    with Store.open(db_url) as store:
+        async with WebServer(make_app(store, load_secret(store, None)), port=0) as server, httpx.AsyncClient() as http:
+            path = https.removeprefix("https://digest.example.org")
+            assert (await http.get(server.url + path)).status_code == 200
+            assert not store.is_unsubscribed("ada@example.org")  # GET changes nothing
+            reply = await http.post(server.url + path, data={"List-Unsubscribe": "One-Click"})
+            assert reply.status_code == 200
+            assert store.is_unsubscribed("ada@example.org")
+
+    report = await cycle(config, T1 + timedelta(days=1))
+    assert "ada" not in {d.recipient for d in report.delivered}
+    assert sum(1 for m in ends.mail.messages() if m["To"] == "ada@example.org") == 1

@@ -247,6 +247,14 @@ class Store:
             value: str | None = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
             return value
 
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """Store `value` unless the key exists; return what is stored. Two processes racing agree on one value."""
+        with self._write() as connection:
+            statement = dialect_insert(connection, meta).values(key=key, value=value)
+            connection.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+            stored = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one()
+            return str(stored)
+
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as connection:
             statement = dialect_insert(connection, meta).values(key=key, value=value)
