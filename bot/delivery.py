@@ -109,7 +109,8 @@ class Deliverer:
                       items=tuple(payload_matches(payload, items)), generated_at=row.created_at,
                       total_matched=int(payload.get("total_matched") or 0), failing_sources=_failing(payload),
                       since=datetime.fromisoformat(since) if since else None,
-                      public_url=self.config.bot.public_url, unsubscribe_url=self.unsubscribe_link(row))
+                      public_url=self.config.bot.public_url, unsubscribe_url=self.unsubscribe_link(row),
+                      alerted=frozenset(e["id"] for e in payload.get("items", []) if e.get("alerted")))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:
         """Claim due rows and send them: email over a few reused SMTP connections, Slack one by one."""

@@ -202,6 +202,7 @@ class Digest:
     since: datetime | None = None
     unsubscribe_url: str | None = None
     public_url: str | None = None
+    alerted: frozenset[str] = frozenset()  # ids of items already sent as alerts: marked, not news again
 
 
 @dataclass(frozen=True, slots=True)

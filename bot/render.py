@@ -111,9 +111,10 @@ class ItemView:
     explain: str
     profile: str
     score: float
+    alerted: bool = False
 
 
-def item_view(scored: ScoredItem, snippet_chars: int = 300) -> ItemView:
+def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = False) -> ItemView:
     item = scored.item
     groups: dict[str, list[str]] = {}
     related: list[str] = []
@@ -138,6 +139,7 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300) -> ItemView:
         explain=one_line(scored.explain(), 500),
         profile=one_line(scored.profile, 60),
         score=scored.score,
+        alerted=alerted,
     )
 
 
@@ -215,7 +217,7 @@ class Renderer:
         """HTML and text with the same items; drops items from the end until the HTML fits HTML_LIMIT."""
         name = "alert" if digest.kind == "alert" else "digest"
         html_template = self._env.get_template(f"{name}.html.j2")
-        views = [item_view(s) for s in digest.items[:MAX_EMAIL_ITEMS]]
+        views = [item_view(s, alerted=s.item.id in digest.alerted) for s in digest.items[:MAX_EMAIL_ITEMS]]
         shown = len(views)
         while True:
             context = self._context(digest, views[:shown])
@@ -232,7 +234,8 @@ class Renderer:
     def render_slack(self, digest: Digest) -> list[SlackMessage]:
         """Block Kit, split into messages of SLACK_ITEMS_PER_MESSAGE items, each with a `text` fallback."""
         alert = digest.kind == "alert"
-        views = [item_view(s, snippet_chars=500) for s in digest.items[:MAX_SLACK_ITEMS]]
+        views = [item_view(s, snippet_chars=500, alerted=s.item.id in digest.alerted)
+                 for s in digest.items[:MAX_SLACK_ITEMS]]
         chunks = [views[i: i + SLACK_ITEMS_PER_MESSAGE] for i in range(0, len(views), SLACK_ITEMS_PER_MESSAGE)]
         chunks = chunks or [[]]
         summary = escape_slack(subject(digest))
@@ -312,7 +315,8 @@ def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
     if byline:
         lines.append(escape_slack(byline))
     if view.explain:
-        lines.append(f"_{escape_slack(view.explain)}_ · {escape_slack(view.profile)}")
+        alerted = " · already sent as an alert" if view.alerted else ""
+        lines.append(f"_{escape_slack(view.explain)}_ · {escape_slack(view.profile)}{alerted}")
     if with_snippet and view.snippet:
         lines.append(escape_slack(view.snippet))
     return "\n".join(lines)

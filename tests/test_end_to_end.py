@@ -49,7 +49,8 @@ async def ends(tmp_path: Path) -> AsyncIterator[Ends]:
         yield Ends(mail, slack)
 
 
-def make_config(db_url: str, pages: LocalHTTPServer, ends: Ends, *, broken: bool = False) -> Config:
+def make_config(db_url: str, pages: LocalHTTPServer, ends: Ends, *, broken: bool = False,
+                alert_min_score: float | None = None) -> Config:
     sources = [
         {"name": "hf-daily", "kind": "hf_papers", "url": pages.url("/hf_papers_daily_2024-08-01.html")},
         {"name": "hf-api", "kind": "hf_api", "url": pages.url("/hf_api_daily_papers_2026-06-12.json")},
@@ -70,7 +71,8 @@ def make_config(db_url: str, pages: LocalHTTPServer, ends: Ends, *, broken: bool
         },
         "subscribers": [
             {"name": "ada", "email": "ada@example.org", "profiles": ["agents"], "schedule": "daily 07:00",
-             "timezone": "Europe/Berlin", "max_items": 5},
+             "timezone": "Europe/Berlin", "max_items": 5,
+             **({"alert_min_score": alert_min_score} if alert_min_score else {})},
             {"name": "lin", "email": "lin@example.org", "profiles": ["video", "agents"],
              "schedule": "daily 01:00", "timezone": "America/New_York"},
         ],
@@ -184,3 +186,19 @@ async def test_one_click_unsubscribe_from_the_mail_stops_the_next_digest(db_url:
     report = await cycle(config, T1 + timedelta(days=1))
     assert "ada" not in {d.recipient for d in report.delivered}
     assert sum(1 for m in ends.mail.messages() if m["To"] == "ada@example.org") == 1
+
+
+async def test_alert_at_once_then_the_digest_marks_it(db_url: str, pages: LocalHTTPServer, ends: Ends) -> None:
+    config = make_config(db_url, pages, ends, alert_min_score=8.0)
+    report = await cycle(config, T0)  # new items arrive at 05:00 UTC: high scorers go out at once
+    [alert] = [d for d in report.delivered if d.kind == "alert"]
+    assert (alert.recipient, alert.status) == ("ada", "sent") and alert.items >= 1
+    [alert_mail] = by_recipient(ends.mail).values()
+    assert str(alert_mail["Subject"]).strip().startswith("digestbot alert")
+    assert await cycle(config, T0 + timedelta(minutes=30)) is not None
+    assert len(ends.mail.messages()) == 1  # not alerted twice
+
+    await cycle(config, T1)
+    digest = next(m for m in ends.mail.messages() if not str(m["Subject"]).strip().startswith("digestbot alert"))
+    text, html = parts(digest)
+    assert "(already sent as an alert)" in text and "already sent as an alert" in html
