@@ -268,6 +268,23 @@ def sources(config: ConfigOption = Path(DEFAULT_CONFIG),
         print_sources(out, rows)
 
 
+@app.command()
+def status(config: ConfigOption = Path(DEFAULT_CONFIG),
+           json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """The last cycle, the next digests due, deliveries pending or failed, and sources failing."""
+    from bot.app import utcnow
+    from bot.report import print_status, status_report
+    from bot.store import Store
+
+    cfg = load_config(config)
+    with Store.open(cfg.bot.database) as store:
+        report = status_report(cfg, store, now=utcnow())
+    if json_out:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_status(out, report)
+
+
 outbox_app = typer.Typer(help="Deliveries that are pending, failed or unknown; re-queue one.",
                          invoke_without_command=True, no_args_is_help=False)
 app.add_typer(outbox_app, name="outbox")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -116,3 +117,45 @@ def print_deliveries(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
     if not rows:
         console.print("[dim]Nothing pending, failed or unknown.[/]")
+
+
+def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, Any]:
+    """What `digestbot status` shows, as plain data."""
+    from bot.pipeline import Recipient, recipient_identity
+
+    upcoming = []
+    everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
+    for recipient in everyone:
+        name, channel, _address = recipient_identity(recipient)
+        due = recipient.parsed_schedule.next_due(now, recipient.zone)
+        upcoming.append({"recipient": name, "channel": channel, "schedule": str(recipient.parsed_schedule),
+                         "timezone": recipient.timezone, "next_due": due.isoformat(),
+                         "next_due_local": due.astimezone(recipient.zone).strftime("%a %d %b %H:%M %Z")})
+    upcoming.sort(key=lambda u: u["next_due"])
+    return {
+        "now": now.isoformat(),
+        "last_cycle": store.get_meta("last_cycle"),
+        "items_stored": store.item_count(),
+        "deliveries": store.delivery_counts(),
+        "problems": delivery_rows(store.deliveries(("failed", "unknown"), limit=10)),
+        "failing_sources": [r for r in source_rows(config, store) if r["status"] in ("failing", "broken")],
+        "next_due": upcoming,
+    }
+
+
+def print_status(console: Console, report: dict[str, Any]) -> None:
+    counts = report["deliveries"]
+    console.print(f"Last cycle: [bold]{_short(report['last_cycle']) or 'never'}[/] UTC · "
+                  f"{report['items_stored']} items stored · outbox: "
+                  + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"))
+    if report["failing_sources"]:
+        print_sources(console, report["failing_sources"])
+    else:
+        console.print("[green]All sources are working.[/]")
+    if report["problems"]:
+        print_deliveries(console, report["problems"])
+    table = Table("recipient", "via", "schedule", "next digest (their time)", "UTC", title="Next digests")
+    for u in report["next_due"][:15]:
+        table.add_row(escape(u["recipient"]), u["channel"], u["schedule"], u["next_due_local"], _short(u["next_due"]))
+    if report["next_due"]:
+        console.print(table)

@@ -79,6 +79,22 @@ class Schedule:
                 return self._key(day), due.astimezone(ZoneInfo("UTC"))
         return None
 
+    def next_due(self, now: datetime, tz: ZoneInfo) -> datetime:
+        """The first scheduled instant after `now` (UTC), for `digestbot status`."""
+        local = now.astimezone(tz)
+        if self.kind == "hours":
+            assert self.every_hours is not None
+            block = local.hour - local.hour % self.every_hours + self.every_hours
+            start = datetime.combine(local.date(), time(0), tzinfo=tz) + timedelta(hours=block)
+            return start.astimezone(ZoneInfo("UTC"))
+        for ahead in range(0, 9):
+            day = local.date() + timedelta(days=ahead)
+            if self._runs_on(day):
+                due = _local_instant(day, self.at, tz)
+                if due > now:
+                    return due.astimezone(ZoneInfo("UTC"))
+        raise AssertionError("every schedule runs at least once a week")
+
     def _runs_on(self, day: date) -> bool:
         if self.kind == "weekdays":
             return day.weekday() < 5

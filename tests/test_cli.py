@@ -170,3 +170,15 @@ def test_demo_then_explore_its_database(tmp_path: Path) -> None:
     health = [json.loads(line) for line in digestbot("sources", "--json", "--config", config).stdout.splitlines()]
     assert {h["name"]: h["status"] for h in health} == {
         "hf-daily": "ok", "hf-api": "ok", "hf-api-june": "ok", "arxiv-rss": "ok", "arxiv-atom": "ok"}
+
+
+def test_status_after_the_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert digestbot("demo", "--out", str(out)).returncode == 0
+    result = digestbot("status", "--json", "--config", str(out / "config.toml"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["last_cycle"] and report["items_stored"] == 53
+    assert report["deliveries"] == {"sent": 3}
+    assert report["failing_sources"] == [] and report["problems"] == []
+    assert {u["recipient"] for u in report["next_due"]} == {"ada", "grace", "#papers"}

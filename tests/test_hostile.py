@@ -64,7 +64,7 @@ async def test_hostile_title_arrives_inert(db_url: str, ends: tuple[MaildirSink,
     subject = str(message["Subject"])
     assert "\r" not in subject and "\n" not in subject and "Bcc" in subject  # the text is kept, on one line
     assert message["Bcc"] is None
-    assert [k for k in message.keys() if k.lower() == "bcc"] == []
+    assert [k for k in message if k.lower() == "bcc"] == []
     html = message.get_body(("html",))
     assert html is not None
     content = html.get_content()

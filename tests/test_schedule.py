@@ -93,3 +93,14 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("text", "now", "expected"), [
+    ("daily 07:00", "2026-11-23T05:59:00+00:00", "2026-11-23T06:00:00+00:00"),
+    ("daily 07:00", "2026-11-23T06:00:00+00:00", "2026-11-24T06:00:00+00:00"),
+    ("weekdays 07:00", "2026-11-27T07:00:00+00:00", "2026-11-30T06:00:00+00:00"),
+    ("weekly wed 08:00", "2026-11-23T00:00:00+00:00", "2026-11-25T07:00:00+00:00"),
+    ("every 6 hours", "2026-11-23T13:05:00+00:00", "2026-11-23T17:00:00+00:00"),
+])
+def test_next_due(text: str, now: str, expected: str) -> None:
+    assert Schedule.parse(text).next_due(datetime.fromisoformat(now), BERLIN) == datetime.fromisoformat(expected)

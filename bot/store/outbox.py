@@ -124,6 +124,11 @@ def list_deliveries(connection: Connection, states: Collection[str] | None, limi
     return [_delivery(row) for row in connection.execute(query)]
 
 
+def state_counts(connection: Connection) -> dict[str, int]:
+    query = select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+    return {str(state): int(count) for state, count in connection.execute(query)}
+
+
 def get_delivery(connection: Connection, delivery_id: int) -> Delivery | None:
     row = connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
     return _delivery(row) if row is not None else None

@@ -231,6 +231,11 @@ class Store:
         with self._read() as connection:
             return outbox.list_deliveries(connection, states, limit)
 
+    def delivery_counts(self) -> dict[str, int]:
+        """Outbox rows per state, for `digestbot status`."""
+        with self._read() as connection:
+            return outbox.state_counts(connection)
+
     def get_delivery(self, delivery_id: int) -> Delivery | None:
         with self._read() as connection:
             return outbox.get_delivery(connection, delivery_id)
