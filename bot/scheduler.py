@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.app import App, utcnow
 from bot.config import Config, load_config
 from bot.errors import BotError, ConfigError
+from bot.metrics import Metrics
 from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class Daemon:
         self.busy = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.started_at: datetime | None = None
+        self.metrics = Metrics()
+        self.cycles = self.failed_cycles = self.sent = 0
 
     def health(self) -> dict[str, Any]:
         """For /healthz: not ok when no cycle has finished for several ticks (a stuck or failing bot)."""
@@ -87,10 +91,16 @@ class Daemon:
             new = self.watcher.poll()
             if new is not None:
                 self.app.reload(new)
+            started = time.monotonic()
             try:
-                await self.app.cycle(now=utcnow())
+                report = await self.app.cycle(now=utcnow())
             except BotError as exc:  # e.g. the database is unreachable: report, try again next tick
                 log.error("cycle failed: %s (%s)", exc.message, exc.hint)
+                self.failed_cycles += 1
+                return
+            self.metrics.observe(report, time.monotonic() - started)
+            self.cycles += 1
+            self.sent += sum(d.status == "sent" for d in report.delivered)
 
     async def run(self) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -116,7 +126,8 @@ class Daemon:
             except TimeoutError:
                 log.warning("current cycle did not finish in %.0fs; its claimed deliveries will be retried",
                             DRAIN_SECONDS)
-        log.info("digestbot stopped")
+        log.info("digestbot stopped after %d cycle(s) (%d failed), %d message(s) sent", self.cycles,
+                 self.failed_cycles, self.sent)
 
 
 async def run_daemon(config_path: Path, *, tick_seconds: float = 60.0) -> None:
@@ -129,7 +140,7 @@ async def run_daemon(config_path: Path, *, tick_seconds: float = 60.0) -> None:
     async with App(config) as app, AsyncExitStack() as stack:
         daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds)
         if config.bot.http_port is not None:
-            web_app = make_app(app.store, app.secret, health=daemon.health)
+            web_app = make_app(app.store, app.secret, health=daemon.health, metrics=daemon.metrics.render)
             server = await stack.enter_async_context(WebServer(web_app, host=config.bot.http_host,
                                                                port=config.bot.http_port))
             log.info("HTTP endpoint on %s (unsubscribe, /healthz)", server.url)

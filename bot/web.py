@@ -146,8 +146,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utcnow,
              health: Callable[[], dict[str, Any]] | None = None,
-             max_age: timedelta = TOKEN_MAX_AGE) -> web.Application:
-    """The aiohttp application; `clock` and `health` are injected so tests (and the daemon) decide them."""
+             max_age: timedelta = TOKEN_MAX_AGE,
+             metrics: Callable[[], bytes] | None = None) -> web.Application:
+    """The aiohttp application; `clock`, `health` and `metrics` are injected so the daemon (and tests) decide."""
     if not secret:
         raise ValueError("an empty secret would accept forged tokens")
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -156,6 +157,14 @@ def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utc
     app.router.add_get("/unsubscribe/{token}", confirm_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        render = metrics
+
+        async def metrics_page(_request: web.Request) -> web.Response:
+            body = await asyncio.to_thread(render)
+            return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+        app.router.add_get("/metrics", metrics_page)
     return app
 
 

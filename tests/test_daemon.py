@@ -70,6 +70,8 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert endpoint, log.read_text()
         health = httpx.get(endpoint[1] + "/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["ok"] is True
+        wait_for(lambda: 'digestbot_fetches_total{source="hf",status="ok"} 1.0'
+                 in httpx.get(endpoint[1] + "/metrics", timeout=5).text, "the fetch to be counted in /metrics")
 
         time.sleep(0.05)
         config.write_text(good.replace('every = "1h"', 'every = "soon"'))  # a bad edit
@@ -85,5 +87,5 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
-    assert "digestbot stopped" in log.read_text()
+    assert "digestbot stopped after" in log.read_text()
     assert "Traceback" not in log.read_text()
