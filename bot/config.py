@@ -102,6 +102,15 @@ class SmtpSettings(_Strict):
 
     _v_env = field_validator("password_env")(_check_env_name)
 
+    @model_validator(mode="after")
+    def _no_plaintext_login_over_a_network(self) -> SmtpSettings:
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.security == "none" and self.username and not loopback:
+            raise ValueError("security = \"none\" with a username would send the password in plaintext to "
+                             f"{self.host}; use \"starttls\" (port 587) or \"tls\" (port 465), or a relay on "
+                             "this machine")
+        return self
+
     @field_validator("sender")
     @classmethod
     def _sender(cls, value: str) -> str:

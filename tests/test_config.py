@@ -62,6 +62,8 @@ def test_example_config_is_valid() -> None:
         (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nkeywrods = ["x"]'),
          "profiles.rlhf.keywrods: unknown key"),
         (BASE.replace('host = "localhost"\n', ""), "smtp.host: required key is missing"),
+        (BASE.replace('host = "localhost"', 'host = "smtp.example.org"\nsecurity = "none"\nusername = "ada"'),
+         "smtp: security = \"none\" with a username would send the password in plaintext to smtp.example.org"),
         (BASE.replace('sender = "digest@example.org"', 'sender = "digest@example.org"\npassword_env = "hunter2!"'),
          "smtp.password_env: expected the NAME of an environment variable"),
     ],

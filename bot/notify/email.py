@@ -192,7 +192,12 @@ class EmailNotifier:
                                         f"= \"starttls\" requires; nothing was sent", retry=True, stop_batch=True,
                                         hint="Check the server's port and TLS set-up (or use security = \"tls\" "
                                              "on port 465); digestbot never falls back to plaintext.")
-                await smtp.starttls()
+                try:
+                    await smtp.starttls()
+                except SMTPResponseException as exc:  # a refused STARTTLS is a failed TLS, whatever the code
+                    raise DeliveryError(f"SMTP server {self._where} refused STARTTLS: {exc.code} "
+                                        f"{one_line(exc.message, 200)}; nothing was sent", retry=True,
+                                        stop_batch=True) from None
             if s.username:
                 await self._login(smtp)
         except DeliveryError:
@@ -200,16 +205,21 @@ class EmailNotifier:
             raise
         except ssl.SSLError as exc:
             smtp.close()
-            raise DeliveryError(f"TLS with SMTP server {self._where} failed: {_reason(exc)}", retry=True,
-                                stop_batch=True, hint="Check the server certificate and [smtp] security.") from None
+            raise self._tls_failed(exc) from None
         except SMTPResponseException as exc:
             smtp.close()
             raise DeliveryError(f"SMTP server {self._where} refused the session: {exc.code} "
                                 f"{one_line(exc.message, 200)}", retry=True, stop_batch=exc.code >= 500) from None
         except (SMTPException, OSError) as exc:  # connect refused, DNS, timeouts, AUTH not offered
             smtp.close()
+            if isinstance(exc.__cause__, ssl.SSLError):  # implicit TLS: aiosmtplib wraps the handshake failure
+                raise self._tls_failed(exc.__cause__) from None
             raise DeliveryError(f"cannot reach SMTP server {self._where}: {_reason(exc)}", retry=True) from None
         return smtp
+
+    def _tls_failed(self, exc: ssl.SSLError) -> DeliveryError:
+        return DeliveryError(f"TLS with SMTP server {self._where} failed: {_reason(exc)}", retry=True,
+                             stop_batch=True, hint="Check the server certificate and [smtp] security.")
 
     async def _login(self, smtp: SMTP) -> None:
         """Auth problems are the same for every message: stop the batch and tell a person."""
