@@ -177,11 +177,22 @@ def _heading_day(heading: str, fetched_at: datetime) -> datetime | None:
     return max(candidates).astimezone(UTC) if candidates else None
 
 
+_ABS_PATH = re.compile(r"^(?:https?://(?:www\.)?(?:export\.)?arxiv\.org)?/abs/(.+)$")
+
+
+def _abs_id(href: str) -> str | None:
+    """The id in an `/abs/...` link (relative on listing pages); the general reader only for odd links."""
+    match = _ABS_PATH.match(href)
+    if match:
+        return arxiv_id(ARXIV_ABS + match.group(1))
+    return arxiv_id(urljoin("https://arxiv.org/", href))
+
+
 def _list_items(dl: LexborNode, day: datetime | None, section: str | None, base: str) -> list[Item]:
     items: list[Item] = []
     for dt, dd in zip(dl.css("dt"), dl.css("dd"), strict=False):
         link = dt.css_first('a[title="Abstract"]') or dt.css_first('a[href*="/abs/"]')
-        paper_id = arxiv_id(urljoin("https://arxiv.org/", link.attributes.get("href") or "")) if link else None
+        paper_id = _abs_id(link.attributes.get("href") or "") if link else None
         title_node = dd.css_first("div.list-title")
         title = re.sub(r"^Title:\s*", "", collapse(title_node.text())) if title_node is not None else ""
         if paper_id is None or not title:

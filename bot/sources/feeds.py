@@ -89,7 +89,7 @@ def _rss_entry(item: ET.Element, base: str) -> Entry:
     return Entry(
         element=item,
         title=collapse(_rss_text(item, "title")),
-        link=urljoin(base, link) if link else "",
+        link=_absolute(base, link),
         guid=guid,
         summary=summary,
         published=_text(item, "pubDate") or _text(item, f"{DC}date"),
@@ -118,7 +118,7 @@ def _atom_entry(entry: ET.Element, base: str) -> Entry:
     return Entry(
         element=entry,
         title=_atom_text(entry.find(f"{ATOM}title")),
-        link=urljoin(base, href) if href else "",
+        link=_absolute(base, href),
         guid=_text(entry, f"{ATOM}id").strip(),
         summary="".join(summary_el.itertext()) if summary_el is not None else "",
         published=_text(entry, f"{ATOM}published") or _text(entry, f"{ATOM}updated"),
@@ -197,7 +197,7 @@ def _css_item(node: LexborNode, options: Mapping[str, Any], base: str) -> Item |
     href = _css_href(node, title_node, options.get("link"))
     if not title or not href:
         return None
-    url = urljoin(base, href)
+    url = _absolute(base, href)
     summary_node = node.css_first(options["summary"]) if options.get("summary") else None
     date_node = node.css_first(options["date"]) if options.get("date") else None
     date_text = (date_node.attributes.get("datetime") or date_node.text()) if date_node is not None else None
@@ -221,3 +221,12 @@ def _css_href(node: LexborNode, title_node: LexborNode, link_sel: Any) -> str:
         if candidate is not None and candidate.attributes.get("href"):
             return (candidate.attributes.get("href") or "").strip()
     return ""
+
+
+def _absolute(base: str, link: str | None) -> str:
+    """`link` resolved against the page; most feed links are already absolute, which needs no parsing."""
+    if not link:
+        return ""
+    if link.startswith(("https://", "http://")):
+        return link
+    return urljoin(base, link)

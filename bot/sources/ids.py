@@ -34,6 +34,8 @@ def collapse(text: str | None) -> str:
     """Whitespace collapsed to single spaces, control characters dropped; content otherwise kept as text."""
     if not text:
         return ""
+    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+        return text  # the common case (a name, a clean title): nothing to collapse or drop
     return " ".join(text.translate(_CONTROL).split())
 
 
