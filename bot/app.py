@@ -7,6 +7,7 @@ one broken source or one bad SMTP answer never costs the rest of the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ class App:
         corpus = self.store.items_first_seen_between(now - CORPUS_WINDOW, now)
         return compile_profiles(self.config.profiles, corpus=corpus)
 
+    def _plan(self, now: datetime) -> PlanResult:
+        """Scoring and planning: CPU and short transactions, run off the event loop by `cycle`."""
+        return plan_deliveries(self.config, self.store, self.matcher(now), now=now)
+
     async def refresh(self, *, now: datetime, only_due: bool = True) -> list[RefreshResult]:
         sources = [s.to_source() for s in self.config.sources if s.enabled]
         self._load_host_holds()
@@ -120,12 +125,18 @@ class App:
         live = {host: until.isoformat() for host, until in self.fetcher.host_not_before.items() if until > current}
         self.store.set_meta(HOST_HOLDS, json.dumps(live, sort_keys=True))
 
-    async def cycle(self, *, now: datetime | None = None, only_due: bool = True) -> CycleReport:
-        """One full cycle as if the clock read `now` (default: the real clock)."""
+    async def cycle(self, *, now: datetime | None = None, only_due: bool = True,
+                    schedule: bool = True) -> CycleReport:
+        """One full cycle as if the clock read `now` (default: the real clock).
+
+        `schedule=False` only delivers: with several processes on one database, only the one holding the
+        scheduling lead refreshes and plans; every process sends (claims are exclusive).
+        """
         now = now or utcnow()
         report = CycleReport(now=now)
-        report.refreshed = await self.refresh(now=now, only_due=only_due)
-        report.planned = plan_deliveries(self.config, self.store, self.matcher(now), now=now)
+        if schedule:
+            report.refreshed = await self.refresh(now=now, only_due=only_due)
+            report.planned = await asyncio.to_thread(self._plan, now)
         deliverer = Deliverer(self.config, self.store, self.renderer, secret=self.secret)
         report.delivered = await deliverer.deliver_due(now=now)
         self.store.set_meta("last_cycle", now.isoformat())

@@ -28,6 +28,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 T = TypeVar("T")
+ONCE_WAIT_SECONDS = 120.0  # on SQLite, how long `once` waits for another `once` on the same file
 _state = {"debug": False}
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", envvar="DIGESTBOT_CONFIG",
@@ -41,8 +42,10 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks i
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not debug:  # their per-tick and per-migration chatter drowns out what digestbot says
-        for noisy in ("alembic", "apscheduler", "httpx", "aiosmtpd", "mail.log"):
+        for noisy in ("alembic", "httpx", "aiosmtpd", "mail.log"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # It warns on every tick that finds the previous cycle still running; the daemon says that itself.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def _run(coro_fn: Callable[[], Any]) -> Any:
@@ -95,7 +98,10 @@ def once(config: ConfigOption = Path(DEFAULT_CONFIG),
         async with App(cfg) as runtime:
             return await runtime.cycle(now=when)
 
-    report = _run(go)
+    from bot.lead import Leadership
+
+    with Leadership.for_url(cfg.bot.database, purpose="once", wait=ONCE_WAIT_SECONDS):
+        report = _run(go)
     if json_out:
         out.print_json(json.dumps(report_json(report)))
     else:

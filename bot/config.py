@@ -165,11 +165,80 @@ class SourceConfig(_Strict):
         return Source(name=self.name, kind=self.kind, url=self.url, every=parse_duration(self.every), options=options)
 
 
+class FieldWeights(_Strict):
+    """How much a match counts in each field of a paper (`[profiles.x] fields = { title = 3 }`)."""
+
+    title: float = Field(default=2.0, ge=0)
+    abstract: float = Field(default=1.0, ge=0)
+    authors: float = Field(default=1.0, ge=0)
+
+
+KeywordWeights = dict[str, Annotated[float, Field(gt=0, le=100)]]
+MAX_KEYWORD_WEIGHT = 100
+
+
+def _check_weights(table: Mapping[Any, Any]) -> None:
+    """One clear message per bad weight (pydantic's union errors would list every alternative)."""
+    for term, weight in table.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= MAX_KEYWORD_WEIGHT:
+            raise ValueError(f"weight of {term!r} must be a number above 0 and at most {MAX_KEYWORD_WEIGHT} "
+                             f"(1 is a plain keyword), got {weight!r}")
+
+
 class ProfileConfig(_Strict):
-    keywords: list[str] = Field(min_length=1)
+    """One `[profiles.NAME]`: what a reader wants. Term matching rules live in `bot.scoring_text`.
+
+    `keywords` is a list of terms, a table of term → weight, or a list mixing terms and one-entry tables;
+    `weighted_keywords` flattens any of them. A profile needs keywords or authors (or both).
+    """
+
+    keywords: list[str | KeywordWeights] | KeywordWeights = []
     exclude: list[str] = []
+    require: list[str] = []
+    authors: list[str] = []
+    fields: FieldWeights = FieldWeights()
+    case_sensitive: bool | list[str] | None = None
     description: str | None = None
     min_score: float = Field(default=1.0, ge=0)
+    max_items: int | None = Field(default=None, ge=1, le=500)
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _keyword_shape(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            _check_weights(value)
+            return value
+        if not isinstance(value, list):
+            raise ValueError("expected a list of terms, or a table of term = weight like { \"DPO\" = 2 }")
+        for i, entry in enumerate(value):
+            if not isinstance(entry, str | Mapping):
+                raise ValueError(f"entry [{i}] is {entry!r}; expected a term in quotes or a table like "
+                                 "{ \"DPO\" = 2 }")
+            if isinstance(entry, Mapping):
+                if len(entry) != 1:
+                    raise ValueError(f"entry [{i}] has {len(entry)} terms; write one table per term, like "
+                                     "[\"RLHF\", { \"DPO\" = 2 }], or make keywords a table")
+                _check_weights(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> ProfileConfig:
+        if not self.keywords and not self.authors:
+            raise ValueError("keywords: expected at least one term (or people to follow in authors = [...])")
+        return self
+
+    @cached_property
+    def weighted_keywords(self) -> tuple[tuple[str, str, float], ...]:
+        """(key path inside the profile, term, weight) per keyword, in order: ("keywords[0]", "DPO", 1.0)."""
+        if isinstance(self.keywords, Mapping):
+            return tuple((f"keywords[{term!r}]", term, weight) for term, weight in self.keywords.items())
+        out: list[tuple[str, str, float]] = []
+        for i, entry in enumerate(self.keywords):
+            if isinstance(entry, str):
+                out.append((f"keywords[{i}]", entry, 1.0))
+            else:
+                out.extend((f"keywords[{i}]", term, weight) for term, weight in entry.items())
+        return tuple(out)
 
 
 class _Recipient(_Strict):

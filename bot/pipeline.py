@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from functools import partial
 from typing import Any
 
 from bot.config import Config, SlackChannelConfig, SubscriberConfig
@@ -66,14 +67,16 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
     """Fetch (every page, for sources that page), parse and diff one source.
 
     A failure is recorded on the source and never raised; nothing stored is touched by a failed refresh.
+    Store calls run in a worker thread, so a busy database never stalls the other fetches in flight.
     """
-    state = store.get_source_state(source.name)
+    state = await asyncio.to_thread(store.get_source_state, source.name)
     next_due = now + source.every
     try:
         fetched = await fetch_all_pages(fetcher, source, etag=state.etag, last_modified=state.last_modified)
         if fetched is None:
-            store.record_fetch_ok(source.name, at=now, etag=state.etag, last_modified=state.last_modified,
-                                  item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due)
+            await asyncio.to_thread(partial(
+                store.record_fetch_ok, source.name, at=now, etag=state.etag, last_modified=state.last_modified,
+                item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due))
             return RefreshResult(source.name, "not-modified")
         page, parsed = fetched
         items = [replace(item, source=source.name) for item in parsed]
@@ -85,12 +88,13 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
         if isinstance(exc, FetchError) and exc.retry_after:
             not_before = now + timedelta(seconds=exc.retry_after)
         message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-        store.record_fetch_error(source.name, at=now, error=message, next_due_at=next_due, not_before=not_before)
+        await asyncio.to_thread(partial(store.record_fetch_error, source.name, at=now, error=message,
+                                        next_due_at=next_due, not_before=not_before))
         log.warning("source %s failed: %s", source.name, exc.message)
         return RefreshResult(source.name, "failed", error=exc.message)
-    new = store.save_items(source.name, items, seen_at=now)
-    store.record_fetch_ok(source.name, at=now, etag=page.etag, last_modified=page.last_modified,
-                          item_count=len(items), next_due_at=next_due)
+    new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
+    await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
+                                    last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))
     return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
 
@@ -101,7 +105,7 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
     semaphore = asyncio.Semaphore(REFRESH_CONCURRENCY)
 
     async def one(source: Source) -> RefreshResult:
-        if only_due and not source_is_due(store, source, now):
+        if only_due and not await asyncio.to_thread(source_is_due, store, source, now):
             return RefreshResult(source.name, "skipped")
         async with semaphore:
             return await refresh_source(store, fetcher, source, now=now)

@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.app import App, utcnow
 from bot.config import Config, load_config
 from bot.errors import BotError, ConfigError
+from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
 from bot.web import WebServer, make_app
 
@@ -63,25 +64,31 @@ class ConfigWatcher:
 class Daemon:
     """One cycle at a time: a tick that finds the previous cycle still running is skipped, not queued."""
 
-    def __init__(self, app: App, watcher: ConfigWatcher, *, tick_seconds: float = 60.0) -> None:
+    def __init__(self, app: App, watcher: ConfigWatcher, *, tick_seconds: float = 60.0,
+                 leadership: Leadership | None = None) -> None:
         self.app = app
+        self.leadership = leadership or AlwaysLeader()
         self.watcher = watcher
         self.tick_seconds = tick_seconds
         self.busy = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.started_at: datetime | None = None
+        self.last_cycle_at: datetime | None = None
         self.metrics = Metrics()
         self.cycles = self.failed_cycles = self.sent = 0
 
     def health(self) -> dict[str, Any]:
-        """For /healthz: not ok when no cycle has finished for several ticks (a stuck or failing bot)."""
+        """For /healthz: not ok when this process has finished no cycle for several ticks (stuck or failing).
+
+        Judged from this process's own last cycle, not the database's: with several processes on one database,
+        another one's progress must not make a stuck one look healthy.
+        """
         limit = 5 * self.tick_seconds + 60
         now = utcnow()
-        last = self.app.store.get_meta("last_cycle")
-        age = (now - datetime.fromisoformat(last)).total_seconds() if last else None
-        running = (now - self.started_at).total_seconds() if self.started_at else 0.0
-        stuck = running > limit and (age is None or age > limit)
-        return {"ok": not stuck, "last_cycle": last, "stopping": self.stopping.is_set()}
+        since = self.last_cycle_at or self.started_at
+        stuck = since is not None and (now - since).total_seconds() > limit
+        return {"ok": not stuck, "last_cycle": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
+                "leading": self.leadership.leading, "stopping": self.stopping.is_set()}
 
     async def tick(self) -> None:
         if self.busy.locked() or self.stopping.is_set():
@@ -93,12 +100,14 @@ class Daemon:
                 self.app.reload(new)
             started = time.monotonic()
             try:
-                report = await self.app.cycle(now=utcnow())
+                lead = await asyncio.to_thread(self.leadership.try_lead)
+                report = await self.app.cycle(now=utcnow(), schedule=lead)
             except BotError as exc:  # e.g. the database is unreachable: report, try again next tick
                 log.error("cycle failed: %s (%s)", exc.message, exc.hint)
                 self.failed_cycles += 1
                 return
             self.metrics.observe(report, time.monotonic() - started)
+            self.last_cycle_at = utcnow()
             self.cycles += 1
             self.sent += sum(d.status == "sent" for d in report.delivered)
 
@@ -111,7 +120,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         scheduler.start()
         self.started_at = utcnow()
-        log.info("digestbot running; tick every %.0fs; config %s", self.tick_seconds, self.watcher.path)
+        log.info("digestbot running; tick every %gs; config %s", self.tick_seconds, self.watcher.path)
         try:
             await self.stopping.wait()
         finally:
@@ -126,6 +135,7 @@ class Daemon:
             except TimeoutError:
                 log.warning("current cycle did not finish in %.0fs; its claimed deliveries will be retried",
                             DRAIN_SECONDS)
+            self.leadership.release()
         log.info("digestbot stopped after %d cycle(s) (%d failed), %d message(s) sent", self.cycles,
                  self.failed_cycles, self.sent)
 
@@ -137,8 +147,13 @@ async def run_daemon(config_path: Path, *, tick_seconds: float = 60.0) -> None:
     taken the whole time the bot could send.
     """
     config = load_config(config_path)
+    with Leadership.for_url(config.bot.database, purpose="run") as leadership:  # SQLite: one daemon per file
+        await _serve(config_path, config, leadership, tick_seconds)
+
+
+async def _serve(config_path: Path, config: Config, leadership: Leadership, tick_seconds: float) -> None:
     async with App(config) as app, AsyncExitStack() as stack:
-        daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds)
+        daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds, leadership=leadership)
         if config.bot.http_port is not None:
             web_app = make_app(app.store, app.secret, health=daemon.health, metrics=daemon.metrics.render)
             server = await stack.enter_async_context(WebServer(web_app, host=config.bot.http_host,

@@ -8,11 +8,13 @@ The score of an item for a profile is a sum over the profile's matched terms and
 
     contribution(term, field) = base(term) · phrase(term) · idf(term) · field_weight · sat(count)
 
-- `base` is 1 for a keyword and `DESCRIPTION_WEIGHT` for a word or word pair taken from the profile's
+- `base` is the keyword's weight (1 unless `keywords` is a table of term → weight) and `DESCRIPTION_WEIGHT`
+  for a word or word pair taken from the profile's
   `description`; the description terms' sum d is then squashed to d / (1 + d) < 1, so the description orders
   papers that match no keyword (and adds a little to those that do) but never by itself reaches min_score 1.
 - `phrase` = min(1 + 0.5 · (tokens − 1), 2): a matched multi-word phrase is more specific than a word.
-- `field_weight` is 2 for the title, 1 for the abstract: a term in the title is what the paper is about.
+- `field_weight` is the profile's `fields.title` (2) or `fields.abstract` (1): a term in the title is what the
+  paper is about.
 - `sat(c) = c · (K1 + 1) / (c + K1)` is BM25's saturation (K1 = 1.2): sat(1) = 1, sat(2) ≈ 1.4, sat(∞) = 2.2,
   so repeats add less and less and several distinct keywords outweigh one keyword repeated.
 - `idf` is 1 without a corpus. With `corpus=items` it is the BM25 IDF of the term's document frequency,
@@ -20,169 +22,299 @@ The score of an item for a profile is a sum over the profile's matched terms and
   n / (n + 20)): rare terms weigh more and words every paper uses ("models") almost nothing.
 
 Without a corpus, one keyword once in the abstract therefore scores exactly 1.0 (the default min_score), once
-in the title 2.0. Any `exclude` term anywhere vetoes the profile for that item. The sum is taken in a fixed order, so
-the score is deterministic; ranking ties are broken by item id.
+in the title 2.0. Any `exclude` term anywhere vetoes the profile for that item. With `require`, keyword and
+description matches count only if one require term occurs in the title or abstract (require terms add nothing
+themselves). Each followed author (`authors`) on the paper adds `fields.authors · max(min_score, 1)`, never less
+than min_score, so any paper by them is kept (unless excluded), whatever `require` says. The sum is exact
+(`math.fsum`), so the score is deterministic; ranking ties are broken by item id.
+
+Speed: `compile_profiles` builds one index (`scoring_compile`); an item is tokenised once, its classes counted
+once, and keyword postings give every profile's score bound in one pass; `Reason`s are built only for the
+profiles an item actually reaches (`rank_all`), so cost grows with text and matches, not profiles × keywords.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 
 from bot.config import ProfileConfig
 from bot.errors import ParseError
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring_text import ACRONYM_PREFIX, description_terms, is_acronym_term, term_variants, text_keys
+from bot.scoring_check import check_profile
+from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, Node, compile_index
+from bot.scoring_text import author_key, same_first_name, text_keys
 
 __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 
 K1 = 1.2
-TITLE_WEIGHT = 2.0
-ABSTRACT_WEIGHT = 1.0
-DESCRIPTION_WEIGHT = 0.3
-DESCRIPTION_CAP = 1.0
 IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
+SCAN_CACHE_ITEMS = 5_000
 _FIELDS = ("title", "abstract")
-_FIELD_WEIGHTS = (TITLE_WEIGHT, ABSTRACT_WEIGHT)
-KEYWORD, DESCRIPTION, EXCLUDE = "keyword", "description", "exclude"
+_EPSILON = 1e-9
+Counts = dict[int, list[int]]  # class id → [title count, abstract count]
+Scan = tuple[Counts, dict[int, list[str]]]  # class counts, profile id → followed authors on the paper
+_Entry = tuple[int, str, float, float]  # a profile's keyword: class id, label, title weight, abstract weight
 
 
-@dataclass(frozen=True, slots=True)
-class _Term:
-    profile: int
-    label: str
-    kind: str
-    weight: float  # base · phrase, before idf
+def _sat(count: int) -> float:
+    return count * (K1 + 1.0) / (count + K1)
 
 
-class _Node:
-    __slots__ = ("children", "terms")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.terms: list[int] = []
-
-
-def _phrase_factor(n_tokens: int) -> float:
-    return min(1.0 + 0.5 * (n_tokens - 1), 2.0)
+_SAT = tuple(_sat(c) for c in range(64))
+_ITEM_ID = attrgetter("item.id")
+_SCORE = attrgetter("score")
 
 
 class Matcher:
-    """All profiles compiled into one trie; immutable once built (`with_corpus` returns a new one)."""
+    """All profiles compiled into one index; immutable once built (`with_corpus` returns a new one)."""
 
-    def __init__(self, names: Sequence[str], min_scores: Sequence[float], terms: Sequence[_Term], root: _Node,
-                 idf: Sequence[float] | None = None) -> None:
-        self._names = tuple(names)
-        self._index = {name: i for i, name in enumerate(self._names)}
-        self._min_scores = tuple(min_scores)
-        self._terms = tuple(terms)
-        self._root = root
-        self._idf = tuple(idf) if idf is not None else (1.0,) * len(self._terms)
+    def __init__(self, index: Index, idf: Sequence[float] | None = None) -> None:
+        self._ix = index
+        self._names = tuple(p.name for p in index.profiles)
+        self._by_name = {name: i for i, name in enumerate(self._names)}
+        self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
+        self._scans: dict[str, tuple[Item, Scan]] = {}
+        profiles = index.profiles
+        weight = [b * self._idf[c] for b, c in zip(index.term_base, index.term_class, strict=True)]
+        self._wt = [w * profiles[p].title_weight for w, p in zip(weight, index.term_profile, strict=True)]
+        self._wa = [w * profiles[p].abstract_weight for w, p in zip(weight, index.term_profile, strict=True)]
+        empty: tuple[int, ...] = ()
+        self._keyword_terms = [tuple((index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
+                                     for t in profile.keywords) for profile in profiles]
+        keyword: list[list[tuple[int, _Entry]]] = [[] for _ in range(index.n_classes)]
+        touched: list[set[int]] = [set() for _ in range(index.n_classes)]
+        self._low: list[tuple[int, ...]] = [empty] * index.n_classes
+        self._veto: list[tuple[int, ...]] = [empty] * index.n_classes
+        for p, profile in enumerate(profiles):
+            for entry in self._keyword_terms[p]:
+                keyword[entry[0]].append((p, entry))
+            for t in profile.described:
+                touched[index.term_class[t]].add(p)
+                if profile.min_score < DESCRIPTION_CAP:  # description words alone could reach min_score
+                    self._low[index.term_class[t]] += (p,)
+            for c in profile.exclude:
+                self._veto[c] += (p,)
+        self._keyword = [tuple(k) for k in keyword]
+        self._touched = [tuple(sorted(t | {p for p, _ in k})) for t, k in zip(touched, keyword, strict=True)]
 
     @property
     def profiles(self) -> tuple[str, ...]:
         return self._names
 
     def min_score(self, profile: str) -> float:
-        return self._min_scores[self._profile_index(profile)]
+        return self._ix.profiles[self._profile_index(profile)].min_score
+
+    def max_items(self, profile: str) -> int | None:
+        """The profile's own cap on items per digest (`max_items`), or None when it leaves that to the recipient."""
+        return self._ix.profiles[self._profile_index(profile)].max_items
 
     def with_corpus(self, items: Sequence[Item]) -> Matcher:
         """The same profiles with IDF taken from `items` (e.g. recently stored papers); `[]` drops it again."""
         n = len(items)
         if n == 0:
-            return Matcher(self._names, self._min_scores, self._terms, self._root)
-        df = [0] * len(self._terms)
+            return self._sharing_scans(Matcher(self._ix))
+        df = [0] * self._ix.n_classes
         for item in items:
-            for t in self._count(item):
-                df[t] += 1
+            for c in self._scan(item)[0]:
+                df[c] += 1
         ref = _bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
         shrink = n / (n + IDF_SHRINK_DOCS)
-        idf = [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]
-        return Matcher(self._names, self._min_scores, self._terms, self._root, idf)
+        return self._sharing_scans(Matcher(self._ix, [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]))
 
     def score(self, item: Item) -> dict[str, ScoredItem]:
         """Every profile the item matched (score > 0, no exclude term), whatever its min_score."""
-        counts = self._count(item)
-        by_profile: dict[int, list[int]] = {}
-        for t in sorted(counts):
-            by_profile.setdefault(self._terms[t].profile, []).append(t)
+        counts, authors = self._scan(item)
+        candidates = {p for c in counts for p in self._touched[c]} | set(authors)
         out: dict[str, ScoredItem] = {}
-        for p, term_ids in by_profile.items():
-            scored = self._score_profile(item, p, term_ids, counts)
-            if scored is not None:
+        for p in sorted(candidates):
+            if (scored := self._evaluate(item, p, counts, authors.get(p), 0.0)) is not None:
                 out[self._names[p]] = scored
+        return out
+
+    def passing(self, item: Item) -> list[ScoredItem]:
+        """The profiles whose min_score the item reaches, with reasons: the fast path for many profiles.
+
+        Keyword postings collect, per profile, only the terms the item matched; profiles that might pass on
+        description words or authors alone (few: see `_low`) are scored from all their terms.
+        """
+        counts, authors = self._scan(item)
+        found: dict[int, list[_Entry]] = {}
+        vetoed: set[int] = set()
+        extra: set[int] = set(authors)
+        keyword, low, veto = self._keyword, self._low, self._veto
+        for c in counts:
+            for p, entry in keyword[c]:
+                held = found.get(p)
+                if held is None:
+                    found[p] = [entry]
+                else:
+                    held.append(entry)
+            if veto[c]:
+                vetoed.update(veto[c])
+            if low[c]:
+                extra.update(low[c])
+        profiles = self._ix.profiles
+        out = []
+        for p, entries in found.items():
+            if p not in vetoed and p not in extra:
+                scored = self._score_found(item, p, entries, counts, None, profiles[p].min_score)
+                if scored is not None:
+                    out.append(scored)
+        for p in sorted(extra - vetoed):
+            if (scored := self._evaluate(item, p, counts, authors.get(p), profiles[p].min_score)) is not None:
+                out.append(scored)
         return out
 
     def rank(self, items: Sequence[Item], profile: str, *, top: int | None = None,
              with_below_min: bool = False) -> list[ScoredItem]:
         """Best first, ties by item id; only score ≥ min_score unless `with_below_min` (for previews)."""
-        self._profile_index(profile)
-        floor = 0.0 if with_below_min else self.min_score(profile)
-        scored = [s for item in items if (s := self.score(item).get(profile)) is not None and s.score >= floor]
+        p = self._profile_index(profile)
+        floor = 0.0 if with_below_min else self._ix.profiles[p].min_score
+        scored = []
+        for item in items:
+            counts, authors = self._scan(item)
+            if (s := self._evaluate(item, p, counts, authors.get(p), floor)) is not None:
+                scored.append(s)
         return _ordered(scored, top)
 
     def rank_all(self, items: Sequence[Item], *, top: int | None = None) -> dict[str, list[ScoredItem]]:
         """Every profile ranked in one pass over the items (each item tokenised once)."""
         buckets: dict[str, list[ScoredItem]] = {name: [] for name in self._names}
         for item in items:
-            for name, scored in self.score(item).items():
-                if scored.score >= self.min_score(name):
-                    buckets[name].append(scored)
+            for scored in self.passing(item):
+                buckets[scored.profile].append(scored)
         return {name: _ordered(scored, top) for name, scored in buckets.items()}
 
     def _profile_index(self, profile: str) -> int:
         try:
-            return self._index[profile]
+            return self._by_name[profile]
         except KeyError:
             known = ", ".join(self._names) or "none"
             raise KeyError(f"no profile named {profile!r} (profiles: {known})") from None
 
-    def _count(self, item: Item) -> dict[int, list[int]]:
-        """Term id → [title count, abstract count]: the item's text is normalised and tokenised once here."""
-        counts: dict[int, list[int]] = {}
+    def _sharing_scans(self, other: Matcher) -> Matcher:
+        other._scans = self._scans  # a scan depends on the index only, not on idf
+        return other
+
+    def _scan(self, item: Item) -> Scan:
+        """Class counts and followed authors of one item; the text is normalised and tokenised once here."""
+        held = self._scans.get(item.id)
+        if held is not None and (held[0] is item or (held[0].title == item.title
+                                                     and held[0].abstract == item.abstract
+                                                     and held[0].authors == item.authors)):
+            return held[1]
+        counts: Counts = {}
+        root = self._ix.root.children
         for f, text in enumerate((item.title, item.abstract)):
-            keys = text_keys(text)
-            for start in range(len(keys)):
-                for t in self._walk(keys, start):
-                    counts.setdefault(t, [0, 0])[f] += 1
-        return counts
+            keys = text_keys(text) if text else []
+            for start, here in enumerate(keys):
+                for key in here:
+                    node = root.get(key)
+                    if node is not None:
+                        _count(node, counts, f)
+                        if node.children:
+                            _extend(node, keys, start + 1, counts, f)
+        scan = counts, self._authors(item)
+        if len(self._scans) >= SCAN_CACHE_ITEMS:
+            self._scans.clear()
+        self._scans[item.id] = (item, scan)
+        return scan
 
-    def _walk(self, keys: Sequence[tuple[str, ...]], start: int) -> Iterable[int]:
-        """Terms whose key sequence starts at token `start`."""
-        frontier = [self._root]
-        for position in range(start, len(keys)):
-            frontier = [child for node in frontier for key in keys[position] if (child := node.children.get(key))]
-            if not frontier:
-                return
-            for node in frontier:
-                yield from node.terms
+    def _authors(self, item: Item) -> dict[int, list[str]]:
+        index = self._ix.authors
+        hits: dict[int, list[str]] = {}
+        if not index:
+            return hits
+        for name in item.authors:
+            key = author_key(name)
+            for p, first, written in index.get(key[1], ()) if key else ():
+                if key is not None and same_first_name(first, key[0]) and written not in hits.get(p, ()):
+                    hits.setdefault(p, []).append(written)
+        return hits
 
-    def _score_profile(self, item: Item, profile: int, term_ids: Sequence[int],
-                       counts: Mapping[int, list[int]]) -> ScoredItem | None:
-        keyword: list[Reason] = []
-        described: list[Reason] = []
-        for t in term_ids:
-            term = self._terms[t]
-            if term.kind == EXCLUDE:
+    def _evaluate(self, item: Item, p: int, counts: Counts, authors: list[str] | None,
+                  floor: float) -> ScoredItem | None:
+        """The exact score of profile `p` for one scanned item, with reasons; None if vetoed or below `floor`."""
+        found = [entry for entry in self._keyword_terms[p] if entry[0] in counts]
+        return self._score_found(item, p, found, counts, authors, floor)
+
+    def _score_found(self, item: Item, p: int, found: list[_Entry], counts: Counts, authors: list[str] | None,
+                     floor: float) -> ScoredItem | None:
+        """Score profile `p` from its matched keyword entries; Reasons are built only once it reaches `floor`."""
+        profile = self._ix.profiles[p]
+        for c in profile.exclude:
+            if c in counts:
                 return None
-            for f, count in enumerate(counts[t]):
-                if count:
-                    weight = term.weight * self._idf[t] * _FIELD_WEIGHTS[f] * count * (K1 + 1.0) / (count + K1)
-                    reason = Reason(term.label, _FIELDS[f], count, weight, kind=term.kind)
-                    (described if term.kind == DESCRIPTION else keyword).append(reason)
-        raw = math.fsum(r.weight for r in described)
-        if raw > 0:
-            scale = DESCRIPTION_CAP / (raw + DESCRIPTION_CAP)
-            described = [replace(r, weight=r.weight * scale) for r in described]
-        reasons = sorted(keyword + described, key=lambda r: -r.weight)
-        total = math.fsum(r.weight for r in reasons)
-        if total <= 0:
+        if profile.require and not any(c in counts for c in profile.require):
+            found = []
+            described: list[Reason] = []
+        else:
+            described = self._described(p, counts) if profile.described else []
+        weights: list[float] = []
+        for c, _, wt, wa in found:
+            t, a = counts[c]
+            weights.append(wt * (_SAT[t] if t < 64 else _sat(t)) if t else 0.0)
+            weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
+        weights += [r.weight for r in described]
+        weights += [profile.author_weight] * len(authors or ())
+        total = weights[0] + weights[1] if len(weights) == 2 else math.fsum(weights)
+        if total <= 0 or total + _EPSILON < floor:
             return None
-        return ScoredItem(item=item, profile=self._names[profile], score=total, reasons=tuple(reasons))
+        reasons: list[Reason] = []
+        for i, (c, label, _, _) in enumerate(found):
+            t, a = counts[c]
+            if t:
+                reasons.append(Reason(label, "title", t, weights[2 * i], KEYWORD))
+            if a:
+                reasons.append(Reason(label, "abstract", a, weights[2 * i + 1], KEYWORD))
+        reasons += described
+        reasons += [Reason(name, "authors", 1, profile.author_weight, AUTHOR) for name in authors or ()]
+        if len(reasons) > 1:
+            reasons.sort(key=_by_weight)
+        return ScoredItem(item, profile.name, total, tuple(reasons))
+
+    def _described(self, p: int, counts: Counts) -> list[Reason]:
+        """Reasons from description words, their sum squashed to d / (1 + d) so they never reach 1 alone."""
+        ix = self._ix
+        found: list[tuple[str, str, int, float]] = []
+        for t in ix.profiles[p].described:
+            hit = counts.get(ix.term_class[t])
+            if hit is not None:
+                for f, n in enumerate(hit):
+                    if n:
+                        found.append((ix.term_label[t], _FIELDS[f], n, (self._wt, self._wa)[f][t] * _sat(n)))
+        raw = math.fsum([w for *_, w in found])
+        scale = DESCRIPTION_CAP / (raw + DESCRIPTION_CAP)
+        return [Reason(label, field, n, w * scale, DESCRIPTION) for label, field, n, w in found]
+
+
+def _count(node: Node, counts: Counts, field: int) -> None:
+    for c in node.classes:
+        hit = counts.get(c)
+        if hit is None:
+            hit = counts[c] = [0, 0]
+        hit[field] += 1
+
+
+def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: Counts, field: int) -> None:
+    """Follow the trie from `node` along the tokens from `position`, counting every class reached."""
+    if position >= len(keys):
+        return
+    for key in keys[position]:
+        child = node.children.get(key)
+        if child is not None:
+            _count(child, counts, field)
+            if child.children:
+                _extend(child, keys, position + 1, counts, field)
+
+
+def _by_weight(reason: Reason) -> float:
+    return -reason.weight
 
 
 def _bm25_idf(n: int, df: float) -> float:
@@ -190,71 +322,16 @@ def _bm25_idf(n: int, df: float) -> float:
 
 
 def _ordered(scored: list[ScoredItem], top: int | None) -> list[ScoredItem]:
-    scored.sort(key=lambda s: (-s.score, s.item.id))
+    """Best first, ties by item id: two stable C-keyed sorts (reverse keeps equal scores in id order)."""
+    scored.sort(key=_ITEM_ID)
+    scored.sort(key=_SCORE, reverse=True)
     return scored if top is None else scored[:top]
 
 
 def compile_profiles(profiles: Mapping[str, ProfileConfig], *, corpus: Sequence[Item] = ()) -> Matcher:
     """Compile every profile into one matcher; with `corpus`, rare terms weigh more (see module docstring)."""
-    root = _Node()
-    terms: list[_Term] = []
-    for p, profile in enumerate(profiles.values()):
-        seen: set[tuple[str, ...]] = set()
-        entries = [(EXCLUDE, e, 1.0) for e in profile.exclude]
-        entries += [(KEYWORD, k, 1.0) for k in profile.keywords]
-        description = getattr(profile, "description", None) or ""
-        entries += [(DESCRIPTION, d, DESCRIPTION_WEIGHT) for d in description_terms(description)]
-        for kind, text, base in entries:
-            variants = [v for v in term_variants(text) if v not in seen]
-            if not variants:
-                continue
-            seen.update(variants)
-            label = " ".join(w if kind != DESCRIPTION or is_acronym_term(w) else w.lower() for w in text.split())
-            terms.append(_Term(p, label, kind, base * _phrase_factor(len(variants[0]))))
-            for keys in variants:
-                node = root
-                for key in keys:
-                    node = node.children.setdefault(key, _Node())
-                node.terms.append(len(terms) - 1)
-    matcher = Matcher(list(profiles), [p.min_score for p in profiles.values()], terms, root)
+    matcher = Matcher(compile_index(profiles))
     return matcher.with_corpus(corpus) if corpus else matcher
-
-
-def check_profile(name: str, profile: ProfileConfig) -> list[str]:
-    """Legal but surely unintended terms: empty, never matching, duplicated, or vetoed by an exclude term."""
-    warnings: list[str] = []
-    excludes: list[tuple[str, ...]] = []
-    for j, text in enumerate(profile.exclude):
-        variants = term_variants(text)
-        if not variants:
-            what = "empty exclude term" if not text.strip() else f"{text!r} has no letters or digits"
-            warnings.append(f"profiles.{name}.exclude[{j}]: {what}, so it never matches")
-        excludes.extend(variants)
-    seen: dict[tuple[str, ...], int] = {}
-    for i, text in enumerate(profile.keywords):
-        key = f"profiles.{name}.keywords[{i}]"
-        variants = term_variants(text)
-        if not text.strip():
-            warnings.append(f"{key}: empty keyword never matches")
-        elif not variants:
-            warnings.append(f"{key}: {text!r} has no letters or digits after removing markup, so it never matches")
-        elif (vetoing := next((e for e in excludes if _contains(variants[0], e)), None)) is not None:
-            warnings.append(f"{key}: {text!r} contains an exclude term ({' '.join(vetoing)!r}), "
-                            f"so every paper it matches is excluded")
-        elif variants[0] in seen:
-            first = seen[variants[0]]
-            warnings.append(f"{key}: {text!r} is the same as keywords[{first}] ({profile.keywords[first]!r}) "
-                            f"after normalisation; it adds nothing")
-        if variants:
-            seen.setdefault(variants[0], i)
-    return warnings
-
-
-def _contains(keys: tuple[str, ...], part: tuple[str, ...]) -> bool:
-    """Whether `part` occurs in `keys`, ignoring case: an exclude term vetoes an acronym keyword in any case."""
-    keys = tuple(k.lstrip(ACRONYM_PREFIX).casefold() for k in keys)
-    part = tuple(p.lstrip(ACRONYM_PREFIX).casefold() for p in part)
-    return any(keys[i:i + len(part)] == part for i in range(len(keys) - len(part) + 1))
 
 
 def load_items_jsonl(path: Path) -> list[Item]:

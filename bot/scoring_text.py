@@ -4,13 +4,19 @@ A token yields one or two keys:
 
 - a *word key*: the NFKD-folded, lower-cased token after a light suffix stripper (`jailbreaking` → `jailbreak`,
   `recommendations` → `recommend`), so ordinary words match case-insensitively across inflections;
-- an *acronym key* (`^DPO`) when the token is written in capitals (an optional plural `s` dropped: `LLMs` →
-  `^LLM`). Profile terms written in ALL CAPS of at most five characters use only that key, so `CLIP` matches
-  "CLIP" and "CLIPs" but never "clip", while `clip` matches both.
+- a *case key* (`^DPO`, `^Mamba`) when the token has a capital letter, case kept and an optional plural `s`
+  dropped (`LLMs` → `^LLM`). Profile terms written in ALL CAPS of at most five characters (acronyms) use only
+  that key, so `CLIP` matches "CLIP" and "CLIPs" but never "clip", while `clip` matches both. A profile's
+  `case_sensitive` changes the rule per term (`Case.EXACT`: every word with a capital uses its case key;
+  `Case.IGNORE`: none does).
 
 Punctuation separates tokens, so `vision-language`, "vision language" and "vision–language" are one token
 sequence. LaTeX math (`$...$`), LaTeX commands and HTML tags are removed before tokenising; the argument of a
 formatting command (`\\textbf{DPO}`) is kept, that of a reference (`\\cite{...}`) is not.
+
+Author names (`author_key`) are folded the same way and reduced to (first name, surname): "Last, First" is
+reordered, middle names and initials are dropped, and a first name matches its initial ("Y. LeCun" is "Yann
+LeCun"), so following a person survives the ways sources print names.
 """
 
 from __future__ import annotations
@@ -19,17 +25,33 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterator
+from enum import Enum
 
 ACRONYM_MAX = 5
 ACRONYM_PREFIX = "^"
+
+
+class Case(Enum):
+    """How a profile term treats letter case: the acronym rule (default), exact for capitals, or ignored."""
+
+    ACRONYMS = "acronyms"
+    EXACT = "exact"
+    IGNORE = "ignore"
+
 
 _HTML_TAG = re.compile(r"<[A-Za-z/!][^<>]{0,500}>")
 _LATEX_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]{0,500}\$", re.DOTALL)
 _LATEX_REF = re.compile(r"\\(?:cite[a-z]*|ref|eqref|label|url|href|footnote)\*?\{[^{}]*\}")
 _LATEX_CMD = re.compile(r"\\[A-Za-z]+\*?")
 _TOKEN = re.compile(r"[^\W_]+")
-_CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]]+(?=\s|$)|[;!?()\[\]]")
+# A token, or (empty group) a clause break: `.,;:!?` before a space or the end, or brackets and `;!?` anywhere.
+_TOKEN_OR_BREAK = re.compile(r"([^\W_]+)|[.,;:!?()\[\]]+(?=\s|$)|[;!?()\[\]]")
+_NAME_WORD = re.compile(r"[^\W\d_]+")
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _MIN_STEM = 4
+_CACHE_MAX = 200_000
+_token_keys: dict[str, tuple[str, ...]] = {}
+_author_keys: dict[str, tuple[str, str] | None] = {}
 # Tried in order, at most two strips; longer variants first so "ations" is not stripped as "s".
 _SUFFIXES = ("ations", "ation", "ators", "ator", "ating", "ated", "ates", "ate", "ments", "ment", "ness", "ings",
              "ing", "ers", "er", "ed", "e")
@@ -50,11 +72,17 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def clean_text(text: str) -> str:
     """Strip markup and fold accents/compatibility forms, keeping letter case (acronyms need it)."""
-    text = _HTML_TAG.sub(" ", text)
-    text = html.unescape(text)
-    text = _LATEX_MATH.sub(" ", text)
-    text = _LATEX_REF.sub(" ", text)
-    text = _LATEX_CMD.sub(" ", text).replace("{", "").replace("}", "")
+    if "<" in text:
+        text = _HTML_TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "$" in text:
+        text = _LATEX_MATH.sub(" ", text)
+    if "\\" in text:
+        text = _LATEX_REF.sub(" ", text)
+        text = _LATEX_CMD.sub(" ", text).replace("{", "").replace("}", "")
+    if text.isascii():
+        return text
     text = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in text if not unicodedata.combining(ch))
 
@@ -94,45 +122,89 @@ def stem(word: str) -> str:
     return word
 
 
-def acronym_key(token: str) -> str | None:
-    """`DPO` → `^DPO`, `LLMs` → `^LLM`; None for tokens not written in capitals."""
-    if len(token) > 2 and token.endswith("s") and token[:-1].isupper():
+def case_key(token: str) -> str | None:
+    """`DPO` → `^DPO`, `LLMs` → `^LLM`, `Mamba` → `^Mamba`; None for tokens without a capital letter."""
+    if token == token.lower():
+        return None
+    if len(token) > 2 and token.endswith("s") and not token.endswith("ss"):
         token = token[:-1]
-    return ACRONYM_PREFIX + token if token.isupper() else None
+    return ACRONYM_PREFIX + token
+
+
+def token_keys(token: str) -> tuple[str, ...]:
+    """The keys one text token can match: its word key, and its case key when it has a capital (memoised)."""
+    keys = _token_keys.get(token)
+    if keys is None:
+        word = stem(token.casefold())
+        upper = case_key(token)
+        keys = (word, upper) if upper else (word,)
+        if len(_token_keys) >= _CACHE_MAX:
+            _token_keys.clear()
+        _token_keys[token] = keys
+    return keys
 
 
 def text_keys(text: str) -> list[tuple[str, ...]]:
-    """Per token of `text`, the keys it can match: its word key and, when written in capitals, its acronym key.
+    """Per token of `text`, the keys it can match: its word key and, when it has capitals, its case key.
 
     An empty tuple marks a clause break (`.,;:!?` or brackets) so a phrase never matches across one.
     """
-    out: list[tuple[str, ...]] = []
-    for clause in _CLAUSE_BREAK.split(clean_text(text)):
-        for token in _TOKEN.findall(clause):
-            word = stem(token.casefold())
-            acro = acronym_key(token)
-            out.append((word, acro) if acro else (word,))
-        out.append(())
-    return out[:-1]
+    return [token_keys(token) if token else () for token in _TOKEN_OR_BREAK.findall(clean_text(text))]
 
 
 def is_acronym_term(token: str) -> bool:
     return token.isupper() and len(token) <= ACRONYM_MAX
 
 
-def term_variants(term: str) -> list[tuple[str, ...]]:
+def _term_key(token: str, case: Case) -> str:
+    if case is Case.EXACT or (case is Case.ACRONYMS and is_acronym_term(token)):
+        upper = case_key(token)
+        if upper is not None:
+            return upper
+    return stem(token.casefold())
+
+
+def term_variants(term: str, case: Case = Case.ACRONYMS) -> list[tuple[str, ...]]:
     """Key sequences a profile term matches: its tokens, plus the closed-up form of a hyphenated pair.
 
     `click-through` also matches "clickthrough"; an empty list means the term can never match.
     """
     surface = tokens(term)
-    keys = tuple(ACRONYM_PREFIX + t if is_acronym_term(t) else stem(t.casefold()) for t in surface)
+    keys = tuple(_term_key(t, case) for t in surface)
     if not keys:
         return []
     variants = [keys]
-    if len(surface) == 2 and "-" in term and not any(is_acronym_term(t) for t in surface):
+    if len(surface) == 2 and "-" in term and not any(k.startswith(ACRONYM_PREFIX) for k in keys):
         variants.append((stem("".join(surface).casefold()),))
     return variants
+
+
+def author_key(name: str) -> tuple[str, str] | None:
+    """(first name or initial, surname), folded: "LeCun, Yann", "Y. LeCun" and "yann lecun" → ("yann"/"y", "lecun").
+
+    None when the name has no letters. A one-word name has an empty first name (it matches any first name).
+    """
+    if name in _author_keys:
+        return _author_keys[name]
+    text = clean_text(name)
+    if "," in text:
+        last, _, first = text.partition(",")
+        text = f"{first} {last}"
+    words = [w for w in (w.casefold() for w in _NAME_WORD.findall(text)) if w not in _NAME_SUFFIXES]
+    key = (words[0] if len(words) > 1 else "", words[-1]) if words else None
+    if len(_author_keys) >= _CACHE_MAX:
+        _author_keys.clear()
+    _author_keys[name] = key
+    return key
+
+
+def same_first_name(a: str, b: str) -> bool:
+    """Equal, or one is an initial of the other; an unknown (empty) first name matches any."""
+    if not a or not b:
+        return True
+    if len(a) == 1 or len(b) == 1:
+        return a[0] == b[0]
+    return a == b
 
 
 def description_terms(description: str) -> Iterator[str]:
