@@ -130,13 +130,19 @@ class ScoredItem:
     reasons: tuple[Reason, ...] = ()
 
     def explain(self, *, related: int = 3) -> str:
-        """Compact reasons, strongest first: "DPO in title, reward model in abstract; related: policy, preference".
+        """Compact reasons, strongest first: "by Yann LeCun, DPO in title, reward model in abstract; related: policy".
 
-        Keyword matches are named with their fields; description words follow, at most `related` of them.
+        Followed authors first, then keyword matches with their fields; description words follow, at most
+        `related` of them.
         """
         by_term: dict[str, list[str]] = {}
         described: list[str] = []
+        people: list[str] = []
         for reason in sorted(self.reasons, key=lambda r: -r.weight):
+            if reason.kind == "author":
+                if reason.term not in people:
+                    people.append(reason.term)
+                continue
             if reason.kind != "keyword":
                 if reason.term not in described:
                     described.append(reason.term)
@@ -144,7 +150,8 @@ class ScoredItem:
             fields = by_term.setdefault(reason.term, [])
             if reason.field not in fields:
                 fields.append(reason.field)
-        text = ", ".join(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())
+        text = ", ".join([*(f"by {name}" for name in people),
+                          *(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())])
         if described[:related]:
             text += ("; related: " if text else "related: ") + ", ".join(described[:related])
         return text

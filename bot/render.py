@@ -120,6 +120,9 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
     related: list[str] = []
     for reason in sorted(scored.reasons, key=lambda r: -r.weight):
         term = one_line(reason.term, 60)
+        if reason.kind == "author":  # a followed person: a chip of its own, no field
+            groups.setdefault(f"by {term}", [])
+            continue
         if reason.kind != "keyword":
             if term not in related:
                 related.append(term)

@@ -91,10 +91,14 @@ class Daemon:
                 "leading": self.leadership.leading, "stopping": self.stopping.is_set()}
 
     async def tick(self) -> None:
-        if self.busy.locked() or self.stopping.is_set():
+        if self.stopping.is_set():
+            return
+        if self.busy.locked():
             log.info("previous cycle still running; skipping this tick")
             return
         async with self.busy:
+            if self.stopping.is_set():  # SIGTERM arrived while this tick waited for its turn
+                return
             new = self.watcher.poll()
             if new is not None:
                 self.app.reload(new)
@@ -124,7 +128,10 @@ class Daemon:
         try:
             await self.stopping.wait()
         finally:
-            scheduler.shutdown(wait=False)
+            # Pause, drain, then shut down: APScheduler's shutdown cancels a job still running, which would cut
+            # the current cycle off mid-send.
+            self.stopping.set()
+            scheduler.pause()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             log.info("stopping: letting the current cycle finish (at most %.0fs)", DRAIN_SECONDS)
@@ -135,6 +142,7 @@ class Daemon:
             except TimeoutError:
                 log.warning("current cycle did not finish in %.0fs; its claimed deliveries will be retried",
                             DRAIN_SECONDS)
+            scheduler.shutdown(wait=False)
             self.leadership.release()
         log.info("digestbot stopped after %d cycle(s) (%d failed), %d message(s) sent", self.cycles,
                  self.failed_cycles, self.sent)

@@ -9,7 +9,7 @@ profile id); nothing is per item.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import ProfileConfig
@@ -65,7 +65,7 @@ class _Builder:
         self.index = Index(Node(), 0, [], [], [], [], [], [], {})
         self._classes: dict[tuple[tuple[str, ...], ...], int] = {}
 
-    def class_id(self, variants: list[tuple[str, ...]]) -> int:
+    def class_id(self, variants: Sequence[tuple[str, ...]]) -> int:
         key = tuple(variants)
         cid = self._classes.get(key)
         if cid is None:
@@ -79,7 +79,7 @@ class _Builder:
             self.index.n_classes = len(self._classes)
         return cid
 
-    def add_term(self, profile: int, label: str, kind: str, variants: list[tuple[str, ...]], base: float) -> int:
+    def add_term(self, profile: int, label: str, kind: str, variants: Sequence[tuple[str, ...]], base: float) -> int:
         index = self.index
         index.term_profile.append(profile)
         index.term_class.append(self.class_id(variants))
@@ -121,8 +121,8 @@ def _compile_profile(builder: _Builder, p: int, name: str, profile: ProfileConfi
             exclude.append(builder.class_id(variants))
     require: set[int] = set()
     for text in profile.require:
-        if variants := term_variants(text, case_rule(profile, text)):
-            require.add(builder.class_id(variants))
+        if required := term_variants(text, case_rule(profile, text)):
+            require.add(builder.class_id(required))
     keywords: list[int] = []
     for _, text, weight in profile.weighted_keywords:
         variants = [v for v in term_variants(text, case_rule(profile, text)) if v not in seen]

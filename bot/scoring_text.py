@@ -26,6 +26,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from enum import Enum
+from functools import lru_cache
 
 ACRONYM_MAX = 5
 ACRONYM_PREFIX = "^"
@@ -164,19 +165,20 @@ def _term_key(token: str, case: Case) -> str:
     return stem(token.casefold())
 
 
-def term_variants(term: str, case: Case = Case.ACRONYMS) -> list[tuple[str, ...]]:
+@lru_cache(maxsize=65536)
+def term_variants(term: str, case: Case = Case.ACRONYMS) -> tuple[tuple[str, ...], ...]:
     """Key sequences a profile term matches: its tokens, plus the closed-up form of a hyphenated pair.
 
-    `click-through` also matches "clickthrough"; an empty list means the term can never match.
+    `click-through` also matches "clickthrough"; an empty tuple means the term can never match. Memoised:
+    thousands of profiles share their terms.
     """
     surface = tokens(term)
     keys = tuple(_term_key(t, case) for t in surface)
     if not keys:
-        return []
-    variants = [keys]
+        return ()
     if len(surface) == 2 and "-" in term and not any(k.startswith(ACRONYM_PREFIX) for k in keys):
-        variants.append((stem("".join(surface).casefold()),))
-    return variants
+        return keys, (stem("".join(surface).casefold()),)
+    return (keys,)
 
 
 def author_key(name: str) -> tuple[str, str] | None:

@@ -211,3 +211,18 @@ def test_description_words_are_shown_apart_from_keywords(renderer: Renderer) -> 
     assert "DPO in title, reward model in abstract; related: policy, preference" in " ".join(email.text.split())
     assert "related: policy, preference</span>" in email.html
     assert "DPO in title</span>" in email.html and "policy in" not in email.html  # not a keyword chip
+
+
+def test_followed_author_is_shown_as_by_name() -> None:
+    from bot.models import Digest, Item, Reason, ScoredItem
+    from bot.render import Renderer
+
+    scored = ScoredItem(Item(id="arxiv:1", title="A paper", url="https://arxiv.org/abs/1", authors=("Yann LeCun",)),
+                        "people", 3.0, (Reason("Yann LeCun", "authors", 1, 2.0, kind="author"),
+                                        Reason("DPO", "title", 1, 1.0)))
+    assert scored.explain() == "by Yann LeCun, DPO in title"
+    digest = Digest(recipient="ada", channel="email", kind="digest", period_key="2026-11-23", items=(scored,),
+                    generated_at=datetime(2026, 11, 23, 7, tzinfo=UTC), total_matched=1)
+    rendered = Renderer().render_email(digest)
+    assert "by Yann LeCun, DPO in title" in rendered.text
+    assert ">by Yann LeCun</span>" in rendered.html and "DPO in title" in rendered.html

@@ -1,0 +1,235 @@
+"""Scoring speed: 10,000 synthetic profiles × 2,000 new items, one core, end to end with reasons.
+
+    python bench/score.py [--profiles N] [--items N] [--seed N] [--naive-profiles N] [--naive-items N]
+
+Workload, synthesised from `bench/data/seed_items.jsonl` (333 real titles and abstracts):
+
+- items: a real title with the first half of one real abstract and the second half of another, distinct ids,
+  3–8 authors from a pool of names printed the ways sources print them ("Ana Müller", "A. Muller", "Müller, Ana");
+- vocabulary: words and word pairs mined from the seed (in 2 to 10 of the 333 papers: specific terms, not "model"),
+  acronyms seen at least twice, and ~150 common phrases from other ML fields (most absent from this corpus, as
+  most subscribers' topics are absent from any one day's papers in their area);
+- profiles: 5–20 terms each. A profile is about one topic: `--on-topic` of them (default 20%) about this
+  corpus's (80% of their terms mined, chosen with probability ∝ 1/document frequency, as people pick specific
+  words; 20% other-fields phrases), the rest about other fields (90% other-fields phrases, 10% mined). Some have
+  weights (15%), exclude terms (20%), require terms (5%), followed authors (10%), a description (10%).
+  `--on-topic 1` is a stress case: every subscriber follows the topic of every paper of the day.
+
+Measured: `compile_profiles` + `Matcher.rank_all` over every item (every match ≥ min_score collected as a
+`ScoredItem` with its reasons), against a naive loop (per profile, one compiled case-insensitive `\\b` regex per
+keyword and exclude term, `findall` in title and abstract) timed on a slice and scaled to the full size.
+Peak memory is the process's `ru_maxrss` (everything: interpreter, inputs, index, results), read before the
+naive slice runs. The process is pinned to one CPU where the OS allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import re
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.config import ProfileConfig  # noqa: E402
+from bot.models import Item  # noqa: E402
+from bot.scoring import compile_profiles  # noqa: E402
+from bot.scoring_text import STOPWORDS, term_variants, text_keys  # noqa: E402
+
+SEED = Path(__file__).resolve().parent / "data" / "seed_items.jsonl"
+TARGET_SECONDS, TARGET_MB, TARGET_SPEEDUP = 4.0, 300.0, 500.0
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+OTHER_FIELDS = """
+graph neural network, GNN, node classification, link prediction, message passing, knowledge graph,
+object detection, semantic segmentation, instance segmentation, image classification, ViT, vision transformer,
+NeRF, neural radiance fields, 3D reconstruction, point cloud, depth estimation, optical flow, pose estimation,
+video understanding, action recognition, image super-resolution, image denoising, diffusion model, score matching,
+text-to-image, image editing, GAN, generative adversarial network, variational autoencoder, normalizing flows,
+speech recognition, ASR, text-to-speech, TTS, speaker verification, audio generation, music generation,
+robot manipulation, SLAM, motion planning, legged locomotion, sim-to-real, imitation learning, offline RL,
+model-based RL, multi-agent reinforcement learning, MARL, bandits, Bayesian optimization, Gaussian process,
+causal inference, time series forecasting, anomaly detection, federated learning, differential privacy,
+membership inference, adversarial examples, certified robustness, backdoor attack, model compression,
+quantization, pruning, knowledge distillation, mixture of experts, MoE, sparse attention, state space model,
+Mamba, linear attention, KV cache, speculative decoding, FlashAttention, distributed training, pipeline parallelism,
+protein structure, protein design, molecule generation, drug discovery, single-cell, genomics, weather forecasting,
+climate model, PDE solver, physics-informed neural networks, neural operator, symbolic regression,
+theorem proving, program synthesis, code generation, SQL generation, table question answering, OCR,
+document understanding, machine translation, named entity recognition, summarization, dialogue system,
+information retrieval, dense retrieval, RAG, retrieval-augmented generation, question answering, fact checking,
+hate speech detection, sentiment analysis, topic modeling, contrastive learning, self-supervised learning,
+meta-learning, continual learning, catastrophic forgetting, domain adaptation, few-shot learning,
+zero-shot learning, active learning, semi-supervised learning, label noise, optimal transport, kernel methods,
+spectral clustering, matrix completion, tensor decomposition, stochastic gradient descent, convergence rate,
+generalization bound, PAC-Bayes, neural tangent kernel, scaling laws, emergent abilities, interpretability,
+mechanistic interpretability, sparse autoencoder, probing, medical imaging, MRI reconstruction, histopathology,
+autonomous driving, trajectory prediction, traffic forecasting, remote sensing, satellite imagery, edge devices,
+energy efficiency, neuromorphic computing, spiking neural networks, fairness, algorithmic fairness, explainability
+"""
+_FIRST_NAMES = ("Ana Bruno Chen Daniela Emil Fatima Giorgio Hana Ivan Jun José Karin Lars Mei Nora Omar Priya Quentin "
+         "Rosa Søren Tomás Uma Viktor Wei Xin Yann Zoé Aleksandr Björn Céline")
+_SURNAMES = ("Müller García Wang Li Zhang Kumar Rossi Dubois Novak Kowalski Silva Tanaka Kim Nguyen Haddad Okafor "
+        "Johansson Petrov Schmidt López Martin Cohen Yilmaz Rahman Fischer Moreau Costa Sato Park Ivanova "
+        "LeCun Bengio Hinton Ng Sutton Barto Schulman Abbeel Levine Finn")
+FIRST, LAST = _FIRST_NAMES.split(), _SURNAMES.split()
+
+
+def load_seed() -> list[dict[str, str]]:
+    return [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def written_name(first: str, last: str, rng: random.Random) -> str:
+    style = rng.random()
+    if style < 0.2:
+        return f"{last}, {first}"
+    if style < 0.5:
+        return f"{first[0]}. {last}"
+    return f"{first} {last}"
+
+
+def make_items(seed: list[dict[str, str]], n: int, rng: random.Random) -> list[Item]:
+    items = []
+    for i in range(n):
+        a, b, c = rng.sample(seed, 3)
+        first_half = a["abstract"][: len(a["abstract"]) // 2]
+        second_half = b["abstract"][len(b["abstract"]) // 2:]
+        authors = tuple(written_name(rng.choice(FIRST), rng.choice(LAST), rng) for _ in range(rng.randint(3, 8)))
+        items.append(Item(id=f"syn:{i:05d}", title=c["title"], url=f"https://example.org/syn/{i}",
+                          abstract=f"{first_half} {second_half}", authors=authors))
+    return items
+
+
+def mine_vocabulary(seed: list[dict[str, str]]) -> tuple[list[str], list[float]]:
+    """Specific words, word pairs and acronyms: in 2–10 seed papers *as the matcher sees them* (after stemming and
+    case folding, so "aligner" is not mistaken for a rare word), each with a weight ∝ 1/df."""
+    candidates: set[str] = set()
+    for paper in seed:
+        words = _WORD.findall(f"{paper['title']} . {paper['abstract']}")
+        low = [w.lower() for w in words]
+        candidates |= {w for w in low if w not in STOPWORDS and len(w) > 3}
+        candidates |= {f"{x} {y}" for x, y in zip(low, low[1:], strict=False)
+                       if x not in STOPWORDS and y not in STOPWORDS and len(x) > 2 and len(y) > 2}
+        candidates |= {w for w in words if w.isupper() and 2 <= len(w) <= 5}
+    grams: Counter[tuple[str, ...]] = Counter()
+    for paper in seed:
+        keys = text_keys(paper["title"]) + [()] + text_keys(paper["abstract"])
+        grams.update({(k,) for here in keys for k in here}
+                     | {(a, b) for here, after in zip(keys, keys[1:], strict=False) for a in here for b in after})
+    vocabulary, weights = [], []
+    for term in sorted(candidates):
+        variants = term_variants(term)
+        df = max((grams[v] for v in variants), default=0)
+        if 2 <= df <= 10 and len(variants[0]) <= 2:
+            vocabulary.append(term)
+            weights.append(1.0 / df)
+    return vocabulary, weights
+
+
+def make_profiles(seed: list[dict[str, str]], n: int, rng: random.Random,
+                  on_topic: float = 0.2) -> dict[str, ProfileConfig]:
+    mined, weights = mine_vocabulary(seed)
+    other = [p.strip() for p in OTHER_FIELDS.replace("\n", " ").split(",") if p.strip()]
+    sentences = [s for paper in seed for s in paper["abstract"].split(". ") if 8 <= len(s.split()) <= 25]
+    profiles = {}
+    for i in range(n):
+        k = rng.randint(5, 20)
+        n_mined = round(k * (0.8 if rng.random() < on_topic else 0.1))
+        terms = list(dict.fromkeys(rng.choices(mined, weights, k=n_mined) + rng.sample(other, k - n_mined)))
+        keywords: list[str | dict[str, float]] = list(terms)
+        if rng.random() < 0.15:
+            keywords = [{t: float(rng.choice((2, 3)))} if rng.random() < 0.3 else t for t in terms]
+        profiles[f"p{i:05d}"] = ProfileConfig(
+            keywords=keywords,
+            exclude=rng.choices(mined, weights, k=rng.randint(1, 2)) if rng.random() < 0.2 else [],
+            require=rng.sample(terms, min(2, len(terms))) if rng.random() < 0.05 else [],
+            authors=[written_name(rng.choice(FIRST), rng.choice(LAST), rng) for _ in range(rng.randint(1, 3))]
+            if rng.random() < 0.1 else [],
+            description=rng.choice(sentences) if rng.random() < 0.1 else None,
+        )
+    return profiles
+
+
+def run_fast(profiles: dict[str, ProfileConfig], items: list[Item]) -> tuple[float, float, int, int]:
+    gc.collect()
+    started = time.perf_counter()
+    matcher = compile_profiles(profiles)
+    compiled = time.perf_counter()
+    ranked = matcher.rank_all(items)
+    done = time.perf_counter()
+    matches = sum(len(v) for v in ranked.values())
+    reasons = sum(len(s.reasons) for v in ranked.values() for s in v)
+    return compiled - started, done - compiled, matches, reasons
+
+
+def run_naive(profiles: dict[str, ProfileConfig], items: list[Item]) -> tuple[float, int]:
+    """Per profile: one `\\b` regex per keyword and exclude term, searched in every item's title and abstract."""
+    started = time.perf_counter()
+    matches = 0
+    for profile in profiles.values():
+        keywords = [(re.compile(rf"\b{re.escape(term)}\b", re.IGNORECASE), weight)
+                    for _, term, weight in profile.weighted_keywords]
+        excludes = [re.compile(rf"\b{re.escape(term)}\b", re.IGNORECASE) for term in profile.exclude]
+        for item in items:
+            if any(rx.search(item.title) or rx.search(item.abstract) for rx in excludes):
+                continue
+            score = sum(w * (2 * len(rx.findall(item.title)) + len(rx.findall(item.abstract))) for rx, w in keywords)
+            if score >= profile.min_score:
+                matches += 1
+    return time.perf_counter() - started, matches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--on-topic", type=float, default=0.2, help="share of profiles about the items' topic")
+    parser.add_argument("--naive-profiles", type=int, default=100, help="naive slice: this many profiles ...")
+    parser.add_argument("--naive-items", type=int, default=200, help="... × this many items, then scaled up")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    rng = random.Random(args.seed)
+    seed = load_seed()
+    items = make_items(seed, args.items, rng)
+    profiles = make_profiles(seed, args.profiles, rng, args.on_topic)
+    n_terms = sum(len(p.weighted_keywords) for p in profiles.values())
+    compile_s, score_s, matches, reasons = run_fast(profiles, items)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = compile_s + score_s
+    slice_profiles = dict(list(profiles.items())[: args.naive_profiles])
+    naive_s, _ = run_naive(slice_profiles, items[: args.naive_items])
+    naive_total = naive_s * (args.profiles / len(slice_profiles)) * (args.items / min(args.items, args.naive_items))
+    speedup = naive_total / total
+    print(f"{args.profiles:,} profiles ({n_terms:,} keywords, {n_terms / args.profiles:.1f} each; "
+          f"{args.on_topic:.0%} on the items' topic) × {args.items:,} items, one core")
+    print(f"matches ≥ min_score: {matches:,} ({matches / args.items:.0f} profiles per item, "
+          f"{matches / args.profiles:.1f} items per profile), {reasons:,} reasons")
+    rows = [
+        ("compile", f"{compile_s:.2f} s", "", ""),
+        ("score + rank with reasons", f"{score_s:.2f} s", "", ""),
+        ("end to end", f"{total:.2f} s", f"≤ {TARGET_SECONDS:g} s", _verdict(total <= TARGET_SECONDS)),
+        ("peak memory (ru_maxrss)", f"{peak_mb:.0f} MB", f"≤ {TARGET_MB:g} MB", _verdict(peak_mb <= TARGET_MB)),
+        (f"naive ({len(slice_profiles)}×{min(args.items, args.naive_items)} slice)", f"{naive_s:.2f} s", "", ""),
+        ("naive, scaled to full size", f"{naive_total:,.0f} s", "", ""),
+        ("speed-up over naive", f"{speedup:,.0f}×", f"≥ {TARGET_SPEEDUP:g}×", _verdict(speedup >= TARGET_SPEEDUP)),
+    ]
+    print(f"\n| {'measure':<32} | {'value':>10} | {'target':>10} | result |")
+    print(f"|{'-' * 34}|{'-' * 12}|{'-' * 12}|--------|")
+    for name, value, target, verdict in rows:
+        print(f"| {name:<32} | {value:>10} | {target:>10} | {verdict:<6} |")
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+if __name__ == "__main__":
+    main()
