@@ -139,15 +139,54 @@ def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
     return recipient.label, "slack", address
 
 
-def best_matches(matcher: Matcher, items: Sequence[Item], profiles: Iterable[str]) -> list[ScoredItem]:
-    """Each item once, with its best profile's score; best first, ties by id so the order is stable."""
-    best: dict[str, ScoredItem] = {}
-    for profile in profiles:
-        for scored in matcher.rank(items, profile):
-            held = best.get(scored.item.id)
-            if held is None or scored.score > held.score:
-                best[scored.item.id] = scored
-    return sorted(best.values(), key=lambda s: (-s.score, s.item.id))
+class Matches:
+    """Each stored item scored once per planning pass, however many recipients share it.
+
+    Recipients' windows differ only in where they start (their last digest), so each distinct window is read
+    once, and each item is scored against every profile at once (`Matcher.passing`): the cost of planning grows
+    with items and distinct windows, not with recipients × profiles.
+    """
+
+    def __init__(self, matcher: Matcher, store: Store, now: datetime) -> None:
+        self.matcher = matcher
+        self.store = store
+        self.now = now
+        self._windows: dict[datetime, list[Item]] = {}
+        self._scored: dict[str, dict[str, ScoredItem]] = {}
+
+    def window(self, since: datetime) -> list[Item]:
+        """Items first seen after `since`, up to now."""
+        if since not in self._windows:
+            self._windows[since] = self.store.items_first_seen_between(since, self.now)
+        return self._windows[since]
+
+    def best(self, since: datetime, profiles: Iterable[str]) -> list[ScoredItem]:
+        """Each item once, with its best profile's score, best first (ties by id); each profile's own
+        `max_items` respected."""
+        wanted = set(profiles)
+        best: list[ScoredItem] = []
+        for item in self.window(since):
+            scored = self._scored.get(item.id)
+            if scored is None:
+                scored = self._scored[item.id] = {s.profile: s for s in self.matcher.passing(item)}
+            top = max((s for p, s in scored.items() if p in wanted), key=lambda s: s.score, default=None)
+            if top is not None:
+                best.append(top)
+        best.sort(key=lambda s: (-s.score, s.item.id))
+        return self._capped(best)
+
+    def _capped(self, ranked: list[ScoredItem]) -> list[ScoredItem]:
+        caps = {p: self.matcher.max_items(p) for p in {s.profile for s in ranked}}
+        if not any(caps.values()):
+            return ranked
+        taken: dict[str, int] = {}
+        kept = []
+        for scored in ranked:
+            cap = caps[scored.profile]
+            if cap is None or taken.get(scored.profile, 0) < cap:
+                kept.append(scored)
+                taken[scored.profile] = taken.get(scored.profile, 0) + 1
+        return kept
 
 
 def _payload(matches: Sequence[ScoredItem], *, limit: int, alerted: set[str], since: datetime | None,
@@ -191,7 +230,7 @@ def first_seen(store: Store, channel: str, name: str, now: datetime) -> datetime
     return datetime.fromisoformat(held)
 
 
-def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recipient, *,
+def plan_digest(config: Config, store: Store, matches: Matches, recipient: Recipient, *,
                 now: datetime) -> PlannedDelivery | None:
     """The digest this recipient is owed now, if any: the latest scheduled period, once per period.
 
@@ -213,9 +252,9 @@ def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recip
     if last is None and due_at < first_seen(store, channel, name, now):
         return None  # a new recipient's first digest is at their first scheduled time, not at once
     since = max(last, floor) if last else floor
-    matches = best_matches(matcher, store.items_first_seen_between(since, now), recipient.profiles)
+    found = matches.best(since, recipient.profiles)
     alerted = store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
-    payload = _payload(matches, limit=recipient.max_items, alerted=alerted, since=since,
+    payload = _payload(found, limit=recipient.max_items, alerted=alerted, since=since,
                        profiles=recipient.profiles)
     payload["send_empty"] = recipient.send_empty
     return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
@@ -223,7 +262,7 @@ def plan_digest(config: Config, store: Store, matcher: Matcher, recipient: Recip
                            covers_until=now)
 
 
-def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipient, *,
+def plan_alert(config: Config, store: Store, matches: Matches, recipient: Recipient, *,
                now: datetime) -> PlannedDelivery | None:
     """One alert message per cycle for the items at or above `alert_min_score` not alerted before."""
     if recipient.alert_min_score is None:
@@ -233,7 +272,7 @@ def plan_alert(config: Config, store: Store, matcher: Matcher, recipient: Recipi
     last = store.last_covered(name, channel, "alert")
     since = max(last, floor) if last else floor
     already = store.alerted_item_ids(name, channel)
-    hits = [m for m in best_matches(matcher, store.items_first_seen_between(since, now), recipient.profiles)
+    hits = [m for m in matches.best(since, recipient.profiles)
             if m.score >= recipient.alert_min_score and m.item.id not in already]
     if not hits:
         return None
@@ -275,11 +314,12 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
                   and not store.get_meta(disabled_key(*recipient_identity(r)[1:]))]
     failing = [h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
+    matches = Matches(matcher, store, now)
     result = PlanResult()
     for plan in (plan_alert, plan_digest):
         batch: list[PlannedDelivery] = []
         for recipient in recipients:
-            delivery = plan(config, store, matcher, recipient, now=now)
+            delivery = plan(config, store, matches, recipient, now=now)
             if delivery is None:
                 continue
             payload = {**delivery.payload, "failing_sources": [

@@ -146,3 +146,19 @@ def test_a_week_of_ticks_gives_seven_digests(store: Store, tz: str) -> None:
         now += timedelta(minutes=20)
     assert len(keys) == len(set(keys))
     assert len(keys) in (7, 8)  # the first day may start after 02:30 local
+
+
+def test_profile_max_items_caps_that_profile_in_the_digest(store: Store) -> None:
+    cfg = parse_config({
+        "smtp": {"host": "127.0.0.1", "sender": "digest@example.org"},
+        "profiles": {"rlhf": {"keywords": ["DPO"], "max_items": 1}, "vision": {"keywords": ["CLIP"]}},
+        "subscribers": [{"name": "ada", "email": "ada@example.org", "profiles": ["rlhf", "vision"],
+                         "schedule": "daily 07:00", "timezone": "UTC"}],
+    })
+    plan(cfg, store, at("2026-11-22T08:00:00+00:00"))
+    store.save_items("s", [item(1, "DPO one"), item(2, "DPO two"), item(3, "CLIP one"), item(4, "CLIP two")],
+                     seen_at=at("2026-11-22T12:00:00+00:00"))
+    assert plan(cfg, store, at("2026-11-23T07:00:00+00:00")) == ["digest:email:ada:2026-11-23"]
+    row = next(d for d in store.deliveries() if d.key == "digest:email:ada:2026-11-23")
+    profiles = sorted(e["profile"] for e in row.payload["items"])
+    assert profiles == ["rlhf", "vision", "vision"]
