@@ -96,9 +96,12 @@ class Item:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reason:
     """Why an item scored: one term, the field it matched in, how often, and what it added to the score.
+
+    Not frozen, only for speed (a frozen dataclass costs four times as much to build, and the scorer builds
+    millions): treat it as immutable.
 
     `kind` is "keyword" for the profile's own terms and "description" for words taken from its plain-words
     description, which weigh less and are shown apart, so the reader sees their keywords first.
@@ -120,9 +123,10 @@ class Reason:
                    weight=float(data["weight"]), kind=str(data.get("kind") or "keyword"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredItem:
-    """An item scored against one profile, with the reasons the digest shows."""
+    """An item scored against one profile, with the reasons the digest shows (not frozen, for speed, like
+    `Reason`: treat it as immutable)."""
 
     item: Item
     profile: str
