@@ -260,13 +260,13 @@ class Renderer:
         """An admin notice (source failing / recovered) as email."""
         title = one_line(f"digestbot: {notice.title}", SUBJECT_LIMIT)
         context = {"subject": title, "title": one_line(notice.title), "date": _moment(notice.generated_at),
-                   "lines": list(notice.lines), "failing": notice.kind == "source-failing"}
+                   "lines": list(notice.lines), "failing": notice.kind != "source-recovered"}
         return RenderedEmail(subject=title, text=self._env.get_template("notice.txt.j2").render(context),
                              html=self._env.get_template("notice.html.j2").render(context))
 
     def render_notice_slack(self, notice: Notice) -> list[SlackMessage]:
         """An admin notice as one Slack message."""
-        icon = ":warning:" if notice.kind == "source-failing" else ":white_check_mark:"
+        icon = ":white_check_mark:" if notice.kind == "source-recovered" else ":warning:"
         text = f"{icon} *{escape_slack(notice.title)}*\n" + "\n".join(escape_slack(line) for line in notice.lines)
         return [SlackMessage(text=escape_slack(f"digestbot: {notice.title}"),
                              blocks=[_section(truncate(text, SLACK_SECTION_LIMIT))])]

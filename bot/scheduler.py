@@ -23,6 +23,9 @@ from bot.config import Config, load_config
 from bot.errors import BotError, ConfigError
 from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
+from bot.models import Notice
+from bot.notices import admin_destinations, notice_rows
+from bot.pipeline import new_message_id
 from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class ConfigWatcher:
         self.path = path
         self.config = config
         self._seen = self._fingerprint()
+        self.rejected: tuple[str, list[str]] | None = None  # (edit id, problems) of the last rejected edit
 
     def _fingerprint(self) -> tuple[int, int] | None:
         try:
@@ -55,6 +59,7 @@ class ConfigWatcher:
             config = load_config(self.path)
         except ConfigError as exc:
             log.error("config edit rejected, keeping the last good config: %s", "; ".join(exc.problems))
+            self.rejected = (f"{seen[0]}", exc.problems)
             return None
         self.config = config
         log.info("config reloaded from %s", self.path)
@@ -76,6 +81,17 @@ class Daemon:
         self.last_cycle_at: datetime | None = None
         self.metrics = Metrics()
         self.cycles = self.failed_cycles = self.sent = 0
+
+    def _tell_admin_config_rejected(self, edit: str, problems: list[str]) -> None:
+        """Once per rejected edit (keyed by the file's mtime), through the outbox like any notice."""
+        config, now = self.app.config, utcnow()
+        notice = Notice(kind="config-rejected", title=f"Config edit rejected: {self.watcher.path.name}",
+                        lines=(f"The edit to {self.watcher.path} was not applied; the last good config stays in force.",
+                               *problems), generated_at=now)
+        rows = notice_rows(admin_destinations(config), notice, f"config-rejected:{edit}", now=now,
+                           new_message_id=lambda: new_message_id(config))
+        if rows:
+            self.app.store.plan(rows, now=now)
 
     def health(self) -> dict[str, Any]:
         """For /healthz: not ok when this process has finished no cycle for several ticks (stuck or failing).
@@ -102,6 +118,10 @@ class Daemon:
             new = self.watcher.poll()
             if new is not None:
                 self.app.reload(new)
+            if self.watcher.rejected is not None:
+                edit, problems = self.watcher.rejected
+                self.watcher.rejected = None
+                await asyncio.to_thread(self._tell_admin_config_rejected, edit, problems)
             started = time.monotonic()
             try:
                 lead = await asyncio.to_thread(self.leadership.try_lead)

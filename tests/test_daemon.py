@@ -20,6 +20,13 @@ CONFIG = """
 [bot]
 database = "sqlite:///{db}"
 http_port = 0
+admin_email = "ops@example.org"
+
+[smtp]
+host = "127.0.0.1"
+port = 9
+security = "none"
+sender = "digest@example.org"
 
 [[sources]]
 name = "hf"
@@ -55,6 +62,12 @@ def fetched(db: Path, source: str) -> bool:
         return store.get_source_state(source).last_success_at is not None
 
 
+def admin_told(db: Path) -> bool:
+    with Store.open(f"sqlite:///{db}") as store:
+        rows = [d for d in store.deliveries() if d.key.startswith("notice:email:config-rejected:")]
+    return len(rows) == 1 and "sources[0].every" in str(rows[0].payload)
+
+
 def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite3"
     config = tmp_path / "config.toml"
@@ -78,6 +91,7 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         wait_for(lambda: "config edit rejected" in log.read_text(), "the bad edit to be reported")
         assert "sources[0].every: expected a duration" in log.read_text()
         assert proc.poll() is None  # still running on the last good config
+        wait_for(lambda: admin_told(db), "the admin notice about the rejected edit to be planned")
 
         time.sleep(0.05)
         config.write_text(good + NEW_SOURCE.format(fixtures=FIXTURES))  # a valid edit: a new source
