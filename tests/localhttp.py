@@ -33,12 +33,13 @@ __all__ = ["LocalHTTPServer", "Reply", "Request"]
 
 @dataclass(frozen=True)
 class Reply:
-    """One canned response. `delay` holds the answer back (for timeout and deadline tests)."""
+    """One canned response. `delay` holds the answer back and `drip` trickles the body (deadline tests)."""
 
     status: int = 200
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # seconds between body bytes: a server that trickles (read timeouts never fire)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,17 @@ class LocalHTTPServer:
             return Reply(304, b"", headers)
         return Reply(200, body, headers)
 
+    def _write_body(self, out: Any, reply: Reply) -> None:
+        if not reply.drip:
+            out.write(reply.body)
+            return
+        for i in range(len(reply.body)):
+            if self._stopping.is_set():
+                return
+            out.write(reply.body[i:i + 1])
+            out.flush()
+            time.sleep(reply.drip)
+
     def _wait(self, seconds: float) -> None:
         """Hold a reply back, but let a stopping server go at once."""
         end = time.monotonic() + seconds
@@ -186,7 +198,7 @@ def _make_handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 if send_body and reply.status not in (204, 304):
-                    self.wfile.write(reply.body)
+                    server._write_body(self.wfile, reply)
             except (ConnectionError, OSError):
                 pass  # the client hung up early on purpose (size cap, deadline)
 

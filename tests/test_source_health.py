@@ -49,6 +49,7 @@ FAULTS: dict[str, tuple[Reply, str]] = {
     "empty-body": (Reply(200, b"", {"Content-Type": "text/html"}), "layout changed?"),
     "truncated": (Reply(200, HF_PAGE[: len(HF_PAGE) // 3], {"Content-Type": "text/html"}), ""),
     "slow": (Reply(200, HF_PAGE, delay=5.0), "deadline"),
+    "drip": (Reply(200, HF_PAGE[:200], {"Content-Length": "200"}, drip=0.5), "deadline"),
     "gzip-bomb": (Reply(200, gzip.compress(b"\0" * 30_000_000), {"Content-Encoding": "gzip"}), "larger than"),
     "redirect-loop": (Reply(302, b"", {"Location": "/hf"}), "redirect"),
     "redirect-ftp": (Reply(302, b"", {"Location": "ftp://example.org/x"}), "ftp"),
