@@ -16,7 +16,8 @@ from types import TracebackType
 
 from bot.config import Config
 from bot.delivery import Deliverer, DeliveryOutcome
-from bot.pipeline import PlanResult, RefreshResult, plan_deliveries, refresh_sources
+from bot.pipeline import RefreshResult, refresh_sources
+from bot.planning import PlanResult, plan_deliveries
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles
 from bot.sources.fetch import Fetcher

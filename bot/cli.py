@@ -325,7 +325,7 @@ def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(
                  ) -> None:
     """Re-queue a failed, unknown or expired delivery (and re-enable its destination if it was disabled)."""
     from bot.app import utcnow
-    from bot.pipeline import disabled_key
+    from bot.planning import disabled_key
     from bot.store import Store
 
     cfg = load_config(config or ctx.obj)

@@ -27,7 +27,7 @@ from bot.models import Delivery, Digest, Notice, SourceHealth
 from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.pipeline import disabled_key, new_message_id, payload_matches
+from bot.planning import disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
 from bot.tokens import make_token

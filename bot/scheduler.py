@@ -25,7 +25,7 @@ from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
 from bot.models import Notice
 from bot.notices import admin_destinations, notice_rows
-from bot.pipeline import new_message_id
+from bot.planning import new_message_id
 from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Config, parse_config
 from bot.models import Item
-from bot.pipeline import plan_deliveries
+from bot.planning import plan_deliveries
 from bot.scoring import compile_profiles
 from bot.store import Store
 

@@ -113,6 +113,20 @@ def last_covered(connection: Connection, recipient: str, channel: str, kind: str
     return value
 
 
+def last_covered_all(connection: Connection, kind: str) -> dict[tuple[str, str], datetime]:
+    """`last_covered` for every (recipient, channel) at once: one query per planning pass, not one per recipient."""
+    query = (select(deliveries.c.recipient, deliveries.c.channel, func.max(deliveries.c.covers_until))
+             .where(deliveries.c.kind == kind).group_by(deliveries.c.recipient, deliveries.c.channel))
+    return {(str(r), str(c)): at for r, c, at in connection.execute(query) if at is not None}
+
+
+def existing_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in chunks(list(keys)):
+        found.update(connection.execute(select(deliveries.c.key).where(deliveries.c.key.in_(chunk))).scalars())
+    return found
+
+
 def has_delivery(connection: Connection, key: str) -> bool:
     return connection.execute(select(deliveries.c.id).where(deliveries.c.key == key)).first() is not None
 

@@ -182,6 +182,16 @@ class Store:
         with self._read() as connection:
             return outbox.last_covered(connection, recipient, channel, kind)
 
+    def last_covered_all(self, kind: str = "digest") -> dict[tuple[str, str], datetime]:
+        """{(recipient, channel): last covers_until} for every recipient with a delivery of `kind`."""
+        with self._read() as connection:
+            return outbox.last_covered_all(connection, kind)
+
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` already have an outbox row (one query per 500 keys)."""
+        with self._read() as connection:
+            return outbox.existing_keys(connection, keys)
+
     def has_delivery(self, key: str) -> bool:
         with self._read() as connection:
             return outbox.has_delivery(connection, key)
@@ -259,6 +269,22 @@ class Store:
             connection.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
             stored = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one()
             return str(stored)
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every meta entry whose key starts with `prefix`, in one query."""
+        with self._read() as connection:
+            rows = connection.execute(select(meta.c.key, meta.c.value).where(meta.c.key.startswith(prefix,
+                                                                                                   autoescape=True)))
+            return {str(k): str(v) for k, v in rows}
+
+    def set_meta_many(self, values: dict[str, str]) -> None:
+        """Upsert several meta entries in one transaction."""
+        if not values:
+            return
+        with self._write() as connection:
+            for key, value in values.items():
+                statement = dialect_insert(connection, meta).values(key=key, value=value)
+                connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as connection:

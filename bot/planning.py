@@ -1,0 +1,268 @@
+"""Planning: which digests, alerts and notices are owed now, written to the outbox with unique keys.
+
+One planning pass reads what the store knows about every recipient in a handful of queries (last digests,
+existing keys, first meetings, disabled destinations) and scores each stored item once, so its cost grows with
+recipients and items, not with recipients × queries or recipients × profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email.utils import make_msgid
+from typing import Any
+
+from bot.config import Config, SlackChannelConfig, SubscriberConfig
+from bot.models import Item, Reason, ScoredItem
+from bot.notices import plan_notices
+from bot.scoring import Matcher
+from bot.store import PlannedDelivery, Store
+
+log = logging.getLogger(__name__)
+
+CONFIGURED_ADDRESSES = "configured-addresses"  # meta: the subscriber addresses at the last planning
+FIRST_SEEN = "first-seen:"  # meta prefix: when the planner first met a recipient ("first-seen:email:ada")
+DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent error ("" = enabled again)
+
+Recipient = SubscriberConfig | SlackChannelConfig
+
+
+@dataclass(slots=True)
+class PlanResult:
+    """Keys of the outbox rows this cycle created (rows that already existed are not counted)."""
+
+    planned: list[str] = field(default_factory=list)
+    matched: dict[str, int] = field(default_factory=dict)
+
+
+def disabled_key(channel: str, address: str) -> str:
+    """Meta key marking a destination disabled after a permanent error (a deleted channel, a revoked webhook)."""
+    return f"{DISABLED}{channel}:{address}"
+
+
+def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
+    """(name, channel, address) as the outbox knows a recipient."""
+    if isinstance(recipient, SubscriberConfig):
+        return recipient.name, "email", recipient.email
+    address = f"webhook:{recipient.webhook_env}" if recipient.webhook_env else recipient.channel
+    return recipient.label, "slack", address
+
+
+class Matches:
+    """Each stored item scored once per planning pass, however many recipients share it.
+
+    Recipients' windows differ only in where they start (their last digest), so each distinct window is read
+    once, and each item is scored against every profile at once (`Matcher.passing`): the cost of planning grows
+    with items and distinct windows, not with recipients × profiles.
+    """
+
+    def __init__(self, matcher: Matcher, store: Store, now: datetime) -> None:
+        self.matcher = matcher
+        self.store = store
+        self.now = now
+        self._windows: dict[datetime, list[Item]] = {}
+        self._scored: dict[str, dict[str, ScoredItem]] = {}
+
+    def window(self, since: datetime) -> list[Item]:
+        """Items first seen after `since`, up to now."""
+        if since not in self._windows:
+            self._windows[since] = self.store.items_first_seen_between(since, self.now)
+        return self._windows[since]
+
+    def best(self, since: datetime, profiles: Iterable[str]) -> list[ScoredItem]:
+        """Each item once, with its best profile's score, best first (ties by id); each profile's own
+        `max_items` respected."""
+        wanted = set(profiles)
+        best: list[ScoredItem] = []
+        for item in self.window(since):
+            scored = self._scored.get(item.id)
+            if scored is None:
+                scored = self._scored[item.id] = {s.profile: s for s in self.matcher.passing(item)}
+            top = max((s for p, s in scored.items() if p in wanted), key=lambda s: s.score, default=None)
+            if top is not None:
+                best.append(top)
+        best.sort(key=lambda s: (-s.score, s.item.id))
+        return self._capped(best)
+
+    def _capped(self, ranked: list[ScoredItem]) -> list[ScoredItem]:
+        caps = {p: self.matcher.max_items(p) for p in {s.profile for s in ranked}}
+        if not any(caps.values()):
+            return ranked
+        taken: dict[str, int] = {}
+        kept = []
+        for scored in ranked:
+            cap = caps[scored.profile]
+            if cap is None or taken.get(scored.profile, 0) < cap:
+                kept.append(scored)
+                taken[scored.profile] = taken.get(scored.profile, 0) + 1
+        return kept
+
+
+def _payload(matches: Sequence[ScoredItem], *, limit: int, alerted: set[str], since: datetime | None,
+             profiles: Sequence[str]) -> dict[str, Any]:
+    """The frozen content of a delivery: ids, scores and reasons (items themselves stay in the items table)."""
+    return {
+        "items": [{"id": m.item.id, "profile": m.profile, "score": round(m.score, 4),
+                   "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted}
+                  for m in matches[:limit]],
+        "total_matched": len(matches),
+        "since": since.isoformat() if since else None,
+        "profiles": list(profiles),
+    }
+
+
+def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[ScoredItem]:
+    """Turn a frozen payload back into ScoredItems; an item deleted from the store since is skipped."""
+    out = []
+    for entry in payload.get("items", []):
+        item = items.get(entry["id"])
+        if item is not None:
+            out.append(ScoredItem(item=item, profile=entry["profile"], score=float(entry["score"]),
+                                  reasons=tuple(Reason.from_json(r) for r in entry.get("reasons", []))))
+    return out
+
+
+def new_message_id(config: Config) -> str:
+    """A Message-ID in the sender's domain, chosen at planning and reused on every retry."""
+    sender = config.smtp.sender if config.smtp else "digestbot@localhost"
+    domain = sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    return make_msgid(idstring="digestbot", domain=domain)
+
+
+def honour_readded(config: Config, store: Store, unsubscribed: set[str]) -> set[str]:
+    """An unsubscribe holds until the admin removes the subscriber from the config and adds them back.
+
+    The addresses configured at the previous planning are remembered; one that was unsubscribed, then missing
+    from the config, and now is back, is subscribed again. Returns the addresses still unsubscribed.
+    """
+    current = sorted({s.email.lower() for s in config.subscribers})
+    held = store.get_meta(CONFIGURED_ADDRESSES)
+    if held != json.dumps(current):
+        store.set_meta(CONFIGURED_ADDRESSES, json.dumps(current))
+    if held is None:
+        return unsubscribed
+    previous = set(json.loads(held))
+    for address in [a for a in unsubscribed if a.lower() in current and a.lower() not in previous]:
+        store.resubscribe(address)
+        unsubscribed.discard(address)
+        log.info("%s was removed from the config and added again: subscribed again", address)
+    return unsubscribed
+
+
+class Planner:
+    """One planning pass. What the store knows about every recipient is read up front in a few queries."""
+
+    def __init__(self, config: Config, store: Store, matcher: Matcher, now: datetime) -> None:
+        self.config = config
+        self.store = store
+        self.now = now
+        self.matches = Matches(matcher, store, now)
+        self.floor = now - config.bot.max_age_delta
+        self.covered = {kind: store.last_covered_all(kind) for kind in ("digest", "alert")}
+        self.met = {key.removeprefix(FIRST_SEEN): datetime.fromisoformat(value)
+                    for key, value in store.meta_with_prefix(FIRST_SEEN).items()}
+        self.newly_met: dict[str, str] = {}
+        self.existing: set[str] = set()
+
+    def _since(self, kind: str, name: str, channel: str) -> datetime:
+        last = self.covered[kind].get((name, channel))
+        return max(last, self.floor) if last else self.floor
+
+    def due_key(self, recipient: Recipient) -> tuple[str, str, datetime] | None:
+        """(outbox key, period key, due instant) of the latest period the schedule has reached, if any."""
+        due = recipient.parsed_schedule.latest_due(self.now, recipient.zone)
+        if due is None:
+            return None
+        name, channel, _address = recipient_identity(recipient)
+        return f"digest:{channel}:{name}:{due[0]}", due[0], due[1]
+
+    def first_met(self, channel: str, name: str) -> datetime:
+        """When the planner first met this recipient (recorded now if never)."""
+        key = f"{channel}:{name}"
+        if key not in self.met:
+            self.met[key] = self.now
+            self.newly_met[FIRST_SEEN + key] = self.now.isoformat()
+        return self.met[key]
+
+    def digest(self, recipient: Recipient, due: tuple[str, str, datetime] | None) -> PlannedDelivery | None:
+        """The digest this recipient is owed now, if any: the latest scheduled period, once per period.
+
+        A digest covers everything first seen since the previous digest's cut-off (never older than
+        `bot.max_age`), so after downtime one digest covers the whole gap, and nothing falls between two digests
+        or appears in two. A recipient the planner has never met gets its first digest at its first scheduled
+        time after that meeting, not at once (a subscriber added at 06:59 for "daily 07:00" gets one digest at
+        07:00, not two).
+        """
+        if due is None or due[0] in self.existing:
+            return None
+        key, period_key, due_at = due
+        name, channel, address = recipient_identity(recipient)
+        if (name, channel) not in self.covered["digest"] and due_at < self.first_met(channel, name):
+            return None
+        since = self._since("digest", name, channel)
+        found = self.matches.best(since, recipient.profiles)
+        alerted = self.store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
+        payload = _payload(found, limit=recipient.max_items, alerted=alerted, since=since,
+                           profiles=recipient.profiles)
+        payload["send_empty"] = recipient.send_empty
+        return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
+                               period_key=period_key, payload=payload, message_id=new_message_id(self.config),
+                               covers_until=self.now)
+
+    def alert(self, recipient: Recipient) -> PlannedDelivery | None:
+        """One alert message per cycle for the items at or above `alert_min_score` not alerted before."""
+        if recipient.alert_min_score is None:
+            return None
+        name, channel, address = recipient_identity(recipient)
+        already = self.store.alerted_item_ids(name, channel)
+        since = self._since("alert", name, channel)
+        hits = [m for m in self.matches.best(since, recipient.profiles)
+                if m.score >= recipient.alert_min_score and m.item.id not in already]
+        if not hits:
+            return None
+        ids = ",".join(sorted(m.item.id for m in hits))
+        digest = hashlib.sha256(ids.encode()).hexdigest()[:16]
+        payload = _payload(hits, limit=len(hits), alerted=set(), since=since, profiles=recipient.profiles)
+        return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind="alert", channel=channel,
+                               recipient=name, address=address, period_key=self.now.strftime("%Y-%m-%dT%H:%M"),
+                               payload=payload, message_id=new_message_id(self.config), covers_until=self.now)
+
+    def finish(self) -> None:
+        """Record the recipients met for the first time in this pass (one transaction)."""
+        self.store.set_meta_many(self.newly_met)
+
+
+def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
+    """Decide every alert, then every digest, then every admin notice owed now, and write them to the outbox.
+
+    Alerts go first (one transaction), so a digest planned in the same cycle already knows which of its items
+    were alerted and marks them instead of repeating them as news.
+    """
+    unsubscribed = honour_readded(config, store, store.unsubscribed())
+    disabled = {key for key, reason in store.meta_with_prefix(DISABLED).items() if reason}
+    everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
+    recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
+                  and disabled_key(*recipient_identity(r)[1:]) not in disabled]
+    failing = [{"name": h.name, "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                "last_success": h.last_success.isoformat() if h.last_success else None}
+               for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
+    planner = Planner(config, store, matcher, now)
+    dues = [planner.due_key(r) for r in recipients]
+    planner.existing = store.existing_keys([due[0] for due in dues if due is not None])
+    result = PlanResult()
+    for kind in ("alert", "digest"):
+        batch: list[PlannedDelivery] = []
+        for recipient, due in zip(recipients, dues, strict=True):
+            delivery = planner.alert(recipient) if kind == "alert" else planner.digest(recipient, due)
+            if delivery is not None:
+                batch.append(replace(delivery, payload={**delivery.payload, "failing_sources": failing}))
+                result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
+        result.planned.extend(store.plan(batch, now=now))
+    planner.finish()
+    notices = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))
+    result.planned.extend(store.plan(notices, now=now))
+    return result
