@@ -150,7 +150,8 @@ def text_keys(text: str) -> list[tuple[str, ...]]:
 
     An empty tuple marks a clause break (`.,;:!?` or brackets) so a phrase never matches across one.
     """
-    return [token_keys(token) if token else () for token in _TOKEN_OR_BREAK.findall(clean_text(text))]
+    known = _token_keys.get  # the memo first: most tokens were seen before
+    return [(known(token) or token_keys(token)) if token else () for token in _TOKEN_OR_BREAK.findall(clean_text(text))]
 
 
 def is_acronym_term(token: str) -> bool:

@@ -254,6 +254,33 @@ def test_rank_all_agrees_with_exact_scoring_of_every_profile() -> None:
         assert everything[name] == expected == matcher.rank(items, name)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_rank_all_top_n_is_the_head_of_rank_for_every_profile(seed: int) -> None:
+    """The digest path (bounded heaps of plain floats, reasons built for the kept items only) must keep exactly
+    what ranking everything and cutting would: same items, order, scores and reasons, ties by id."""
+    rng = random.Random(100 + seed)
+    profiles, items = random_profiles(rng, 40), random_items(rng, 60)
+    items += [Item(id=f"dup{j}", title=it.title, url="", abstract=it.abstract, authors=it.authors)
+              for j, it in enumerate(rng.sample(items, 10))]  # identical texts: exact ties broken by id
+    rng.shuffle(items)
+    matcher = compile_profiles(profiles, corpus=items if seed % 2 else ())
+    for top in (0, 1, 2, 3, 7, 25, 1000):
+        kept = matcher.rank_all(items, top=top)
+        assert list(kept) == list(profiles)
+        for name in profiles:
+            assert kept[name] == matcher.rank(items, name)[:top], (top, name)
+
+
+def test_rank_all_top_n_on_a_digest_sized_workload() -> None:
+    rng = random.Random(3)
+    profiles, items = random_profiles(rng, 150), random_items(rng, 300)
+    matcher = compile_profiles(profiles)
+    everything, kept = matcher.rank_all(items), matcher.rank_all(items, top=5)
+    assert sum(map(len, everything.values())) > 5 * sum(map(len, kept.values())) > 0
+    for name in profiles:
+        assert kept[name] == everything[name][:5]
+
+
 def test_rank_all_is_deterministic_across_runs_and_input_order() -> None:
     rng = random.Random(5)
     profiles, items = random_profiles(rng, 30), random_items(rng, 50)
