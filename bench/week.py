@@ -92,7 +92,8 @@ from bot.config import parse_config  # noqa: E402
 from bot.delivery import Deliverer  # noqa: E402
 from bot.models import Page  # noqa: E402
 from bot.notify.maildir import MaildirSink  # noqa: E402
-from bot.pipeline import PlanResult, RefreshResult  # noqa: E402
+from bot.pipeline import RefreshResult  # noqa: E402
+from bot.planning import PlanResult  # noqa: E402
 from bot.sources import parse_page  # noqa: E402
 from bot.sources.fetch import Fetcher  # noqa: E402
 from bot.store import Store  # noqa: E402

@@ -49,6 +49,9 @@ class SlackMessage:
 
 def one_line(text: str, limit: int | None = None) -> str:
     """Header-safe text: CR, LF, NUL and other control/format characters go, whitespace collapses, capped."""
+    if text.isascii() and text.isprintable() and "  " not in text:
+        flat = text.strip()  # the common case: nothing to drop, nothing to collapse
+        return truncate(flat, limit) if limit is not None else flat
     kept = []
     for ch in text:
         category = unicodedata.category(ch)
