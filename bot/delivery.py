@@ -27,7 +27,7 @@ from bot.models import Delivery, Digest, Notice, SourceHealth
 from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.planning import disabled_key, new_message_id, payload_matches
+from bot.planning import DISABLED, disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
 from bot.tokens import make_token
@@ -88,6 +88,7 @@ class Deliverer:
         self.store = store
         self.renderer = renderer
         self.secret = secret
+        self._disabled: dict[str, str] = {}  # destinations disabled after a permanent error, read per batch
 
     def unsubscribe_link(self, row: Delivery) -> str | None:
         """The one-click link for an email row, signed for its address; stable across retries (planning time).
@@ -117,6 +118,7 @@ class Deliverer:
         rows = self.store.claim(now=now, limit=limit, lease=LEASE)
         if not rows:
             return []
+        self._disabled = {k: v for k, v in self.store.meta_with_prefix(DISABLED).items() if v}
         outcomes: list[DeliveryOutcome] = []
         email_rows = [r for r in rows if r.channel == "email"]
         slack_rows = [r for r in rows if r.channel == "slack"]
@@ -226,7 +228,7 @@ class Deliverer:
             log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
                         "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
                         row.message_id)
-        disabled = self.store.get_meta(disabled_key(row.channel, row.address))
+        disabled = self._disabled.get(disabled_key(row.channel, row.address))
         if disabled:
             self.store.mark_failed(row.id, error=f"destination disabled: {disabled}", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
@@ -265,6 +267,7 @@ class Deliverer:
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
         if exc.disable_destination and row.kind != "notice":
             self.store.set_meta(disabled_key(row.channel, row.address), error)
+            self._disabled[disabled_key(row.channel, row.address)] = error
             self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
         elif exc.stop_batch and row.kind != "notice":
             self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)
