@@ -123,6 +123,7 @@ deliveries = Table(
     CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'expired')", name="state"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "recipient", "channel", "kind"),
+    Index(None, "kind", "recipient", "channel", "covers_until"),
 )
 
 meta = Table(
