@@ -56,6 +56,7 @@ class App:
         self._own_fetcher = fetcher is None
         self.renderer = renderer or Renderer()
         self._secret: bytes | None = None
+        self._compiled: tuple[Config, Matcher] | None = None
 
     @property
     def store(self) -> Store:
@@ -96,9 +97,12 @@ class App:
         self.config = config
 
     def matcher(self, now: datetime) -> Matcher:
-        """Profiles compiled once per cycle against recent stored items, so rare terms weigh more."""
+        """The profiles, compiled once per config (a reload recompiles), with term weights from recent items
+        (rare terms weigh more) refreshed every cycle."""
+        if self._compiled is None or self._compiled[0] is not self.config:
+            self._compiled = (self.config, compile_profiles(self.config.profiles))
         corpus = self.store.items_first_seen_between(now - CORPUS_WINDOW, now)
-        return compile_profiles(self.config.profiles, corpus=corpus)
+        return self._compiled[1].with_corpus(corpus)
 
     def _plan(self, now: datetime) -> PlanResult:
         """Scoring and planning: CPU and short transactions, run off the event loop by `cycle`."""
