@@ -9,7 +9,10 @@ as gain. The methods:
 - `substring`: occurrences of each keyword as a lower-cased substring of title + abstract, summed;
 - `bm25`: Okapi BM25 (k1 = 1.2, b = 0.75) of the keywords' words as a bag-of-words query over title + abstract;
 - `digestbot`: `compile_profiles(..., corpus=items)` and `Matcher.rank`; `digestbot-nocorpus` is the same
-  without corpus statistics (what scoring a handful of new items without history gives).
+  without corpus statistics (what scoring a handful of new items without history gives). Both score with keywords
+  only (`semantic=False`);
+- `digestbot+semantic`: `digestbot` with semantic similarity to the profile's description (`bot.semantic`), as
+  digestbot scores when the `semantic` extra is installed; only then is this row shown.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.config import ProfileConfig, parse_config  # noqa: E402
 from bot.models import Item  # noqa: E402
 from bot.scoring import compile_profiles, load_items_jsonl  # noqa: E402
+from bot.semantic import available as semantic_available  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 Ranker = Callable[[Sequence[Item], str, ProfileConfig], list[str]]
@@ -60,8 +64,9 @@ def _order(items: Sequence[Item], scores: Mapping[str, float]) -> list[str]:
     return sorted((it.id for it in items), key=lambda i: (-scores[i], i))
 
 
-def digestbot_ranker(profiles: Mapping[str, ProfileConfig], items: Sequence[Item], *, corpus: bool) -> Ranker:
-    matcher = compile_profiles(profiles, corpus=items if corpus else ())
+def digestbot_ranker(profiles: Mapping[str, ProfileConfig], items: Sequence[Item], *, corpus: bool,
+                     semantic: bool = False) -> Ranker:
+    matcher = compile_profiles(profiles, corpus=items if corpus else (), semantic=semantic)
 
     def rank(items: Sequence[Item], name: str, profile: ProfileConfig) -> list[str]:
         ranked = [s.item.id for s in matcher.rank(items, name, with_below_min=True)]
@@ -103,6 +108,8 @@ def evaluate(data: Path) -> None:
         "digestbot-nocorpus": digestbot_ranker(profiles, items, corpus=False),
         "digestbot": digestbot_ranker(profiles, items, corpus=True),
     }
+    if semantic_available():
+        methods["digestbot+semantic"] = digestbot_ranker(profiles, items, corpus=True, semantic=True)
     header = f"{'profile':<10} {'method':<20} {'MAP':>6} {'nDCG@10':>8} {'P@10':>6}"
     print(f"{len(items)} items, {len(profiles)} profiles\n{header}\n{'-' * len(header)}")
     means: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}

@@ -199,6 +199,7 @@ class ProfileConfig(_Strict):
     fields: FieldWeights = FieldWeights()
     case_sensitive: bool | list[str] | None = None
     description: str | None = None
+    semantic: bool = True  # semantic similarity to `description`, when the `semantic` extra is installed
     min_score: float = Field(default=1.0, ge=0)
     max_items: int | None = Field(default=None, ge=1, le=500)
 

@@ -104,7 +104,8 @@ class Reason:
     millions): treat it as immutable.
 
     `kind` is "keyword" for the profile's own terms and "description" for words taken from its plain-words
-    description, which weigh less and are shown apart, so the reader sees their keywords first.
+    description, which weigh less and are shown apart, so the reader sees their keywords first; "semantic" for
+    the similarity of the item to that description (`bot.semantic`), "author" for a followed author.
     """
 
     term: str
@@ -137,12 +138,16 @@ class ScoredItem:
         """Compact reasons, strongest first: "by Yann LeCun, DPO in title, reward model in abstract; related: policy".
 
         Followed authors first, then keyword matches with their fields; description words follow, at most
-        `related` of them.
+        `related` of them, then what semantic similarity to the description added ("semantic 0.31").
         """
         by_term: dict[str, list[str]] = {}
         described: list[str] = []
         people: list[str] = []
+        similar = ""
         for reason in sorted(self.reasons, key=lambda r: -r.weight):
+            if reason.kind == "semantic":
+                similar = f"semantic {reason.weight:.2f}"
+                continue
             if reason.kind == "author":
                 if reason.term not in people:
                     people.append(reason.term)
@@ -158,6 +163,8 @@ class ScoredItem:
                           *(f"{term} in {' and '.join(fields)}" for term, fields in by_term.items())])
         if described[:related]:
             text += ("; related: " if text else "related: ") + ", ".join(described[:related])
+        if similar:
+            text += f"; {similar}" if text else similar
         return text
 
 

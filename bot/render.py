@@ -126,6 +126,9 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         if reason.kind == "author":  # a followed person: a chip of its own, no field
             groups.setdefault(f"by {term}", [])
             continue
+        if reason.kind == "semantic":  # similarity to the description, with what it added
+            related.append(f"semantic {reason.weight:.2f}")
+            continue
         if reason.kind != "keyword":
             if term not in related:
                 related.append(term)

@@ -21,6 +21,14 @@ The score of an item for a profile is a sum over the profile's matched terms and
   divided by that of a term found in 10% of the corpus and shrunk towards 1 for small corpora (weight
   n / (n + 20)): rare terms weigh more and words every paper uses ("models") almost nothing.
 
+With the `semantic` extra installed (`bot.semantic`), a profile with a `description` (unless `semantic = false`)
+also gets `0.9 · max(0, cos − 0.2) / 0.8` for the cosine between the description's and the item's (title +
+abstract) embeddings, s < 0.9, a reason of kind "semantic". It is the description's meaning where the words
+above are its vocabulary, and fused with their squashed sum d as 1 − (1 − d)(1 − s): it adds s · (1 − d), after
+`exclude` and inside `require` like them, so the description (words and meaning) alone still stays below 1 and
+never reaches the default min_score, while it orders everything and adds to keyword matches in one score. Without
+the extra (or with `semantic = false`), scores are exactly as above.
+
 Without a corpus, one keyword once in the abstract therefore scores exactly 1.0 (the default min_score), once
 in the title 2.0. Any `exclude` term anywhere vetoes the profile for that item. With `require`, keyword and
 description matches count only if one require term occurs in the title or abstract (require terms add nothing
@@ -51,6 +59,7 @@ from bot.scoring_check import check_profile
 from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, Node, compile_index
 from bot.scoring_items import load_items_jsonl
 from bot.scoring_text import author_key, same_first_name, text_keys
+from bot.semantic import Similarity, similarity_for
 
 __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 
@@ -81,8 +90,14 @@ _WEIGHT = attrgetter("weight")
 class Matcher:
     """All profiles compiled into one index; immutable once built (`with_corpus` returns a new one)."""
 
-    def __init__(self, index: Index, idf: Sequence[float] | None = None) -> None:
+    def __init__(self, index: Index, idf: Sequence[float] | None = None, similarity: Similarity | None = None) -> None:
         self._ix = index
+        self._similar = similarity  # the semantic signal (`bot.semantic`), for the profiles in `_semantic`
+        self._semantic = similarity.profiles if similarity is not None else ()
+        # Semantic profiles that the description's words and meaning alone (< DESCRIPTION_CAP) could pass: scored
+        # apart for every item, like `_low`; the others need a keyword (or author) and are found by its postings.
+        self._semantic_low = tuple(p for p in self._semantic if index.profiles[p].min_score < DESCRIPTION_CAP)
+        self._semantic_set = frozenset(self._semantic)
         self._names = tuple(p.name for p in index.profiles)
         self._by_name = {name: i for i, name in enumerate(self._names)}
         self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
@@ -144,19 +159,20 @@ class Matcher:
         """The same profiles with IDF taken from `items` (e.g. recently stored papers); `[]` drops it again."""
         n = len(items)
         if n == 0:
-            return self._sharing_scans(Matcher(self._ix))
+            return self._sharing_scans(Matcher(self._ix, None, self._similar))
         df = [0] * self._ix.n_classes
         for item in items:
             for c in self._scan(item)[0]:
                 df[c] += 1
         ref = _bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
         shrink = n / (n + IDF_SHRINK_DOCS)
-        return self._sharing_scans(Matcher(self._ix, [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]))
+        idf = [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]
+        return self._sharing_scans(Matcher(self._ix, idf, self._similar))
 
     def score(self, item: Item) -> dict[str, ScoredItem]:
         """Every profile the item matched (score > 0, no exclude term), whatever its min_score."""
         counts, authors = self._scan(item)
-        candidates = {p for c in counts for p in self._touched[c]} | set(authors)
+        candidates = {p for c in counts for p in self._touched[c]} | set(authors) | set(self._semantic)
         out: dict[str, ScoredItem] = {}
         for p in sorted(candidates):
             if (scored := self._evaluate(item, p, counts, authors.get(p), 0.0)) is not None:
@@ -172,7 +188,7 @@ class Matcher:
         counts, authors = self._scan(item)
         found: dict[int, None] = {}
         vetoed: set[int] = set()
-        extra: set[int] = set(authors)
+        extra: set[int] = set(authors).union(self._semantic_low)
         keyword, low, veto = self._keyword, self._low, self._veto
         for c in counts:
             found.update(dict.fromkeys(keyword[c]))
@@ -195,6 +211,8 @@ class Matcher:
         """Best first, ties by item id; only score ≥ min_score unless `with_below_min` (for previews)."""
         p = self._profile_index(profile)
         floor = 0.0 if with_below_min else self._ix.profiles[p].min_score
+        if self._similar is not None and p in self._semantic:
+            self._similar.warm(items)
         scored = []
         for item in items:
             counts, authors = self._scan(item)
@@ -211,6 +229,8 @@ class Matcher:
 
         The cyclic garbage collector is paused meanwhile (`_gc_paused`).
         """
+        if self._similar is not None:
+            self._similar.warm(items)
         with _gc_paused():
             if top is not None:
                 return self._rank_top(items, top)
@@ -252,6 +272,7 @@ class Matcher:
         counts, authors = self._scan(item)
         sums, several, vetoed, extra, opened = self._keyword_sums(counts)
         extra.update(authors)
+        extra.update(self._semantic_low)
         skip = vetoed | extra
         plain, slack, floor, required = self._plain, self._slack, self._min, self._required
         for p, total in sums.items():
@@ -260,7 +281,10 @@ class Matcher:
             if p in several or not plain[p]:
                 if required[p] and p not in opened:
                     continue  # no require term: only followed authors could count, and those are in `extra`
-                total = self._total_above(p, counts, total, bar[p])
+                if p in self._semantic_set:  # exact, with the similarity (bounded like the description words)
+                    total = self._total(p, counts, None, item) or 0.0
+                else:
+                    total = self._total_above(p, counts, total, bar[p])
             if total > bar[p] and total + _EPSILON >= floor[p] and total > 0:
                 heap = heaps[p]
                 if len(heap) < top:
@@ -271,7 +295,7 @@ class Matcher:
                     heapq.heapreplace(heap, (total, key))
                 bar[p] = heap[0][0]  # full: a newcomer must beat the worst kept score
         for p in sorted(extra - vetoed):
-            exact = self._total(p, counts, authors.get(p))
+            exact = self._total(p, counts, authors.get(p), item)
             if exact is not None and exact > bar[p] and exact > 0 and exact + _EPSILON >= floor[p]:
                 _push(heaps[p], bar, p, exact, key, top)
 
@@ -386,6 +410,9 @@ class Matcher:
                 for label, field, n, w in self._described(p, counts):
                     weights.append(w)
                     reasons.append(Reason(label, field, n, w, DESCRIPTION))
+            if self._similar is not None and (similar := self._similarity(item, p, counts)) is not None:
+                weights.append(similar.weight)
+                reasons.append(similar)
         for name in authors or ():
             weights.append(profile.author_weight)
             reasons.append(Reason(name, "authors", 1, profile.author_weight, AUTHOR))
@@ -419,7 +446,7 @@ class Matcher:
             weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
         return _sum(weights)
 
-    def _total(self, p: int, counts: Counts, authors: list[str] | None) -> float | None:
+    def _total(self, p: int, counts: Counts, authors: list[str] | None, item: Item) -> float | None:
         """`_evaluate`'s score without reasons; None if vetoed."""
         profile = self._ix.profiles[p]
         for c in profile.exclude:
@@ -433,10 +460,19 @@ class Matcher:
                 t, a = counts[c]
                 weights.append(wt * (_SAT[t] if t < 64 else _sat(t)) if t else 0.0)
                 weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
+            if self._similar is not None and (similar := self._similarity(item, p, counts)) is not None:
+                weights.append(similar.weight)
         elif not authors:
             return None
         weights += [profile.author_weight] * len(authors or ())
         return _sum(weights)
+
+    def _similarity(self, item: Item, p: int, counts: Counts) -> Reason | None:
+        """The semantic reason, fused with the description words' squashed sum d < 1 as 1 − (1 − d)(1 − s): it
+        adds s · (1 − d), so the description's words and meaning together stay below 1."""
+        assert self._similar is not None
+        described = math.fsum([w for *_, w in self._described(p, counts)]) if self._ix.profiles[p].described else 0.0
+        return self._similar.reason(item, p, 1.0 - described / DESCRIPTION_CAP)
 
     def _described(self, p: int, counts: Counts) -> list[_Described]:
         """Matched description words with their weights, whose sum d is squashed to d / (1 + d) so they never
@@ -514,8 +550,16 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def compile_profiles(profiles: Mapping[str, ProfileConfig], *, corpus: Sequence[Item] = ()) -> Matcher:
-    """Compile every profile into one matcher; with `corpus`, rare terms weigh more (see module docstring)."""
+def compile_profiles(profiles: Mapping[str, ProfileConfig], *, corpus: Sequence[Item] = (),
+                     semantic: bool | None = None) -> Matcher:
+    """Compile every profile into one matcher; with `corpus`, rare terms weigh more (see module docstring).
+
+    `semantic`: None (the default) adds semantic similarity to every profile with a `description` (and not
+    `semantic = false`) when the `semantic` extra is installed; False never; True whenever the model loads.
+    """
+    described = {p: profile.description for p, profile in enumerate(profiles.values())
+                 if profile.description and profile.description.strip() and profile.semantic}
+    similarity = similarity_for(described, enabled=semantic) if semantic is not False else None
     with _gc_paused():
-        matcher = Matcher(compile_index(profiles))
+        matcher = Matcher(compile_index(profiles), None, similarity)
         return matcher.with_corpus(corpus) if corpus else matcher
