@@ -19,7 +19,7 @@ from bot.errors import FetchError, ParseError
 from bot.models import Source
 from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
-from bot.store import Store
+from bot.store import SourceState, Store
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class RefreshResult:
     error: str | None = None
 
 
-def source_is_due(store: Store, source: Source, now: datetime) -> bool:
-    state = store.get_source_state(source.name)
+def source_is_due(state: SourceState, now: datetime) -> bool:
+    """Due when its next refresh time has come and no Retry-After hold is still running."""
     if state.not_before is not None and state.not_before > now:
         return False
     return state.next_due_at is None or state.next_due_at <= now
@@ -56,13 +56,15 @@ def refresh_interval(source: Source) -> timedelta:
     return source.every * (1 - REFRESH_JITTER * fraction)
 
 
-async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime) -> RefreshResult:
+async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime,
+                         state: SourceState | None = None) -> RefreshResult:
     """Fetch (every page, for sources that page), parse and diff one source.
 
     A failure is recorded on the source and never raised; nothing stored is touched by a failed refresh.
     Store calls run in a worker thread, so a busy database never stalls the other fetches in flight.
     """
-    state = await asyncio.to_thread(store.get_source_state, source.name)
+    if state is None:
+        state = await asyncio.to_thread(store.get_source_state, source.name)
     next_due = now + refresh_interval(source)
     try:
         fetched = await fetch_all_pages(fetcher, source, etag=state.etag, last_modified=state.last_modified)
@@ -94,13 +96,18 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
 
 async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
                           only_due: bool = True) -> list[RefreshResult]:
-    """Refresh every (due) source concurrently; the fetcher itself keeps each host polite."""
+    """Refresh every (due) source concurrently; the fetcher itself keeps each host polite.
+
+    What the store knows of the sources is read once, in one query, for the due check and the refresh alike.
+    """
     semaphore = asyncio.Semaphore(REFRESH_CONCURRENCY)
+    known = {state.name: state for state in await asyncio.to_thread(store.source_states)}
 
     async def one(source: Source) -> RefreshResult:
-        if only_due and not await asyncio.to_thread(source_is_due, store, source, now):
+        state = known.get(source.name) or SourceState(name=source.name)
+        if only_due and not source_is_due(state, now):
             return RefreshResult(source.name, "skipped")
         async with semaphore:
-            return await refresh_source(store, fetcher, source, now=now)
+            return await refresh_source(store, fetcher, source, now=now, state=state)
 
     return list(await asyncio.gather(*(one(s) for s in sources)))
