@@ -36,6 +36,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+def _bare_address(value: str) -> str:
+    return value.rsplit("<", 1)[-1].rstrip(">").strip()
+
+
 def _check_duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -114,11 +118,16 @@ class SmtpSettings(_Strict):
     @field_validator("sender")
     @classmethod
     def _sender(cls, value: str) -> str:
-        address = value.rsplit("<", 1)[-1].rstrip(">").strip()
+        address = _bare_address(value)
         if not _EMAIL.match(address):
             raise ValueError(f"expected an address like \"digest@example.org\" or \"Digest <digest@example.org>\", "
                              f"got {value!r}")
         return value
+
+    @property
+    def sender_address(self) -> str:
+        """The bare address of `sender` ("digest@example.org" from "Digest <digest@example.org>")."""
+        return _bare_address(self.sender)
 
     def password(self) -> str | None:
         """Read at send time, never stored on the settings, so it cannot end up in a repr or a log."""

@@ -161,7 +161,7 @@ class Deliverer:
         smtp = self.config.smtp
         assert smtp is not None and prepared.email is not None
         rendered = prepared.email
-        sender_address = smtp.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+        sender_address = smtp.sender_address
         domain = sender_address.rsplit("@", 1)[-1]
         message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
                                 date=row.created_at, list_id=f"digestbot <digest.{domain}>",

@@ -128,8 +128,8 @@ def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[Sco
 
 def new_message_id(config: Config) -> str:
     """A Message-ID in the sender's domain, chosen at planning and reused on every retry."""
-    sender = config.smtp.sender if config.smtp else "digestbot@localhost"
-    domain = sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    sender = config.smtp.sender_address if config.smtp else "digestbot@localhost"
+    domain = sender.rsplit("@", 1)[-1] or "localhost"
     return make_msgid(idstring="digestbot", domain=domain)
 
 
