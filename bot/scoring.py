@@ -33,28 +33,33 @@ Without a corpus, one keyword once in the abstract therefore scores exactly 1.0 
 in the title 2.0. Any `exclude` term anywhere vetoes the profile for that item. With `require`, keyword and
 description matches count only if one require term occurs in the title or abstract (require terms add nothing
 themselves). Each followed author (`authors`) on the paper adds `fields.authors · max(min_score, 1)`, never less
-than min_score, so any paper by them is kept (unless excluded), whatever `require` says. The sum is exact
-(`math.fsum`), so the score is deterministic; ranking ties are broken by item id.
+than min_score, so any paper by them is kept (unless excluded), whatever `require` says. Each contribution is
+rounded to a multiple of 2⁻²⁴ (`bot.scoring_batch.QUANTUM`) and the sum is exact, so the score is deterministic
+whatever the order of summation; ranking ties are broken by item id.
 
 Speed: `compile_profiles` builds one index (`scoring_compile`); an item is tokenised once and its classes counted
-once. `rank_all(items, top=N)` (a digest) scores with plain floats from keyword postings, keeps each profile's
-best N in a bounded heap (items in id order, so ties stay by id) and builds `ScoredItem`s and `Reason`s only for
-those; `rank_all(items)` and `passing` build them for every match. Cost grows with text and matches, not
-profiles × keywords.
+once. `rank_all(items, top=N)` (a digest, `digestbot rank`) scores chunks of items against every profile at once
+in NumPy arrays (`bot.scoring_batch`: the same quantised sums), keeps each profile's best N and builds
+`ScoredItem`s and `Reason`s only for those, item by item so that profiles sharing a keyword share its reasons.
+`passing` (one item, every profile) and `rank` (one profile) walk postings and score in Python. Cost grows with
+text and matches, not profiles × keywords.
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
+
+import numpy as np
+from numpy.typing import NDArray
 
 from bot.config import ProfileConfig
 from bot.models import Item, Reason, ScoredItem
+from bot.scoring_batch import QUANTUM, BatchScorer, Counts, Postings, Scan, quantise, saturate
 from bot.scoring_check import check_profile
 from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, Node, compile_index
 from bot.scoring_items import load_items_jsonl
@@ -63,26 +68,19 @@ from bot.semantic import Similarity, similarity_for
 
 __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 
-K1 = 1.2
 IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
 SCAN_CACHE_ITEMS = 5_000
 _EPSILON = 1e-9
-_SLACK = 1e-6  # far above the rounding of a plain sum of a few keyword weights, far below any score step
-Counts = dict[int, list[int]]  # class id → [title count, abstract count]
-Scan = tuple[Counts, dict[int, list[str]]]  # class counts, profile id → followed authors on the paper
-_Entry = tuple[int, int, str, float, float]  # a profile's keyword: its position, class id, label, weights t/a
-_Group = tuple[float, float, tuple[int, ...]]  # a class's keyword postings of equal weights t/a: profile ids
-_Described = tuple[str, str, int, float]  # a matched description word: label, field, count, weight
-_Key = tuple[float, int]  # a kept item of `rank_all(top=N)`: (score, -position in id order)
-
-
-def _sat(count: int) -> float:
-    return count * (K1 + 1.0) / (count + K1)
-
-
-_SAT = tuple(_sat(c) for c in range(64))
+_Described = tuple[str, str, int, int]  # a matched description word: label, field, count, weight in quanta
+_Term = tuple[int, str, float, float]  # a keyword or description word: class id, label, title/abstract weight
+_Explained = tuple[int, tuple[Reason, ...]]  # what some matched keywords add, in quanta, and why
+_SAT = tuple(saturate(c) for c in range(64))
+_ID = attrgetter("id")
 _ITEM_ID = attrgetter("item.id")
+_Pairs = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]  # positions, profile ids, quanta
+_NOTHING: _Pairs = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float64))
+_MERGE_PAIRS = 400_000
 _SCORE = attrgetter("score")
 _WEIGHT = attrgetter("weight")
 
@@ -95,7 +93,7 @@ class Matcher:
         self._similar = similarity  # the semantic signal (`bot.semantic`), for the profiles in `_semantic`
         self._semantic = similarity.profiles if similarity is not None else ()
         # Semantic profiles that the description's words and meaning alone (< DESCRIPTION_CAP) could pass: scored
-        # apart for every item, like `_low`; the others need a keyword (or author) and are found by its postings.
+        # apart for every item by `passing`, like `_low`; the others need a keyword (or author) to pass.
         self._semantic_low = tuple(p for p in self._semantic if index.profiles[p].min_score < DESCRIPTION_CAP)
         self._semantic_set = frozenset(self._semantic)
         self._names = tuple(p.name for p in index.profiles)
@@ -107,42 +105,48 @@ class Matcher:
         self._wt = [w * profiles[p].title_weight for w, p in zip(weight, index.term_profile, strict=True)]
         self._wa = [w * profiles[p].abstract_weight for w, p in zip(weight, index.term_profile, strict=True)]
         empty: tuple[int, ...] = ()
-        self._keyword_terms = [tuple((i, index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
-                                     for i, t in enumerate(profile.keywords)) for profile in profiles]
-        self._described_terms = [tuple((index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
-                                       for t in profile.described) for profile in profiles]
+        # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
+        # profiles (memory), and an item's reasons for it are built once however many profiles it matches.
+        shared: dict[_Term, _Term] = {}
+
+        def term(t: int) -> _Term:
+            found = (index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
+            return shared.setdefault(found, found)
+
+        self._keyword_terms = [tuple(map(term, profile.keywords)) for profile in profiles]
+        self._described_terms = [tuple(map(term, profile.described)) for profile in profiles]
         # Per profile, the class of each keyword / description word: `compress(terms, map(counts.get, classes))`
         # picks the matched ones in config order without a Python loop over all of them.
         self._keyword_classes = [tuple(index.term_class[t] for t in profile.keywords) for profile in profiles]
         self._described_classes = [tuple(index.term_class[t] for t in profile.described) for profile in profiles]
         keyword: list[list[int]] = [[] for _ in range(index.n_classes)]
-        groups: list[dict[tuple[float, float], list[int]]] = [{} for _ in range(index.n_classes)]
         touched: list[set[int]] = [set() for _ in range(index.n_classes)]
         self._low: list[tuple[int, ...]] = [empty] * index.n_classes
         self._veto: list[tuple[int, ...]] = [empty] * index.n_classes
-        self._gate: list[tuple[int, ...]] = [empty] * index.n_classes  # class → profiles requiring it
         for p, profile in enumerate(profiles):
-            for _, c, _, wt, wa in self._keyword_terms[p]:
+            for c, _, _, _ in self._keyword_terms[p]:
                 keyword[c].append(p)
-                groups[c].setdefault((wt, wa), []).append(p)
             for t in profile.described:
                 touched[index.term_class[t]].add(p)
                 if profile.min_score < DESCRIPTION_CAP:  # description words alone could reach min_score
                     self._low[index.term_class[t]] += (p,)
             for c in profile.exclude:
                 self._veto[c] += (p,)
-            for c in profile.require:
-                self._gate[c] += (p,)
         self._keyword = [tuple(k) for k in keyword]  # class → profiles with it as a keyword, in config order
-        self._groups = [tuple((wt, wa, tuple(ps)) for (wt, wa), ps in g.items()) for g in groups]
         self._touched = [tuple(sorted(t.union(k))) for t, k in zip(touched, keyword, strict=True)]
-        # For `rank_all(top=N)`: one keyword's score is exact as summed; several keywords, description words or
-        # require terms give a score at most `_slack` above the plain sum of the keyword weights.
-        self._plain = [not (profile.require or profile.described) for profile in profiles]
-        self._required = [bool(profile.require) for profile in profiles]
-        self._slack = [_SLACK + (DESCRIPTION_CAP if profile.described else 0.0) for profile in profiles]
-        self._start = [profile.min_score - _EPSILON - _SLACK for profile in profiles]
         self._min = [profile.min_score for profile in profiles]
+        # Profiles scored by their keywords alone (no require, no description, no meaning): `_explained` builds
+        # their reasons inline (its pairs passed, so no exclude term is present)
+        self._plain = [not (profile.require or profile.described) and p not in self._semantic_set
+                       for p, profile in enumerate(profiles)]
+        self._author_quanta = [quantise(profile.author_weight) for profile in profiles]
+        self._batch: BatchScorer | None = None  # built on first `rank_all`
+        # Followed authors by surname, then by first initial ("" for a surname alone): a name on a paper is
+        # compared with the people of its surname and initial only, not with everyone of that surname
+        self._author_index: dict[str, dict[str, list[tuple[int, str, str]]]] = {}
+        for surname, entries in index.authors.items():
+            for entry in entries:
+                self._author_index.setdefault(surname, {}).setdefault(entry[1][:1], []).append(entry)
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -223,114 +227,102 @@ class Matcher:
     def rank_all(self, items: Sequence[Item], *, top: int | None = None) -> dict[str, list[ScoredItem]]:
         """`rank(items, p, top=top)` for every profile p, in one pass over the items (each tokenised once).
 
-        With `top` (what a digest holds), scores are plain floats and each profile keeps its best `top` in a
-        bounded heap; `ScoredItem`s and their reasons are built only for those, so time and memory grow with
-        matches and profiles × top, not with an object per match. Without it, every match gets its object.
-
-        The cyclic garbage collector is paused meanwhile (`_gc_paused`).
+        Scores come from `bot.scoring_batch` (NumPy arrays, bit for bit the scores `rank` adds up one at a time),
+        then each profile keeps its best `top` (all with None), ties by id; `ScoredItem`s and their reasons are
+        built only for those. The cyclic garbage collector is paused meanwhile (`_gc_paused`).
         """
         if self._similar is not None:
             self._similar.warm(items)
+        ordered = sorted(items, key=_ID)
         with _gc_paused():
-            if top is not None:
-                return self._rank_top(items, top)
-            buckets: list[list[ScoredItem]] = [[] for _ in self._names]
-            for item in items:
-                for scored in self.passing(item):
-                    buckets[self._by_name[scored.profile]].append(scored)
-        return {name: _ordered(scored, None) for name, scored in zip(self._names, buckets, strict=True)}
+            positions, profiles, _ = self._batch_scores(ordered, top)
+            return self._explained(ordered, positions, profiles)
 
-    def _rank_top(self, items: Sequence[Item], top: int) -> dict[str, list[ScoredItem]]:
-        """Items are offered in id order (stable), so one that ties the worst kept score ranks below it and is
-        skipped; the survivors are then scored again, the same way, with their reasons."""
-        order = sorted(range(len(items)), key=lambda i: items[i].id)
-        heaps: list[list[_Key]] = [[] for _ in self._names]
-        if top > 0:
-            bar = list(self._start)  # what a score must exceed to be kept: min_score, then the worst kept score
-            for position, i in enumerate(order):
-                self._keep_best(items[i], -position, heaps, bar, top)
-        kept: list[list[int]] = [[] for _ in items]  # per position in id order: the profiles keeping it
-        for p, heap in enumerate(heaps):
-            for _, key in heap:
-                kept[-key].append(p)
-            heap.clear()
+    def _batch_scores(self, ordered: Sequence[Item], top: int | None) -> _Pairs:
+        """(position in `ordered`, profile id, score in quanta) of every passing pair, or of each profile's best
+        `top`, grouped by profile, best first, ties by position (= by id).
+
+        With `top`, what is kept so far is merged every `_MERGE_PAIRS` new pairs, and each profile's worst kept
+        score once it holds `top` becomes the bar a new pair must beat (an equal score comes later in id order, so
+        it would rank below): memory stays near profiles × top pairs, not one per match.
+        """
+        if top is not None and top <= 0:
+            return _NOTHING
+        batch = self._batch_scorer()
+        step = batch.chunk_items
+        bar = np.zeros(len(self._names), dtype=np.float64)  # passing pairs have quanta > 0
+        kept, pending, waiting = _NOTHING, [], 0
+        for start in range(0, len(ordered), step):
+            chunk = ordered[start:start + step]
+            rows, profiles, quanta = batch.chunk([self._scan(item) for item in chunk], self._cosines(chunk))
+            if top is not None:
+                beats = quanta > bar[profiles]
+                rows, profiles, quanta = rows[beats], profiles[beats], quanta[beats]
+            pending.append(((rows + start).astype(np.int32), profiles.astype(np.int32), quanta))
+            waiting += len(quanta)
+            if top is not None and waiting >= _MERGE_PAIRS:
+                kept = _best(kept, pending, top, bar)
+                pending, waiting = [], 0
+        return _best(kept, pending, top, bar)
+
+    def _explained(self, ordered: Sequence[Item], positions: NDArray[np.int32],
+                   profiles: NDArray[np.int32]) -> dict[str, list[ScoredItem]]:
+        """`ScoredItem`s with their reasons for the given (position, profile) pairs, which are grouped by profile
+        in ranking order. Built item by item, so one item's reasons for a keyword are shared by its profiles."""
+        per_profile = np.bincount(profiles, minlength=len(self._names))
+        slots = np.arange(len(profiles)) - (np.cumsum(per_profile) - per_profile)[profiles]  # rank in its profile
         ranked: list[list[ScoredItem]] = [[] for _ in self._names]
-        for position, wanted in enumerate(kept):
-            if wanted:
-                item = items[order[position]]
+        filled: list[list[ScoredItem | None]] = [[None] * n for n in per_profile.tolist()]
+        by_item = np.argsort(positions, kind="stable")
+        current = -1
+        memo: dict[tuple[_Term, ...], _Explained] = {}
+        plain, names, terms, classes = self._plain, self._names, self._keyword_terms, self._keyword_classes
+        for position, p, slot in zip(positions[by_item].tolist(), profiles[by_item].tolist(),
+                                     slots[by_item].tolist(), strict=True):
+            if position != current:
+                current, item, memo = position, ordered[position], {}  # one memo per item
                 counts, authors = self._scan(item)
-                for p in wanted:
-                    scored = self._evaluate(item, p, counts, authors.get(p), 0.0)
-                    if scored is not None:  # always: the same terms that kept it, scored the same way
-                        ranked[p].append(scored)
-        for out in ranked:
-            out.sort(key=_SCORE, reverse=True)  # stable: equal scores stay in id order
+                get = counts.get
+            if plain[p] and p not in authors:  # keywords only: `_evaluate` without the steps that do nothing
+                matched = tuple(compress(terms[p], map(get, classes[p])))
+                found = memo.get(matched)
+                if found is None:
+                    found = memo[matched] = _keyword_reasons(matched, counts)
+                filled[p][slot] = ScoredItem(item, names[p], found[0] * QUANTUM, found[1])
+            else:
+                filled[p][slot] = self._evaluate(item, p, counts, authors.get(p), 0.0, memo)
+        for out, scored in zip(ranked, filled, strict=True):
+            out.extend(s for s in scored if s is not None)  # never None: the same terms, scored the same way
         return dict(zip(self._names, ranked, strict=True))
 
-    def _keep_best(self, item: Item, key: int, heaps: list[list[_Key]], bar: list[float], top: int) -> None:
-        """Offer one item to every profile's heap of its best `top`: floats only, no object per match."""
-        counts, authors = self._scan(item)
-        sums, several, vetoed, extra, opened = self._keyword_sums(counts)
-        extra.update(authors)
-        extra.update(self._semantic_low)
-        skip = vetoed | extra
-        plain, slack, floor, required = self._plain, self._slack, self._min, self._required
-        for p, total in sums.items():
-            if total + slack[p] <= bar[p] or p in skip:
-                continue
-            if p in several or not plain[p]:
-                if required[p] and p not in opened:
-                    continue  # no require term: only followed authors could count, and those are in `extra`
-                if p in self._semantic_set:  # exact, with the similarity (bounded like the description words)
-                    total = self._total(p, counts, None, item) or 0.0
-                else:
-                    total = self._total_above(p, counts, total, bar[p])
-            if total > bar[p] and total + _EPSILON >= floor[p] and total > 0:
-                heap = heaps[p]
-                if len(heap) < top:
-                    heapq.heappush(heap, (total, key))
-                    if len(heap) < top:
-                        continue
-                else:
-                    heapq.heapreplace(heap, (total, key))
-                bar[p] = heap[0][0]  # full: a newcomer must beat the worst kept score
-        for p in sorted(extra - vetoed):
-            exact = self._total(p, counts, authors.get(p), item)
-            if exact is not None and exact > bar[p] and exact > 0 and exact + _EPSILON >= floor[p]:
-                _push(heaps[p], bar, p, exact, key, top)
+    def _batch_scorer(self) -> BatchScorer:
+        """The profiles' postings as arrays (`bot.scoring_batch`), built once per matcher."""
+        if self._batch is None:
+            ix = self._ix
+            keyword = [t for profile in ix.profiles for t in profile.keywords]
+            described = [t for profile in ix.profiles for t in profile.described]
+            exclude = [(c, p) for p, profile in enumerate(ix.profiles) for c in profile.exclude]
+            require = [(c, p) for p, profile in enumerate(ix.profiles) for c in profile.require]
 
-    def _keyword_sums(self, counts: Counts) -> tuple[dict[int, float], set[int], set[int], set[int], set[int]]:
-        """Per profile with a matched keyword, the plain sum of its keyword weights (exact for one keyword);
-        the profiles with several; those an exclude term vetoes; those to score apart (`_low`); those with a
-        require term present."""
-        sums: dict[int, float] = {}
-        several: set[int] = set()
-        vetoed: set[int] = set()
-        extra: set[int] = set()
-        opened: set[int] = set()
-        disjoint = sums.keys().isdisjoint
-        groups, low, veto, gate = self._groups, self._low, self._veto, self._gate
-        for c, (t, a) in counts.items():
-            st = _SAT[t] if t < 64 else _sat(t)
-            sa = _SAT[a] if a < 64 else _sat(a)
-            for wt, wa, ps in groups[c]:
-                weight = wt * st + wa * sa  # one keyword: exactly `_total`'s `weights[0] + weights[1]`
-                if disjoint(ps):
-                    sums.update(dict.fromkeys(ps, weight))
-                    continue
-                for p in ps:
-                    if p in sums:
-                        sums[p] += weight
-                        several.add(p)
-                    else:
-                        sums[p] = weight
-            if veto[c]:
-                vetoed.update(veto[c])
-            if low[c]:
-                extra.update(low[c])
-            if gate[c]:
-                opened.update(gate[c])
-        return sums, several, vetoed, extra, opened
+            def terms(ids: list[int]) -> Postings:
+                return Postings(ix.n_classes, [ix.term_class[t] for t in ids], [ix.term_profile[t] for t in ids],
+                                [self._wt[t] for t in ids], [self._wa[t] for t in ids])
+
+            self._batch = BatchScorer(
+                len(ix.profiles), terms(keyword), terms(described),
+                Postings(ix.n_classes, [c for c, _ in exclude], [p for _, p in exclude]),
+                Postings(ix.n_classes, [c for c, _ in require], [p for _, p in require]),
+                self._min, [bool(profile.require) for profile in ix.profiles], self._author_quanta, self._semantic)
+        return self._batch
+
+    def _cosines(self, chunk: Sequence[Item]) -> NDArray[np.float64] | None:
+        """The chunk's rounded cosines to every semantic profile's description (rows: items), or None."""
+        if self._similar is None or not self._semantic:
+            return None
+        rows = [self._similar.cosines(item) for item in chunk]
+        if any(row is None for row in rows):
+            return None  # the model failed: no semantic contribution, as in `_evaluate`
+        return np.array(rows, dtype=np.float64)
 
     def _profile_index(self, profile: str) -> int:
         try:
@@ -373,121 +365,109 @@ class Matcher:
         return scan
 
     def _authors(self, item: Item) -> dict[int, list[str]]:
-        index = self._ix.authors
+        """Profile id → the followed authors on the paper, as the profile wrote them."""
+        index = self._author_index
         hits: dict[int, list[str]] = {}
         if not index:
             return hits
         for name in item.authors:
-            key = author_key(name)
-            for p, first, written in index.get(key[1], ()) if key else ():
-                if key is not None and same_first_name(first, key[0]) and written not in hits.get(p, ()):
+            if (key := author_key(name)) is None or (buckets := index.get(key[1])) is None:
+                continue
+            first = key[0]
+            found = (chain(buckets.get(first[0], ()), buckets.get("", ())) if first
+                     else chain.from_iterable(buckets.values()))
+            for p, followed, written in found:
+                if same_first_name(followed, first) and written not in hits.get(p, ()):
                     hits.setdefault(p, []).append(written)
         return hits
 
-    def _evaluate(self, item: Item, p: int, counts: Counts, authors: list[str] | None,
-                  floor: float) -> ScoredItem | None:
+    def _evaluate(self, item: Item, p: int, counts: Counts, authors: list[str] | None, floor: float,
+                  memo: dict[tuple[_Term, ...], _Explained] | None = None) -> ScoredItem | None:
         """The exact score of profile `p` for one scanned item, with reasons; None if vetoed or below `floor`.
 
-        Weights in config order (title, abstract per keyword; description words; authors), summed exactly;
-        `_total` is the same sum without the reasons.
+        Each contribution is quantised (`bot.scoring_batch.quantise`) and summed as an integer, so the score is
+        the same whatever the order, and the same as `rank_all`'s arrays. `memo` (one per item) keeps what each
+        set of matched keywords adds and why, so profiles matched by the same keywords share their reasons.
         """
         profile = self._ix.profiles[p]
         for c in profile.exclude:
             if c in counts:
                 return None
-        weights: list[float] = []
-        reasons: list[Reason] = []
+        total = 0
+        reasons: tuple[Reason, ...] = ()
+        extra: list[Reason] = []
         if not profile.require or any(c in counts for c in profile.require):
-            for _, c, label, wt, wa in compress(self._keyword_terms[p], map(counts.get, self._keyword_classes[p])):
-                t, a = counts[c]
-                weights.append(wt * (_SAT[t] if t < 64 else _sat(t)) if t else 0.0)
-                weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
-                if t:
-                    reasons.append(Reason(label, "title", t, weights[-2], KEYWORD))
-                if a:
-                    reasons.append(Reason(label, "abstract", a, weights[-1], KEYWORD))
+            matched = tuple(compress(self._keyword_terms[p], map(counts.get, self._keyword_classes[p])))
+            found = memo.get(matched) if memo is not None else None
+            if found is None:
+                found = _keyword_reasons(matched, counts)
+                if memo is not None:
+                    memo[matched] = found
+            total, reasons = found
+            described = 0
             if profile.described:
-                for label, field, n, w in self._described(p, counts):
-                    weights.append(w)
-                    reasons.append(Reason(label, field, n, w, DESCRIPTION))
-            if self._similar is not None and (similar := self._similarity(item, p, counts)) is not None:
-                weights.append(similar.weight)
-                reasons.append(similar)
+                for label, field, n, q in self._described(p, counts):
+                    described += q
+                    extra.append(Reason(label, field, n, q * QUANTUM, DESCRIPTION))
+                total += described
+            if self._similar is not None and (similar := self._similarity(item, p, described)) is not None:
+                total += quantise(similar.weight)
+                extra.append(similar)
         for name in authors or ():
-            weights.append(profile.author_weight)
-            reasons.append(Reason(name, "authors", 1, profile.author_weight, AUTHOR))
-        total = _sum(weights)
-        if total <= 0 or total + _EPSILON < floor:
+            total += self._author_quanta[p]
+            extra.append(Reason(name, "authors", 1, self._author_quanta[p] * QUANTUM, AUTHOR))
+        score = total * QUANTUM
+        if total <= 0 or score + _EPSILON < floor:
             return None
-        if len(reasons) > 1:
-            reasons.sort(key=_WEIGHT, reverse=True)  # stable: equal weights stay in config order
-        return ScoredItem(item, profile.name, total, tuple(reasons))
+        if extra:  # keyword reasons come sorted; a stable sort keeps config order among equal weights
+            extra[:0] = reasons
+            extra.sort(key=_WEIGHT, reverse=True)
+            reasons = tuple(extra)
+        return ScoredItem(item, profile.name, score, reasons)
 
-    def _total_above(self, p: int, counts: Counts, keywords: float, bar: float) -> float:
-        """`_total` (no author, no exclude term, require met) if it may exceed `bar` given `keywords`, the plain
-        sum of the keyword weights; else -inf. Description words are bounded before the sum is made exact."""
-        weights: list[float] = []
-        if self._described_classes[p]:
-            for c, _, wt, wa in compress(self._described_terms[p], map(counts.get, self._described_classes[p])):
-                t, a = counts[c]
-                if t:
-                    weights.append(wt * _sat(t))
-                if a:
-                    weights.append(wa * _sat(a))
-            if weights:  # as `_described`: raw weights, then scaled so that their sum is d / (1 + d)
-                raw = math.fsum(weights)
-                if keywords + raw / (raw + DESCRIPTION_CAP) * DESCRIPTION_CAP + _SLACK <= bar:
-                    return -math.inf
-                scale = DESCRIPTION_CAP / (raw + DESCRIPTION_CAP)
-                weights = [w * scale for w in weights]
-        for _, c, _, wt, wa in compress(self._keyword_terms[p], map(counts.get, self._keyword_classes[p])):
-            t, a = counts[c]
-            weights.append(wt * (_SAT[t] if t < 64 else _sat(t)) if t else 0.0)
-            weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
-        return _sum(weights)
-
-    def _total(self, p: int, counts: Counts, authors: list[str] | None, item: Item) -> float | None:
-        """`_evaluate`'s score without reasons; None if vetoed."""
-        profile = self._ix.profiles[p]
-        for c in profile.exclude:
-            if c in counts:
-                return None
-        weights: list[float] = []
-        if not profile.require or any(c in counts for c in profile.require):
-            if profile.described:
-                weights = [w for *_, w in self._described(p, counts)]
-            for _, c, _, wt, wa in compress(self._keyword_terms[p], map(counts.get, self._keyword_classes[p])):
-                t, a = counts[c]
-                weights.append(wt * (_SAT[t] if t < 64 else _sat(t)) if t else 0.0)
-                weights.append(wa * (_SAT[a] if a < 64 else _sat(a)) if a else 0.0)
-            if self._similar is not None and (similar := self._similarity(item, p, counts)) is not None:
-                weights.append(similar.weight)
-        elif not authors:
-            return None
-        weights += [profile.author_weight] * len(authors or ())
-        return _sum(weights)
-
-    def _similarity(self, item: Item, p: int, counts: Counts) -> Reason | None:
-        """The semantic reason, fused with the description words' squashed sum d < 1 as 1 − (1 − d)(1 − s): it
-        adds s · (1 − d), so the description's words and meaning together stay below 1."""
+    def _similarity(self, item: Item, p: int, described: int) -> Reason | None:
+        """The semantic reason (weight quantised), fused with the description words' squashed sum d < 1 as
+        1 − (1 − d)(1 − s): it adds s · (1 − d), so the description's words and meaning together stay below 1."""
         assert self._similar is not None
-        described = math.fsum([w for *_, w in self._described(p, counts)]) if self._ix.profiles[p].described else 0.0
-        return self._similar.reason(item, p, 1.0 - described / DESCRIPTION_CAP)
+        reason = self._similar.reason(item, p, 1.0 - (described * QUANTUM) / DESCRIPTION_CAP)
+        if reason is None or (q := quantise(reason.weight)) <= 0:
+            return None
+        reason.weight = q * QUANTUM
+        return reason
 
     def _described(self, p: int, counts: Counts) -> list[_Described]:
-        """Matched description words with their weights, whose sum d is squashed to d / (1 + d) so they never
-        reach 1 alone."""
+        """Matched description words with their weights in quanta, whose sum d is squashed to d / (1 + d) so they
+        never reach 1 alone."""
         found: list[_Described] = []
         for c, label, wt, wa in compress(self._described_terms[p], map(counts.get, self._described_classes[p])):
             t, a = counts[c]
             if t:
-                found.append((label, "title", t, wt * _sat(t)))
+                found.append((label, "title", t, quantise(wt * saturate(t))))
             if a:
-                found.append((label, "abstract", a, wa * _sat(a)))
+                found.append((label, "abstract", a, quantise(wa * saturate(a))))
         if not found:
             return found
-        scale = DESCRIPTION_CAP / (math.fsum([w for *_, w in found]) + DESCRIPTION_CAP)
-        return [(label, field, n, w * scale) for label, field, n, w in found]
+        scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
+        return [(label, field, n, quantise(q * QUANTUM * scale)) for label, field, n, q in found]
+
+
+def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
+    """What these matched keywords add, in quanta, and their reasons strongest first (config order on ties)."""
+    total = 0
+    reasons = []
+    for c, label, wt, wa in matched:
+        t, a = counts[c]
+        if t:
+            q = quantise(wt * (_SAT[t] if t < 64 else saturate(t)))
+            total += q
+            reasons.append(Reason(label, "title", t, q * QUANTUM, KEYWORD))
+        if a:
+            q = quantise(wa * (_SAT[a] if a < 64 else saturate(a)))
+            total += q
+            reasons.append(Reason(label, "abstract", a, q * QUANTUM, KEYWORD))
+    if len(reasons) > 1:
+        reasons.sort(key=_WEIGHT, reverse=True)
+    return total, tuple(reasons)
 
 
 def _count(node: Node, counts: Counts, field: int) -> None:
@@ -510,20 +490,18 @@ def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: 
                 _extend(child, keys, position + 1, counts, field)
 
 
-def _push(heap: list[_Key], bar: list[float], p: int, score: float, key: int, top: int) -> None:
-    """Keep (score, key) among profile `p`'s best `top`; once full, `bar[p]` is the worst kept score."""
-    if len(heap) < top:
-        heapq.heappush(heap, (score, key))
-        if len(heap) < top:
-            return
-    else:
-        heapq.heapreplace(heap, (score, key))
-    bar[p] = heap[0][0]
-
-
-def _sum(weights: list[float]) -> float:
-    """Exact (`math.fsum`) and so independent of order; two weights (one keyword) need no more than `+`."""
-    return weights[0] + weights[1] if len(weights) == 2 else math.fsum(weights)
+def _best(kept: _Pairs, pending: list[_Pairs], top: int | None, bar: NDArray[np.float64]) -> _Pairs:
+    """`kept` and `pending` pairs grouped by profile, best first, ties by position; with `top`, only each
+    profile's first `top`, and `bar[p]` raised to the worst of those once a profile holds `top`."""
+    positions, profiles, quanta = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(3))
+    order = np.lexsort((positions, -quanta, profiles))
+    if top is not None:
+        grouped = profiles[order]
+        rank = np.arange(len(order)) - np.searchsorted(grouped, grouped, side="left")
+        last = order[rank == top - 1]
+        bar[profiles[last]] = quanta[last]
+        order = order[rank < top]
+    return positions[order], profiles[order], quanta[order]
 
 
 def _bm25_idf(n: int, df: float) -> float:

@@ -171,17 +171,27 @@ class Similarity:
         """What the similarity of `item` to profile `p`'s description adds (its weight times `room`, the share
         of the bound that the description's words leave), as a reason; None if nothing."""
         row = self._row.get(p)
-        if row is None or self._broken:
+        cosines = self.cosines(item) if row is not None else None
+        if cosines is None or row is None:
             return None
-        if self._last[0] is not item:  # profiles are scored item by item: one product for all of them
+        weight = semantic_weight(cosines[row]) * room
+        if weight <= 0:
+            return None
+        return Reason(SEMANTIC_TERM, SEMANTIC_FIELD, 1, weight, SEMANTIC)
+
+    def cosines(self, item: Item) -> list[float] | None:
+        """The rounded cosines of `item` to every description, in `profiles` order; None once the model failed.
+
+        Profiles are scored item by item, so the last item's cosines are kept: one product for all of them.
+        """
+        if self._broken:
+            return None
+        if self._last[0] is not item:
             vectors = self._vectors([item])
             if not vectors:
                 return None
             self._last = (item, [round(float(c), SIMILARITY_DIGITS) for c in self._matrix @ vectors[0]])
-        weight = semantic_weight(self._last[1][row]) * room
-        if weight <= 0:
-            return None
-        return Reason(SEMANTIC_TERM, SEMANTIC_FIELD, 1, weight, SEMANTIC)
+        return self._last[1]
 
     def _vectors(self, items: Sequence[Item]) -> list[Vector]:
         try:

@@ -4,6 +4,7 @@ edit changing what the preview of stored items shows."""
 
 from __future__ import annotations
 
+import math
 import random
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot import scoring, scoring_batch
 from bot.config import ProfileConfig, parse_config
 from bot.errors import ConfigError
 from bot.models import Item, Reason
@@ -256,8 +258,9 @@ def test_rank_all_agrees_with_exact_scoring_of_every_profile() -> None:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_rank_all_top_n_is_the_head_of_rank_for_every_profile(seed: int) -> None:
-    """The digest path (bounded heaps of plain floats, reasons built for the kept items only) must keep exactly
-    what ranking everything and cutting would: same items, order, scores and reasons, ties by id."""
+    """The digest path (NumPy scores for every profile at once, reasons built for the kept items only) must keep
+    exactly what ranking everything one profile at a time and cutting would: same items, order, scores and
+    reasons, ties by id."""
     rng = random.Random(100 + seed)
     profiles, items = random_profiles(rng, 40), random_items(rng, 60)
     items += [Item(id=f"dup{j}", title=it.title, url="", abstract=it.abstract, authors=it.authors)
@@ -269,6 +272,36 @@ def test_rank_all_top_n_is_the_head_of_rank_for_every_profile(seed: int) -> None
         assert list(kept) == list(profiles)
         for name in profiles:
             assert kept[name] == matcher.rank(items, name)[:top], (top, name)
+
+
+@pytest.mark.parametrize("chunk_items", [1, 3, 7])
+def test_rank_all_across_chunk_and_merge_boundaries(monkeypatch: pytest.MonkeyPatch, chunk_items: int) -> None:
+    """Scores are made a few items at a time and the kept pairs merged every few pairs (tiny sizes here, so every
+    boundary is crossed): the result must not depend on where the boundaries fall."""
+    rng = random.Random(40 + chunk_items)
+    profiles, items = random_profiles(rng, 30), random_items(rng, 50)
+    items += [Item(id=f"dup{j}", title=it.title, url="", abstract=it.abstract, authors=it.authors)
+              for j, it in enumerate(rng.sample(items, 8))]
+    monkeypatch.setattr(scoring_batch, "CHUNK_CELLS", chunk_items * len(profiles))
+    monkeypatch.setattr(scoring, "_MERGE_PAIRS", 5)
+    matcher = compile_profiles(profiles, corpus=items)
+    everything = matcher.rank_all(items)
+    for top in (1, 4, 100):
+        kept = matcher.rank_all(items, top=top)
+        for name in profiles:
+            assert kept[name] == everything[name][:top] == matcher.rank(items, name)[:top], (top, name)
+
+
+def test_reasons_add_up_to_the_score_exactly() -> None:
+    """Contributions are quantised before they are summed: the reasons a reader sees are the whole score."""
+    rng = random.Random(8)
+    profiles, items = random_profiles(rng, 40), random_items(rng, 40)
+    ranked = compile_profiles(profiles, corpus=items).rank_all(items)
+    checked = 0
+    for scored in (s for out in ranked.values() for s in out):
+        assert math.fsum(r.weight for r in scored.reasons) == scored.score
+        checked += 1
+    assert checked > 100
 
 
 def test_rank_all_top_n_on_a_digest_sized_workload() -> None:

@@ -1,0 +1,172 @@
+"""Many items × every profile at once, in NumPy arrays: the scores `bot.scoring.Matcher` computes one at a time.
+
+Why: ranking a day's items for thousands of subscribers (`Matcher.rank_all`) means about a million (item, profile)
+pairs that share a keyword. Summing their weights in the interpreter costs microseconds a pair; gathering the
+postings of an item's matched classes and summing them with `np.bincount` costs nanoseconds.
+
+Exactness: every contribution to a score is quantised to a multiple of `QUANTUM` (2⁻²⁴) before it is added, so a
+score is an integer count of quanta in disguise. Integers below 2⁵³ add exactly in any order, so the arrays'
+sums are bit for bit the scores `Matcher._evaluate` adds one by one (in Python ints), and ranking ties are real
+ties, broken by item id on both paths. The float operations that make each contribution are written in the
+same order here and there (`quantise`), so they round the same.
+
+Work per chunk of items is a few dense arrays of chunk × profiles cells (`CHUNK_CELLS`), reused memory, not a
+matrix of every item by every profile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import chain
+from typing import TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bot.scoring_compile import DESCRIPTION_CAP
+from bot.semantic import SEMANTIC_FLOOR, SEMANTIC_WEIGHT
+
+QUANTUM = 2.0**-24  # the step of every score: ~6e-8, far below any difference a reader or a ranking cares about
+SCALE = 2.0**24
+K1 = 1.2  # BM25's saturation constant (see `bot.scoring`)
+CHUNK_CELLS = 1 << 17  # items per chunk × profiles: 1 MB per dense array of float64, cache-sized (faster than larger)
+_EPSILON = 1e-9
+
+Ints: TypeAlias = NDArray[np.int64]
+Floats: TypeAlias = NDArray[np.float64]
+Counts = dict[int, list[int]]  # class id → [title count, abstract count], as `Matcher._scan` makes them
+Scan = tuple[Counts, dict[int, list[str]]]
+
+
+def quantise(weight: float) -> int:
+    """A contribution as a whole number of quanta (round half up), the same arithmetic as the arrays'."""
+    return math.floor(weight * SCALE + 0.5)
+
+
+def saturate(count: int) -> float:
+    """BM25's saturation: sat(1) = 1, sat(2) ≈ 1.4, sat(∞) = 2.2."""
+    return count * (K1 + 1.0) / (count + K1)
+
+
+class Postings:
+    """Class id → its run of (profile id, title weight, abstract weight), as compressed sparse rows."""
+
+    __slots__ = ("abstract", "profile", "ptr", "title")
+
+    def __init__(self, n_classes: int, classes: Sequence[int], profiles: Sequence[int],
+                 title: Sequence[float] = (), abstract: Sequence[float] = ()) -> None:
+        by_class = np.asarray(classes, dtype=np.int64)
+        order = np.argsort(by_class, kind="stable")  # stable: a class's profiles stay in config order
+        self.ptr: Ints = np.zeros(n_classes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(by_class, minlength=n_classes), out=self.ptr[1:])
+        self.profile: Ints = np.asarray(profiles, dtype=np.int64)[order]
+        self.title: Floats = np.asarray(title, dtype=np.float64)[order] if len(title) else np.zeros(0)
+        self.abstract: Floats = np.asarray(abstract, dtype=np.float64)[order] if len(abstract) else np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.profile)
+
+    def gather(self, classes: Ints) -> tuple[Ints, Ints]:
+        """Indices of the postings of `classes`, in order, and how many each class has."""
+        starts = self.ptr[classes]
+        lengths = self.ptr[classes + 1] - starts
+        ends = np.cumsum(lengths)
+        return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - ends + lengths, lengths), lengths
+
+
+class BatchScorer:
+    """The profiles' postings as arrays; `chunk` scores a list of scanned items against all of them."""
+
+    def __init__(self, n_profiles: int, keyword: Postings, described: Postings, exclude: Postings, require: Postings,
+                 min_score: Sequence[float], required: Sequence[bool], author_quanta: Sequence[int],
+                 semantic: Sequence[int] = ()) -> None:
+        self.n_profiles = n_profiles
+        self._keyword, self._described, self._exclude, self._require = keyword, described, exclude, require
+        self._min: Floats = np.asarray(min_score, dtype=np.float64)
+        self._required: NDArray[np.bool_] = np.asarray(required, dtype=bool)
+        self._author: Floats = np.asarray(author_quanta, dtype=np.float64)
+        self._semantic: Ints = np.asarray(semantic, dtype=np.int64)  # profile ids, in `cosines` column order
+
+    @property
+    def chunk_items(self) -> int:
+        return max(1, CHUNK_CELLS // max(1, self.n_profiles))
+
+    def chunk(self, scans: Sequence[Scan], cosines: Floats | None = None) -> tuple[Ints, Ints, Floats]:
+        """(item index in `scans`, profile id, score in quanta) of every pair that passes: no exclude term, score
+        above 0 and at least the profile's min_score. In cell order: by item, then by profile.
+
+        `cosines`: one row per item, one column per semantic profile (rounded cosines), or None.
+        """
+        n_profiles, n_items = self.n_profiles, len(scans)
+        cells = n_items * n_profiles
+        per_item = [len(counts) for counts, _ in scans]
+        classes: Ints = np.fromiter(chain.from_iterable(counts for counts, _ in scans), dtype=np.int64,
+                                    count=sum(per_item))
+        pairs = np.fromiter(chain.from_iterable(chain.from_iterable(counts.values() for counts, _ in scans)),
+                            dtype=np.int64, count=2 * len(classes)).reshape(-1, 2)
+        base = np.repeat(np.arange(n_items, dtype=np.int64) * n_profiles, per_item)  # each class's item's first cell
+        title, abstract = pairs[:, 0], pairs[:, 1]
+        sat_title = title * (K1 + 1.0) / (title + K1)
+        sat_abstract = abstract * (K1 + 1.0) / (abstract + K1)
+
+        total = self._sum(self._keyword, classes, base, sat_title, sat_abstract, cells)
+        described = self._description(classes, base, sat_title, sat_abstract, cells)
+        if described is not None:
+            total += described
+        if cosines is not None and len(self._semantic):
+            at = (np.arange(n_items, dtype=np.int64) * n_profiles)[:, None] + self._semantic[None, :]
+            room = 1.0 - (described[at] * QUANTUM) / DESCRIPTION_CAP if described is not None else 1.0
+            weight = SEMANTIC_WEIGHT * np.maximum(0.0, cosines - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR) * room
+            total[at] += np.floor(weight * SCALE + 0.5)
+        if self._required.any():  # keywords, description and meaning count only with a require term present
+            opened = np.zeros(cells, dtype=bool)
+            opened[self._cells(self._require, classes, base)] = True
+            total[(self._required[None, :] & ~opened.reshape(n_items, n_profiles)).reshape(-1)] = 0.0
+        author_cells, author_quanta = [], []
+        for i, (_, authors) in enumerate(scans):
+            for p, names in authors.items():
+                author_cells.append(i * n_profiles + p)
+                author_quanta.append(len(names) * self._author[p])
+        if author_cells:
+            total[author_cells] += author_quanta
+        if len(self._exclude):
+            total[self._cells(self._exclude, classes, base)] = 0.0
+        score = total.reshape(n_items, n_profiles)
+        passing = (score > 0) & (score * QUANTUM + _EPSILON >= self._min[None, :])
+        kept = np.flatnonzero(passing)
+        return kept // n_profiles, kept % n_profiles, total[kept]
+
+    @staticmethod
+    def _cells(postings: Postings, classes: Ints, base: Ints) -> Ints:
+        at, lengths = postings.gather(classes)
+        return np.repeat(base, lengths) + postings.profile[at]
+
+    @staticmethod
+    def _sum(postings: Postings, classes: Ints, base: Ints, sat_title: Floats, sat_abstract: Floats,
+             cells: int) -> Floats:
+        at, lengths = postings.gather(classes)
+        quanta = (np.floor(postings.title[at] * np.repeat(sat_title, lengths) * SCALE + 0.5)
+                  + np.floor(postings.abstract[at] * np.repeat(sat_abstract, lengths) * SCALE + 0.5))
+        return _sums(np.repeat(base, lengths) + postings.profile[at], quanta, cells)
+
+    def _description(self, classes: Ints, base: Ints, sat_title: Floats, sat_abstract: Floats,
+                     cells: int) -> Floats | None:
+        """Description words: raw quanta summed per cell (d), then each scaled by CAP / (d + CAP) and quantised
+        again, as `Matcher._described` does."""
+        postings = self._described
+        if not len(postings):
+            return None
+        at, lengths = postings.gather(classes)
+        where = np.repeat(base, lengths) + postings.profile[at]
+        title = np.floor(postings.title[at] * np.repeat(sat_title, lengths) * SCALE + 0.5)
+        abstract = np.floor(postings.abstract[at] * np.repeat(sat_abstract, lengths) * SCALE + 0.5)
+        raw = _sums(where, title + abstract, cells)
+        scale = DESCRIPTION_CAP / (raw[where] * QUANTUM + DESCRIPTION_CAP)
+        scaled = np.floor(title * QUANTUM * scale * SCALE + 0.5) + np.floor(abstract * QUANTUM * scale * SCALE + 0.5)
+        return _sums(where, scaled, cells)
+
+
+def _sums(cells: Ints, quanta: Floats, n: int) -> Floats:
+    """Quanta added up per cell: whole numbers below 2⁵³, so exact in any order."""
+    return np.bincount(cells, quanta, minlength=n).astype(np.float64, copy=False)
