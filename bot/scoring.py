@@ -102,8 +102,11 @@ class Matcher:
         self._scans: dict[str, tuple[Item, Scan]] = {}
         profiles = index.profiles
         weight = [b * self._idf[c] for b, c in zip(index.term_base, index.term_class, strict=True)]
-        self._wt = [w * profiles[p].title_weight for w, p in zip(weight, index.term_profile, strict=True)]
-        self._wa = [w * profiles[p].abstract_weight for w, p in zip(weight, index.term_profile, strict=True)]
+        equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
+        self._wt = [equal.setdefault(x, x) for x in (w * profiles[p].title_weight
+                                                     for w, p in zip(weight, index.term_profile, strict=True))]
+        self._wa = [equal.setdefault(x, x) for x in (w * profiles[p].abstract_weight
+                                                     for w, p in zip(weight, index.term_profile, strict=True))]
         empty: tuple[int, ...] = ()
         # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
         # profiles (memory), and an item's reasons for it are built once however many profiles it matches.

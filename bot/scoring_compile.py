@@ -64,6 +64,7 @@ class _Builder:
     def __init__(self) -> None:
         self.index = Index(Node(), 0, [], [], [], [], [], [], {})
         self._classes: dict[tuple[tuple[str, ...], ...], int] = {}
+        self._labels: dict[str, str] = {}  # one string per distinct label: thousands of profiles share terms
 
     def class_id(self, variants: Sequence[tuple[str, ...]]) -> int:
         key = tuple(variants)
@@ -83,7 +84,7 @@ class _Builder:
         index = self.index
         index.term_profile.append(profile)
         index.term_class.append(self.class_id(variants))
-        index.term_label.append(label)
+        index.term_label.append(self._labels.setdefault(label, label))
         index.term_kind.append(kind)
         index.term_base.append(base * phrase_factor(len(variants[0])))
         return len(index.term_base) - 1
