@@ -43,7 +43,7 @@ def parse_page(kind: str, page: Page, source: Source | None = None) -> list[Item
     if parser is None:
         raise ParseError(f"unknown source kind {kind!r}; expected one of: {', '.join(KINDS)}",
                          hint="Set `kind` in the [[sources]] entry to one of the kinds listed.")
-    if not page.body.strip():
+    if not page.body or page.body.isspace():
         raise ParseError(f"{page.url}: empty body where a {kind} page was expected; layout changed?")
     options: Mapping[str, Any] = source.options if source is not None else {}
     try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -18,7 +19,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.ids import canonical_id, collapse, parse_date
+from bot.sources.ids import canonical_id, collapse, collapse_each, date_reader, parse_date
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,13 @@ RSS1 = "{http://purl.org/rss/1.0/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One feed entry with the fields every flavour has, before any source-specific reading."""
+    """One feed entry with the fields every flavour has, before any source-specific reading.
+
+    Not frozen, only for speed (a frozen dataclass costs about three times as much to build, one per entry, as
+    `bot.models.Reason` explains): treat it as immutable. `authors` are `collapse`d, empty ones dropped.
+    """
 
     element: ET.Element
     title: str
@@ -68,62 +73,78 @@ def read_feed(page: Page) -> list[Entry]:
     raise ParseError(f"{page.url}: XML root <{root.tag}> is not RSS or Atom; layout changed?")
 
 
-def _text(element: ET.Element, path: str) -> str:
-    found = element.find(path)
-    return "".join(found.itertext()) if found is not None else ""
+# Namespaced tag names, spelled out once (an entry looks up a dozen of them).
+_RSS1_LINK, _RSS1_DESCRIPTION, _RSS1_TITLE = f"{RSS1}link", f"{RSS1}description", f"{RSS1}title"
+_RDF_ABOUT, _CONTENT_ENCODED, _PRISM_DOI = f"{RDF}about", f"{CONTENT}encoded", f"{PRISM}doi"
+_DC_CREATOR, _DC_DATE, _DC_IDENTIFIER = f"{DC}creator", f"{DC}date", f"{DC}identifier"
+_ARXIV_DOI, _ARXIV_DOI_LOWER = f"{ARXIV}DOI", f"{ARXIV}doi"
+_ATOM_LINK, _ATOM_AUTHOR, _ATOM_NAME, _ATOM_ID = f"{ATOM}link", f"{ATOM}author", f"{ATOM}name", f"{ATOM}id"
+_ATOM_TITLE, _ATOM_SUMMARY, _ATOM_CONTENT = f"{ATOM}title", f"{ATOM}summary", f"{ATOM}content"
+_ATOM_PUBLISHED, _ATOM_UPDATED = f"{ATOM}published", f"{ATOM}updated"
 
 
-def _rss_text(element: ET.Element, name: str) -> str:
-    """RSS 2.0 elements are un-namespaced, RSS 1.0 ones live in the RSS 1.0 namespace."""
-    return _text(element, name) or _text(element, f"{RSS1}{name}")
+def _children(element: ET.Element) -> dict[str, ET.Element]:
+    """The first child element of each tag, in one pass (what `element.find(tag)` returns, for every tag at once)."""
+    return {child.tag: child for child in reversed(element)}
+
+
+def _text(element: ET.Element | None) -> str:
+    """All text inside an element (its own, its descendants' and their tails), "" for a missing element."""
+    if element is None:
+        return ""
+    if len(element) == 0:  # the usual leaf: its own text is all of it
+        return element.text or ""
+    return "".join(element.itertext())
 
 
 def _rss_entry(item: ET.Element, base: str) -> Entry:
-    guid_el = item.find("guid")
+    """RSS 2.0 elements are un-namespaced, RSS 1.0 ones live in the RSS 1.0 namespace."""
+    child = _children(item).get
+    guid_el = child("guid")
     guid = (guid_el.text or "").strip() if guid_el is not None else ""
-    link = _rss_text(item, "link").strip() or item.get(f"{RDF}about", "")
+    link = (_text(child("link")) or _text(child(_RSS1_LINK))).strip() or item.get(_RDF_ABOUT, "")
     if not link and guid_el is not None and guid_el.get("isPermaLink", "true") != "false":
         link = guid
-    summary = _rss_text(item, "description") or _text(item, f"{CONTENT}encoded")
-    authors = [collapse(el.text) for el in item.findall(f"{DC}creator")] or [_rss_author(item)]
+    creators = item.findall(_DC_CREATOR)
+    authors = collapse_each([el.text or "" for el in creators]) if creators else (_rss_author(child("author")),)
     return Entry(
         element=item,
-        title=collapse(_rss_text(item, "title")),
+        title=collapse(_text(child("title")) or _text(child(_RSS1_TITLE))),
         link=_absolute(base, link),
         guid=guid,
-        summary=summary,
-        published=_text(item, "pubDate") or _text(item, f"{DC}date"),
-        authors=tuple(a for a in authors if a),
-        doi=_text(item, f"{ARXIV}DOI") or _text(item, f"{PRISM}doi") or _text(item, f"{DC}identifier"),
+        summary=_text(child("description")) or _text(child(_RSS1_DESCRIPTION)) or _text(child(_CONTENT_ENCODED)),
+        published=_text(child("pubDate")) or _text(child(_DC_DATE)),
+        authors=tuple(filter(None, authors)),
+        doi=_text(child(_ARXIV_DOI)) or _text(child(_PRISM_DOI)) or _text(child(_DC_IDENTIFIER)),
     )
 
 
-def _rss_author(item: ET.Element) -> str:
+def _rss_author(author: ET.Element | None) -> str:
     """RSS 2.0 `<author>` is `email (Name)`; keep the name."""
-    raw = collapse(_text(item, "author"))
+    raw = collapse(_text(author))
     if raw.endswith(")") and "(" in raw:
         return raw[raw.index("(") + 1 : -1].strip()
     return raw
 
 
 def _atom_entry(entry: ET.Element, base: str) -> Entry:
-    links = entry.findall(f"{ATOM}link")
-    alternate = next((ln for ln in links if ln.get("rel", "alternate") == "alternate"), None)
+    child = _children(entry).get
+    alternate = next((ln for ln in entry.findall(_ATOM_LINK) if ln.get("rel", "alternate") == "alternate"), None)
     href = alternate.get("href", "") if alternate is not None else ""
-    summary_el = entry.find(f"{ATOM}summary")
+    summary_el = child(_ATOM_SUMMARY)
     if summary_el is None:
-        summary_el = entry.find(f"{ATOM}content")
-    authors = [collapse(_text(a, f"{ATOM}name")) for a in entry.findall(f"{ATOM}author")]
-    authors += [collapse(el.text) for el in entry.findall(f"{DC}creator")]
+        summary_el = child(_ATOM_CONTENT)
+    names = [_text(author.find(_ATOM_NAME)) for author in entry.findall(_ATOM_AUTHOR)]
+    names += [el.text or "" for el in entry.findall(_DC_CREATOR)]
     return Entry(
         element=entry,
-        title=_atom_text(entry.find(f"{ATOM}title")),
+        title=_atom_text(child(_ATOM_TITLE)),
         link=_absolute(base, href),
-        guid=_text(entry, f"{ATOM}id").strip(),
-        summary="".join(summary_el.itertext()) if summary_el is not None else "",
-        published=_text(entry, f"{ATOM}published") or _text(entry, f"{ATOM}updated"),
-        authors=tuple(a for a in authors if a),
-        doi=_text(entry, f"{ARXIV}doi") or _text(entry, f"{ARXIV}DOI"),
+        guid=_text(child(_ATOM_ID)).strip(),
+        summary=_text(summary_el),
+        published=_text(child(_ATOM_PUBLISHED)) or _text(child(_ATOM_UPDATED)),
+        authors=tuple(filter(None, collapse_each(names))),
+        doi=_text(child(_ARXIV_DOI_LOWER)) or _text(child(_ARXIV_DOI)),
     )
 
 
@@ -131,7 +152,7 @@ def _atom_text(element: ET.Element | None) -> str:
     """An Atom text construct as plain text: markup removed only where `type` says it is markup."""
     if element is None:
         return ""
-    text = "".join(element.itertext())
+    text = _text(element)
     return html_text(text) if element.get("type") == "html" else collapse(text)
 
 
@@ -150,13 +171,14 @@ def parse_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
     entries = read_feed(page)
     if not entries:
         return []  # a well-formed feed with no entries says itself that there is nothing new
-    items = [item for item in map(_feed_item, entries) if item is not None]
+    read_date = date_reader()
+    items = [item for entry in entries if (item := _feed_item(entry, read_date)) is not None]
     if not items:
         raise ParseError(f"{page.url}: {len(entries)} feed entries, none with a title and link; layout changed?")
     return items
 
 
-def _feed_item(entry: Entry) -> Item | None:
+def _feed_item(entry: Entry, read_date: Callable[[str], datetime | None]) -> Item | None:
     url = entry.link or (entry.guid if "://" in entry.guid else "")
     if not entry.title or not url:
         log.warning("feed entry without title or link skipped (guid %r)", entry.guid)
@@ -167,7 +189,7 @@ def _feed_item(entry: Entry) -> Item | None:
         url=url,
         abstract=html_text(entry.summary),
         authors=entry.authors,
-        published=parse_date(entry.published),
+        published=read_date(entry.published),
     )
 
 

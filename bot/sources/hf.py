@@ -9,6 +9,7 @@ Choices, so every HF item looks the same whichever way it was fetched:
 
 HTML pages are read from the JSON the page embeds for hydration (`data-props` of `DailyPapers`, or
 `PaperContent` on a single paper page) and only fall back to the `<article>` cards when that is missing.
+A listing's `DailyPapers` element is read without building the DOM of the whole page (`_listing_node`).
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.ids import arxiv_id, canonical_id, collapse, parse_date
+from bot.sources.ids import arxiv_id, canonical_id, collapse, collapse_each, parse_date
 
 log = logging.getLogger(__name__)
 
 HF_BASE = "https://huggingface.co"
 _LIST_KEYS = ("dailyPapers", "searchResults", "papers")
+_LISTING = 'data-target="DailyPapers"'
+_LISTING_PROPS = f'{_LISTING} data-props="'.encode()
 
 
 def parse_hf_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
@@ -47,21 +51,59 @@ def parse_hf_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
 
 def parse_hf_papers(page: Page, options: Mapping[str, Any]) -> list[Item]:
     """A papers listing (daily, weekly, search) or a single paper page."""
-    tree = LexborHTMLParser(page.text())
-    props = _props(tree, "DailyPapers")
-    if props is not None:
-        entries = next((props[key] for key in _LIST_KEYS if isinstance(props.get(key), list)), None)
-        if entries is not None:
-            return _items_from_entries(entries, page.url) if entries else []
-    content = _props(tree, "PaperContent")
+    tree: LexborHTMLParser | None = None
+    listing = _listing_node(page.body)
+    if listing is None:
+        tree = LexborHTMLParser(page.body)  # lexbor decodes the UTF-8 itself, as `Page.text` would
+        listing = tree.css_first(f"[{_LISTING}]")
+    entries = _entries(_props(listing, "DailyPapers"))
+    if entries is not None:
+        return _items_from_entries(entries, page.url) if entries else []
+    if tree is None:
+        tree = LexborHTMLParser(page.body)
+    content = _props(tree.css_first('[data-target="PaperContent"]'), "PaperContent")
     if content is not None and isinstance(content.get("paper"), dict):
         return [_paper_page_item(content)]
     return _items_from_cards(tree, page.url)
 
 
-def _props(tree: LexborHTMLParser, target: str) -> dict[str, Any] | None:
+def _listing_node(body: bytes) -> LexborNode | None:
+    """The page's first `DailyPapers` element, parsed without the rest of the page; None to search the whole DOM.
+
+    The JSON in its `data-props` is most of a listing page, and what follows it (the cards) is not needed. So
+    the page is parsed only to the end of that value, which is the next double quote after `data-props="`; the
+    element found is used only if it is the one the parse ends with (not an earlier one, not text that merely
+    looks like it inside a comment or a script).
+    """
+    start = body.find(_LISTING_PROPS)
+    value_end = body.find(b'"', start + len(_LISTING_PROPS)) if start >= 0 else -1
+    if value_end < 0:
+        return None
+    node = LexborHTMLParser(body[: value_end + 1] + b">").css_first(f"[{_LISTING}]")
+    return node if node is not None and _ends_document(node) else None
+
+
+def _ends_document(node: LexborNode) -> bool:
+    """Whether nothing follows `node` in document order."""
+    if node.first_child is not None:
+        return False
+    current: LexborNode | None = node
+    while current is not None:
+        if current.next is not None:
+            return False
+        current = current.parent
+    return True
+
+
+def _entries(props: dict[str, Any] | None) -> list[Any] | None:
+    """The paper list of a listing's props (`dailyPapers`, or `searchResults` on a search page)."""
+    if props is None:
+        return None
+    return next((props[key] for key in _LIST_KEYS if isinstance(props.get(key), list)), None)
+
+
+def _props(node: LexborNode | None, target: str) -> dict[str, Any] | None:
     """The hydration JSON of one widget, or None when the widget or its JSON is not there."""
-    node = tree.css_first(f'[data-target="{target}"]')
     raw = node.attributes.get("data-props") if node is not None else None
     if not raw:
         return None
@@ -92,7 +134,7 @@ def _entry_item(entry: Mapping[str, Any]) -> Item:
     metrics = _paper_metrics(paper)
     if isinstance(entry.get("numComments"), int):
         metrics["comments"] = entry["numComments"]
-    return _paper_item(paper, metrics, fallback_title=entry.get("title"), fallback_date=entry.get("publishedAt"))
+    return _paper_item(paper, metrics, entry.get("title"), entry.get("publishedAt"))
 
 
 def _paper_page_item(content: Mapping[str, Any]) -> Item:
@@ -111,15 +153,16 @@ def _hidden(comment: Mapping[str, Any]) -> bool:
 
 
 def _paper_metrics(paper: Mapping[str, Any]) -> dict[str, int]:
+    """`upvotes` and `github_stars` where the paper has them as integers (`type` is `int`: not a bool)."""
     metrics: dict[str, int] = {}
-    for key, name in (("upvotes", "upvotes"), ("githubStars", "github_stars")):
-        value = paper.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            metrics[name] = value
+    if type(upvotes := paper.get("upvotes")) is int:
+        metrics["upvotes"] = upvotes
+    if type(stars := paper.get("githubStars")) is int:
+        metrics["github_stars"] = stars
     return metrics
 
 
-def _paper_item(paper: Mapping[str, Any], metrics: dict[str, int], *, fallback_title: Any = None,
+def _paper_item(paper: Mapping[str, Any], metrics: dict[str, int], fallback_title: Any = None,
                 fallback_date: Any = None) -> Item:
     paper_id = str(paper["id"]).strip()
     title = collapse(paper.get("title") or fallback_title)
@@ -127,10 +170,10 @@ def _paper_item(paper: Mapping[str, Any], metrics: dict[str, int], *, fallback_t
         raise ValueError("paper without id or title")
     url = f"{HF_BASE}/papers/{paper_id}"
     # Every listed author counts: `hidden` is an author's profile setting (seen on a claimed, verified author).
-    names = (a.get("name") for a in paper.get("authors") or () if isinstance(a, dict))
-    authors = tuple(collapse(name) for name in names if name)
+    authors = collapse_each(_author_names(paper.get("authors") or ()))
+    arxiv = arxiv_id(paper_id)
     return Item(
-        id=canonical_id(arxiv=paper_id, url=url),
+        id=f"arxiv:{arxiv}" if arxiv else canonical_id(url=url),
         title=title,
         url=url,
         abstract=collapse(paper.get("summary")),
@@ -138,6 +181,14 @@ def _paper_item(paper: Mapping[str, Any], metrics: dict[str, int], *, fallback_t
         published=parse_date(paper.get("publishedAt")) or parse_date(fallback_date),
         metrics=metrics,
     )
+
+
+def _author_names(authors: Any) -> list[Any]:
+    """The `name` of every author object that has one (a 500-author paper is read at C speed)."""
+    try:
+        return list(filter(None, map(dict.get, authors, repeat("name"))))
+    except TypeError:  # an author that is not an object (skipped here, one by one)
+        return [name for author in authors if isinstance(author, dict) and (name := author.get("name"))]
 
 
 def _items_from_cards(tree: LexborHTMLParser, where: str) -> list[Item]:

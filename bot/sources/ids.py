@@ -8,9 +8,10 @@ else `doi:<lowercased doi>`, else the normalised URL.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from functools import cache
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from bot.models import Item
@@ -18,14 +19,29 @@ from bot.models import Item
 _NEW_ID = r"\d{4}\.\d{4,5}"
 _OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
 _ID = rf"(?P<id>{_NEW_ID}|{_OLD_ID})(?:v\d+)?"
+ARXIV_ID_PATTERN = _ID  # an arXiv id with an optional version; the group `id` is the id without it
 _BARE_ID = re.compile(rf"^{_ID}$")
 _PREFIXED_ID = re.compile(rf"^(?:arxiv:|oai:arxiv\.org:){_ID}$", re.IGNORECASE)
 _ARXIV_HOSTS = ("arxiv.org", "www.arxiv.org", "export.arxiv.org", "rss.arxiv.org")
 _URL_ID = re.compile(rf"^/(?:abs|pdf|html|format)/{_ID}(?:\.pdf)?/?$")
+# The plain arXiv URL feeds and APIs use (`http://arxiv.org/abs/2606.13677v1`), read without `urlsplit`: any URL
+# this matches, `urlsplit` + `_URL_ID` read the same way; anything else takes that general road.
+_PLAIN_URL_ID = re.compile(rf"^https?://(?:www\.|export\.|rss\.)?arxiv\.org/(?:abs|pdf|html|format)/{_ID}(?:\.pdf)?/?$")
 _DOI = re.compile(r"10\.\d{4,9}/\S+")
 _DOI_HOSTS = ("doi.org", "dx.doi.org", "www.doi.org")
 _TRACKING = re.compile(r"^(?:utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref_src)$")
 _CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+_DROPPED = bytes(c for c in range(32) if chr(c) not in "\t\n\r")  # `_CONTROL` as bytes
+_TO_SPACE = bytes.maketrans(b"\t\n\r", b"   ")
+_C0 = bytes(range(32))
+# `re` finds a double space several times faster than `in` does in long text (`in` stops at every single space)
+_DOUBLE_SPACE = re.compile("  ")
+_DOUBLE_SPACE_BYTES = re.compile(b"  ")
+_RFC822 = re.compile(r"(?:[A-Z][a-z]{2}, )?(?P<day>[0-9]{1,2}) (?P<month>[A-Z][a-z]{2}) (?P<year>[1-9][0-9]{3}) "
+                     r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<sign>[+-])(?P<oh>[0-9]{2})(?P<om>[0-9]{2})")
+_MONTH_NUMBERS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
+_SHORT = 64  # below this many characters the plain `isprintable` check is the cheaper one
 
 ARXIV_ABS = "https://arxiv.org/abs/"
 
@@ -34,9 +50,40 @@ def collapse(text: str | None) -> str:
     """Whitespace collapsed to single spaces, control characters dropped; content otherwise kept as text."""
     if not text:
         return ""
-    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+    if len(text) > _SHORT and text.isascii():
+        return _collapse_ascii(text)
+    if text.isprintable() and text[0] != " " and text[-1] != " " and not _DOUBLE_SPACE.search(text):
         return text  # the common case (a name, a clean title): nothing to collapse or drop
-    return " ".join(text.translate(_CONTROL).split())
+    if text.isascii():
+        return _collapse_ascii(text)
+    raw = text.encode("utf-8", "surrogatepass")  # control characters are the only bytes below 32 in UTF-8
+    if len(raw.translate(None, _DROPPED)) != len(raw):
+        text = text.translate(_CONTROL)
+    return " ".join(text.split())
+
+
+def _collapse_ascii(text: str) -> str:
+    """`collapse` of ASCII text as bytes: one C pass drops controls and turns tab, CR and LF into spaces (the
+    only whitespace ASCII has once those controls are gone), and runs of spaces are split only if there are any."""
+    raw = text.encode("ascii")
+    flat = raw.translate(_TO_SPACE, _DROPPED)
+    flat = b" ".join(flat.split()) if _DOUBLE_SPACE_BYTES.search(flat) else flat.strip(b" ")
+    return text if flat == raw else flat.decode("ascii")
+
+
+def collapse_each(texts: Sequence[str]) -> tuple[str, ...]:
+    """`collapse` of every text, checked in one go when all are clean already (an HF paper can list 500 authors)."""
+    joined = " ".join(texts)
+    if joined.isascii():
+        raw = joined.encode("ascii")
+        clean = len(raw.translate(None, _C0)) == len(raw)
+    else:
+        clean = joined.isprintable()
+    # with no control characters in any text, `collapse` changes a text only if it has a double, leading or
+    # trailing space, and then (or for an empty text) `joined` shows a double space or starts or ends with one
+    if clean and joined[:1] != " " and joined[-1:] != " " and not _DOUBLE_SPACE.search(joined):
+        return tuple(texts)
+    return tuple(map(collapse, texts))
 
 
 def arxiv_id(text: str | None) -> str | None:
@@ -45,6 +92,8 @@ def arxiv_id(text: str | None) -> str | None:
         return None
     text = text.strip()
     match = _BARE_ID.match(text) or _PREFIXED_ID.match(text)
+    if match is None and "://" in text:
+        match = _PLAIN_URL_ID.match(text)
     if match is None and "://" in text:
         parts = urlsplit(text)
         if (parts.hostname or "") in _ARXIV_HOSTS:
@@ -99,10 +148,10 @@ def parse_date(value: str | None) -> datetime | None:
     if not value or not value.strip():
         return None
     value = value.strip()
-    parsed: datetime | None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+    parsed = _iso_date(value) if value[:4].isdigit() else None  # ISO 8601 text starts with the year
+    if parsed is None:
+        parsed = _feed_date(value)
+    if parsed is None:
         try:
             parsed = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -110,6 +159,34 @@ def parse_date(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def _iso_date(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _feed_date(value: str) -> datetime | None:
+    """The RFC 822 date every feed writes ("Thu, 24 Sep 2026 00:00:00 -0400"), read as `parsedate_to_datetime`
+    reads it but without its general tokenizer; None for any other form, left to that."""
+    match = _RFC822.fullmatch(value)
+    month = _MONTH_NUMBERS.get(match.group("month")) if match else None
+    if match is None or month is None:
+        return None
+    offset = timedelta(hours=int(match.group("oh")), minutes=int(match.group("om")))
+    try:
+        return datetime(int(match.group("year")), month, int(match.group("day")), int(match.group("h")),
+                        int(match.group("m")), int(match.group("s")),
+                        tzinfo=timezone(-offset if match.group("sign") == "-" else offset))
+    except ValueError:
+        return None
+
+
+def date_reader() -> Callable[[str | None], datetime | None]:
+    """`parse_date` remembering its answers, for one page: a feed gives every entry the same announcement date."""
+    return cache(parse_date)
 
 
 def dedupe(items: Iterable[Item]) -> list[Item]:
