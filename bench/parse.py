@@ -47,7 +47,7 @@ from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
 from bot.models import Item, Page  # noqa: E402
 from bot.sources import parse_page  # noqa: E402
-from bot.sources.arxiv import _heading_day, _heading_section  # noqa: E402 (pure string helpers, shared)
+from bot.sources.arxiv_list import _heading_day, _heading_section  # noqa: E402 (pure string helpers, shared)
 from bot.sources.ids import ARXIV_ABS, arxiv_id, canonical_id, collapse, dedupe, parse_date  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"

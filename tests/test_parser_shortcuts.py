@@ -16,7 +16,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from bot.models import Item, Page
 from bot.sources import hf, parse_page
-from bot.sources.arxiv import _abs_id, _parts_by_dd
+from bot.sources.arxiv_list import _abs_id, _parts_by_dd
 from bot.sources.ids import arxiv_id, collapse, collapse_each, parse_date
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"

@@ -18,7 +18,7 @@ import pytest
 from bot.errors import ParseError
 from bot.models import Item, Page, Source
 from bot.sources import KINDS, parse_page
-from bot.sources.arxiv import _heading_day
+from bot.sources.arxiv_list import _heading_day
 from bot.sources.ids import arxiv_id, canonical_id, doi, normalise_url, parse_date
 
 DATA = Path(__file__).parent / "data"

@@ -14,7 +14,8 @@ from typing import Any
 
 from bot.errors import ParseError
 from bot.models import Item, Page, Source
-from bot.sources.arxiv import parse_arxiv_api, parse_arxiv_feed, parse_arxiv_list
+from bot.sources.arxiv import parse_arxiv_api, parse_arxiv_feed
+from bot.sources.arxiv_list import parse_arxiv_list
 from bot.sources.feeds import parse_css, parse_feed
 from bot.sources.hf import parse_hf_api, parse_hf_papers
 from bot.sources.ids import dedupe
