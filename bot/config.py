@@ -175,11 +175,14 @@ class SourceConfig(_Strict):
 
 
 class FieldWeights(_Strict):
-    """How much a match counts in each field of a paper (`[profiles.x] fields = { title = 3 }`)."""
+    """How much a match counts in each field of a paper (`[profiles.x] fields = { title = 3 }`).
 
-    title: float = Field(default=2.0, ge=0)
-    abstract: float = Field(default=1.0, ge=0)
-    authors: float = Field(default=1.0, ge=0)
+    Bounded, like keyword weights, so that every score stays far inside the range where the scorer's quantised
+    sums are exact (`bot.scoring_batch`)."""
+
+    title: float = Field(default=2.0, ge=0, le=100)
+    abstract: float = Field(default=1.0, ge=0, le=100)
+    authors: float = Field(default=1.0, ge=0, le=100)
 
 
 KeywordWeights = dict[str, Annotated[float, Field(gt=0, le=100)]]
@@ -209,7 +212,7 @@ class ProfileConfig(_Strict):
     case_sensitive: bool | list[str] | None = None
     description: str | None = None
     semantic: bool = True  # semantic similarity to `description`, when the `semantic` extra is installed
-    min_score: float = Field(default=1.0, ge=0)
+    min_score: float = Field(default=1.0, ge=0, le=10_000)
     max_items: int | None = Field(default=None, ge=1, le=500)
 
     @field_validator("keywords", mode="before")

@@ -61,6 +61,8 @@ def test_example_config_is_valid() -> None:
          "sources[0].every: expected a duration"),
         (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nkeywrods = ["x"]'),
          "profiles.rlhf.keywrods: unknown key"),
+        (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nfields = { title = 1000 }'),
+         "profiles.rlhf.fields.title:"),
         (BASE.replace('host = "localhost"\n', ""), "smtp.host: required key is missing"),
         (BASE.replace('host = "localhost"', 'host = "smtp.example.org"\nsecurity = "none"\nusername = "ada"'),
          "smtp: security = \"none\" with a username would send the password in plaintext to smtp.example.org"),
