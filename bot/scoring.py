@@ -71,6 +71,7 @@ __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
 SCAN_CACHE_ITEMS = 5_000
+_HEADS_MAX = 200_000  # distinct tokens remembered by a matcher (`_Heads`)
 _EPSILON = 1e-9
 _Described = tuple[str, str, int, int]  # a matched description word: label, field, count, weight in quanta
 _Term = tuple[int, str, float, float]  # a keyword or description word: class id, label, title/abstract weight
@@ -100,6 +101,7 @@ class Matcher:
         self._by_name = {name: i for i, name in enumerate(self._names)}
         self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
         self._scans: dict[str, tuple[Item, Scan]] = {}
+        self._heads = _Heads(index.root)
         profiles = index.profiles
         weight = [b * self._idf[c] for b, c in zip(index.term_base, index.term_class, strict=True)]
         equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
@@ -346,21 +348,22 @@ class Matcher:
                                                      and held[0].authors == item.authors)):
             return held[1]
         counts: Counts = {}
-        root = self._ix.root.children
+        heads = self._heads
+        if len(heads) > _HEADS_MAX:
+            heads.clear()
         for f, text in enumerate((item.title, item.abstract)):
             keys = text_keys(text) if text else []
-            for start, here in enumerate(keys):
-                for key in here:
-                    node = root.get(key)
-                    if node is not None:
-                        for c in node.classes:
-                            hit = counts.get(c)
-                            if hit is None:
-                                counts[c] = [1, 0] if f == 0 else [0, 1]
-                            else:
-                                hit[f] += 1
-                        if node.children:
-                            _extend(node, keys, start + 1, counts, f)
+            found = list(map(heads.__getitem__, keys))  # most tokens start no term: skipped at C speed
+            for start in compress(range(len(found)), found):
+                for node in found[start]:
+                    for c in node.classes:
+                        hit = counts.get(c)
+                        if hit is None:
+                            counts[c] = [1, 0] if f == 0 else [0, 1]
+                        else:
+                            hit[f] += 1
+                    if node.children:
+                        _extend(node, keys, start + 1, counts, f)
         scan = counts, self._authors(item)
         if len(self._scans) >= SCAN_CACHE_ITEMS:
             self._scans.clear()
@@ -452,6 +455,18 @@ class Matcher:
             return found
         scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
         return [(label, field, n, quantise(q * QUANTUM * scale)) for label, field, n, q in found]
+
+
+class _Heads(dict[tuple[str, ...], tuple[Node, ...]]):
+    """A token's keys → the trie nodes they start (mostly none), filled on first sight of each token."""
+
+    def __init__(self, root: Node) -> None:
+        super().__init__()
+        self._root = root.children
+
+    def __missing__(self, keys: tuple[str, ...]) -> tuple[Node, ...]:
+        nodes = self[keys] = tuple(node for key in keys if (node := self._root.get(key)) is not None)
+        return nodes
 
 
 def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:

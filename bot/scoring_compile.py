@@ -60,11 +60,15 @@ class Index:
     authors: dict[str, list[tuple[int, str, str]]]  # surname → (profile id, first name key, as written)
 
 
+_Known = tuple[tuple[tuple[str, ...], ...], str, int, float]  # a keyword's variants, label, class, phrase factor
+
+
 class _Builder:
     def __init__(self) -> None:
         self.index = Index(Node(), 0, [], [], [], [], [], [], {})
         self._classes: dict[tuple[tuple[str, ...], ...], int] = {}
         self._labels: dict[str, str] = {}  # one string per distinct label: thousands of profiles share terms
+        self._keywords: dict[tuple[str, str], _Known] = {}  # (term, case rule) → what `keyword` worked out
 
     def class_id(self, variants: Sequence[tuple[str, ...]]) -> int:
         key = tuple(variants)
@@ -87,6 +91,28 @@ class _Builder:
         index.term_label.append(self._labels.setdefault(label, label))
         index.term_kind.append(kind)
         index.term_base.append(base * phrase_factor(len(variants[0])))
+        return len(index.term_base) - 1
+
+    def keyword(self, text: str, case: Case) -> _Known:
+        """A keyword's variants, label, class and phrase factor, worked out once however many profiles use it."""
+        key = (text, case._value_)  # `_value_`: `.value` and hashing an Enum are Python-level calls
+        known = self._keywords.get(key)
+        if known is None:
+            variants = term_variants(text, case)
+            label = " ".join(text.split())
+            known = self._keywords[key] = (variants, self._labels.setdefault(label, label),
+                                           self.class_id(variants) if variants else -1,
+                                           phrase_factor(len(variants[0])) if variants else 0.0)
+        return known
+
+    def add_known(self, profile: int, known: _Known, weight: float) -> int:
+        """`add_term` for a keyword whose class `keyword` has worked out (the usual case)."""
+        index = self.index
+        index.term_profile.append(profile)
+        index.term_class.append(known[2])
+        index.term_label.append(known[1])
+        index.term_kind.append(KEYWORD)
+        index.term_base.append(weight * known[3])
         return len(index.term_base) - 1
 
 
@@ -126,10 +152,16 @@ def _compile_profile(builder: _Builder, p: int, name: str, profile: ProfileConfi
             require.add(builder.class_id(required))
     keywords: list[int] = []
     for _, text, weight in profile.weighted_keywords:
-        variants = [v for v in term_variants(text, case_rule(profile, text)) if v not in seen]
+        known = builder.keyword(text, case_rule(profile, text))
+        if seen.isdisjoint(known[0]):  # the usual case: the term's class as every profile has it
+            if known[0]:
+                seen.update(known[0])
+                keywords.append(builder.add_known(p, known, weight))
+            continue
+        variants = [v for v in known[0] if v not in seen]  # what an earlier term of this profile left
         if variants:
             seen.update(variants)
-            keywords.append(builder.add_term(p, " ".join(text.split()), KEYWORD, variants, weight))
+            keywords.append(builder.add_term(p, known[1], KEYWORD, variants, weight))
     described: list[int] = []
     description_case = Case.IGNORE if profile.case_sensitive is False else Case.ACRONYMS
     for text in description_terms(profile.description or ""):
