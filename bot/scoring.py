@@ -510,12 +510,20 @@ def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: 
 
 def _best(kept: _Pairs, pending: list[_Pairs], top: int | None, bar: NDArray[np.float64]) -> _Pairs:
     """`kept` and `pending` pairs grouped by profile, best first, ties by position; with `top`, only each
-    profile's first `top`, and `bar[p]` raised to the worst of those once a profile holds `top`."""
+    profile's first `top`, and `bar[p]` raised to the worst of those once a profile holds `top`.
+
+    Two stable sorts, by score then by profile (a radix sort on 16-bit ids), keep equal scores in the order they
+    come: `kept` (earlier positions, in position order within a profile and score) before `pending` (in position
+    order), so ties stay by position without sorting on it.
+    """
     positions, profiles, quanta = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(3))
-    order = np.lexsort((positions, -quanta, profiles))
+    order = np.argsort(-quanta, kind="stable")
+    ids = profiles[order]
+    order = order[np.argsort(ids.astype(np.uint16) if len(bar) <= 1 << 16 else ids, kind="stable")]
     if top is not None:
         grouped = profiles[order]
-        rank = np.arange(len(order)) - np.searchsorted(grouped, grouped, side="left")
+        starts = np.flatnonzero(np.diff(grouped, prepend=-1))  # where each profile's run begins
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(starts, append=len(order)))
         last = order[rank == top - 1]
         bar[profiles[last]] = quanta[last]
         order = order[rank < top]
