@@ -59,7 +59,7 @@ from numpy.typing import NDArray
 
 from bot.config import ProfileConfig
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring_batch import QUANTUM, BatchScorer, Counts, Postings, Scan, quantise, saturate
+from bot.scoring_batch import QUANTUM, SCALE, BatchScorer, Counts, Postings, Scan, quantise, saturate
 from bot.scoring_check import check_profile
 from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, Node, compile_index
 from bot.scoring_items import load_items_jsonl
@@ -282,6 +282,7 @@ class Matcher:
         current = -1
         memo: dict[tuple[_Term, ...], _Explained] = {}
         plain, names, terms, classes = self._plain, self._names, self._keyword_terms, self._keyword_classes
+        scored_item, quantum = ScoredItem, QUANTUM
         for position, p, slot in zip(positions[by_item].tolist(), profiles[by_item].tolist(),
                                      slots[by_item].tolist(), strict=True):
             if position != current:
@@ -293,7 +294,7 @@ class Matcher:
                 found = memo.get(matched)
                 if found is None:
                     found = memo[matched] = _keyword_reasons(matched, counts)
-                filled[p][slot] = ScoredItem(item, names[p], found[0] * QUANTUM, found[1])
+                filled[p][slot] = scored_item(item, names[p], found[0] * quantum, found[1])
             else:
                 filled[p][slot] = self._evaluate(item, p, counts, authors.get(p), 0.0, memo)
         for out, scored in zip(ranked, filled, strict=True):
@@ -445,16 +446,17 @@ class Matcher:
         """Matched description words with their weights in quanta, whose sum d is squashed to d / (1 + d) so they
         never reach 1 alone."""
         found: list[_Described] = []
+        floor = math.floor  # `quantise`, inlined: the same arithmetic
         for c, label, wt, wa in compress(self._described_terms[p], map(counts.get, self._described_classes[p])):
             t, a = counts[c]
             if t:
-                found.append((label, "title", t, quantise(wt * saturate(t))))
+                found.append((label, "title", t, floor(wt * (_SAT[t] if t < 64 else saturate(t)) * SCALE + 0.5)))
             if a:
-                found.append((label, "abstract", a, quantise(wa * saturate(a))))
+                found.append((label, "abstract", a, floor(wa * (_SAT[a] if a < 64 else saturate(a)) * SCALE + 0.5)))
         if not found:
             return found
         scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
-        return [(label, field, n, quantise(q * QUANTUM * scale)) for label, field, n, q in found]
+        return [(label, field, n, floor(q * QUANTUM * scale * SCALE + 0.5)) for label, field, n, q in found]
 
 
 class _Heads(dict[tuple[str, ...], tuple[Node, ...]]):
