@@ -355,6 +355,7 @@ class Matcher:
         for f, text in enumerate((item.title, item.abstract)):
             keys = text_keys(text) if text else []
             found = list(map(heads.__getitem__, keys))  # most tokens start no term: skipped at C speed
+            last = len(found) - 1
             for start in compress(range(len(found)), found):
                 for node in found[start]:
                     for c in node.classes:
@@ -363,8 +364,14 @@ class Matcher:
                             counts[c] = [1, 0] if f == 0 else [0, 1]
                         else:
                             hit[f] += 1
-                    if node.children:
-                        _extend(node, keys, start + 1, counts, f)
+                    if node.children and start < last:  # a phrase may go on: its next word, inline
+                        children = node.children
+                        for key in keys[start + 1]:
+                            child = children.get(key)
+                            if child is not None:
+                                _count(child, counts, f)
+                                if child.children:
+                                    _extend(child, keys, start + 2, counts, f)
         scan = counts, self._authors(item)
         if len(self._scans) >= SCAN_CACHE_ITEMS:
             self._scans.clear()
