@@ -51,6 +51,7 @@ import gc
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, compress
 from operator import attrgetter
 
@@ -109,7 +110,6 @@ class Matcher:
                                                      for w, p in zip(weight, index.term_profile, strict=True))]
         self._wa = [equal.setdefault(x, x) for x in (w * profiles[p].abstract_weight
                                                      for w, p in zip(weight, index.term_profile, strict=True))]
-        empty: tuple[int, ...] = ()
         # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
         # profiles (memory), and an item's reasons for it are built once however many profiles it matches.
         shared: dict[_Term, _Term] = {}
@@ -124,21 +124,7 @@ class Matcher:
         # picks the matched ones in config order without a Python loop over all of them.
         self._keyword_classes = [tuple(index.term_class[t] for t in profile.keywords) for profile in profiles]
         self._described_classes = [tuple(index.term_class[t] for t in profile.described) for profile in profiles]
-        keyword: list[list[int]] = [[] for _ in range(index.n_classes)]
-        touched: list[set[int]] = [set() for _ in range(index.n_classes)]
-        self._low: list[tuple[int, ...]] = [empty] * index.n_classes
-        self._veto: list[tuple[int, ...]] = [empty] * index.n_classes
-        for p, profile in enumerate(profiles):
-            for c, _, _, _ in self._keyword_terms[p]:
-                keyword[c].append(p)
-            for t in profile.described:
-                touched[index.term_class[t]].add(p)
-                if profile.min_score < DESCRIPTION_CAP:  # description words alone could reach min_score
-                    self._low[index.term_class[t]] += (p,)
-            for c in profile.exclude:
-                self._veto[c] += (p,)
-        self._keyword = [tuple(k) for k in keyword]  # class → profiles with it as a keyword, in config order
-        self._touched = [tuple(sorted(t.union(k))) for t, k in zip(touched, keyword, strict=True)]
+        self._walk: _Walk | None = None  # postings for `passing` and `score`, built on first use
         self._min = [profile.min_score for profile in profiles]
         # Profiles scored by their keywords alone (no require, no description, no meaning): `_explained` builds
         # their reasons inline (its pairs passed, so no exclude term is present)
@@ -181,7 +167,8 @@ class Matcher:
     def score(self, item: Item) -> dict[str, ScoredItem]:
         """Every profile the item matched (score > 0, no exclude term), whatever its min_score."""
         counts, authors = self._scan(item)
-        candidates = {p for c in counts for p in self._touched[c]} | set(authors) | set(self._semantic)
+        touched = self._postings().touched
+        candidates = {p for c in counts for p in touched[c]} | set(authors) | set(self._semantic)
         out: dict[str, ScoredItem] = {}
         for p in sorted(candidates):
             if (scored := self._evaluate(item, p, counts, authors.get(p), 0.0)) is not None:
@@ -198,7 +185,8 @@ class Matcher:
         found: dict[int, None] = {}
         vetoed: set[int] = set()
         extra: set[int] = set(authors).union(self._semantic_low)
-        keyword, low, veto = self._keyword, self._low, self._veto
+        walk = self._postings()
+        keyword, low, veto = walk.keyword, walk.low, walk.veto
         for c in counts:
             found.update(dict.fromkeys(keyword[c]))
             if veto[c]:
@@ -300,6 +288,30 @@ class Matcher:
         for out, scored in zip(ranked, filled, strict=True):
             out.extend(s for s in scored if s is not None)  # never None: the same terms, scored the same way
         return dict(zip(self._names, ranked, strict=True))
+
+    def _postings(self) -> _Walk:
+        """Class → profiles, for scoring one item against every profile (`passing`, `score`); built once."""
+        if self._walk is None:
+            index, profiles = self._ix, self._ix.profiles
+            empty: tuple[int, ...] = ()
+            keyword: list[list[int]] = [[] for _ in range(index.n_classes)]
+            touched: list[set[int]] = [set() for _ in range(index.n_classes)]
+            low: list[tuple[int, ...]] = [empty] * index.n_classes
+            veto: list[tuple[int, ...]] = [empty] * index.n_classes
+            for p, profile in enumerate(profiles):
+                for c, _, _, _ in self._keyword_terms[p]:
+                    keyword[c].append(p)
+                for t in profile.described:
+                    touched[index.term_class[t]].add(p)
+                    if profile.min_score < DESCRIPTION_CAP:  # description words alone could reach min_score
+                        low[index.term_class[t]] += (p,)
+                for c in profile.exclude:
+                    veto[c] += (p,)
+            self._walk = _Walk(
+                keyword=[tuple(k) for k in keyword],  # in config order
+                touched=[tuple(sorted(t.union(k))) for t, k in zip(touched, keyword, strict=True)],
+                low=low, veto=veto)
+        return self._walk
 
     def _batch_scorer(self) -> BatchScorer:
         """The profiles' postings as arrays (`bot.scoring_batch`), built once per matcher."""
@@ -464,6 +476,17 @@ class Matcher:
             return found
         scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
         return [(label, field, n, floor(q * QUANTUM * scale * SCALE + 0.5)) for label, field, n, q in found]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Per class id: the profiles with it as a keyword; with it as a keyword or description word; that its
+    description words alone could pass (min_score below the description's cap); that it vetoes."""
+
+    keyword: list[tuple[int, ...]]
+    touched: list[tuple[int, ...]]
+    low: list[tuple[int, ...]]
+    veto: list[tuple[int, ...]]
 
 
 class _Heads(dict[tuple[str, ...], tuple[Node, ...]]):
