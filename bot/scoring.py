@@ -52,7 +52,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, compress
+from itertools import compress
 from operator import attrgetter
 
 import numpy as np
@@ -60,11 +60,22 @@ from numpy.typing import NDArray
 
 from bot.config import ProfileConfig
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring_batch import QUANTUM, SCALE, BatchScorer, Counts, Postings, Scan, quantise, saturate
+from bot.scoring_batch import (
+    NO_PAIRS,
+    QUANTUM,
+    SCALE,
+    BatchScorer,
+    Pairs,
+    Postings,
+    Scan,
+    best_pairs,
+    quantise,
+    saturate,
+)
 from bot.scoring_check import check_profile
-from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, Node, compile_index
+from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, compile_index
 from bot.scoring_items import load_items_jsonl
-from bot.scoring_text import author_key, same_first_name, text_keys
+from bot.scoring_scan import Counts, Followed, Heads, count_classes
 from bot.semantic import Similarity, similarity_for
 
 __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
@@ -72,7 +83,6 @@ __all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
 IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
 SCAN_CACHE_ITEMS = 5_000
-_HEADS_MAX = 200_000  # distinct tokens remembered by a matcher (`_Heads`)
 _EPSILON = 1e-9
 _Described = tuple[str, str, int, int]  # a matched description word: label, field, count, weight in quanta
 _Term = tuple[int, str, float, float]  # a keyword or description word: class id, label, title/abstract weight
@@ -80,8 +90,6 @@ _Explained = tuple[int, tuple[Reason, ...]]  # what some matched keywords add, i
 _SAT = tuple(saturate(c) for c in range(64))
 _ID = attrgetter("id")
 _ITEM_ID = attrgetter("item.id")
-_Pairs = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]  # positions, profile ids, quanta
-_NOTHING: _Pairs = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float64))
 _MERGE_PAIRS = 400_000
 _SCORE = attrgetter("score")
 _WEIGHT = attrgetter("weight")
@@ -102,7 +110,7 @@ class Matcher:
         self._by_name = {name: i for i, name in enumerate(self._names)}
         self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
         self._scans: dict[str, tuple[Item, Scan]] = {}
-        self._heads = _Heads(index.root)
+        self._heads = Heads(index.root)
         profiles = index.profiles
         weight = [b * self._idf[c] for b, c in zip(index.term_base, index.term_class, strict=True)]
         equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
@@ -132,12 +140,7 @@ class Matcher:
                        for p, profile in enumerate(profiles)]
         self._author_quanta = [quantise(profile.author_weight) for profile in profiles]
         self._batch: BatchScorer | None = None  # built on first `rank_all`
-        # Followed authors by surname, then by first initial ("" for a surname alone): a name on a paper is
-        # compared with the people of its surname and initial only, not with everyone of that surname
-        self._author_index: dict[str, dict[str, list[tuple[int, str, str]]]] = {}
-        for surname, entries in index.authors.items():
-            for entry in entries:
-                self._author_index.setdefault(surname, {}).setdefault(entry[1][:1], []).append(entry)
+        self._followed = Followed(index.authors)
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -231,7 +234,7 @@ class Matcher:
             positions, profiles, _ = self._batch_scores(ordered, top)
             return self._explained(ordered, positions, profiles)
 
-    def _batch_scores(self, ordered: Sequence[Item], top: int | None) -> _Pairs:
+    def _batch_scores(self, ordered: Sequence[Item], top: int | None) -> Pairs:
         """(position in `ordered`, profile id, score in quanta) of every passing pair, or of each profile's best
         `top`, grouped by profile, best first, ties by position (= by id).
 
@@ -240,11 +243,11 @@ class Matcher:
         it would rank below): memory stays near profiles × top pairs, not one per match.
         """
         if top is not None and top <= 0:
-            return _NOTHING
+            return NO_PAIRS
         batch = self._batch_scorer()
         step = batch.chunk_items
         bar = np.zeros(len(self._names), dtype=np.float64)  # passing pairs have quanta > 0
-        kept, pending, waiting = _NOTHING, [], 0
+        kept, pending, waiting = NO_PAIRS, [], 0
         for start in range(0, len(ordered), step):
             chunk = ordered[start:start + step]
             rows, profiles, quanta = batch.chunk([self._scan(item) for item in chunk], self._cosines(chunk))
@@ -254,9 +257,9 @@ class Matcher:
             pending.append(((rows + start).astype(np.int32), profiles.astype(np.int32), quanta))
             waiting += len(quanta)
             if top is not None and waiting >= _MERGE_PAIRS:
-                kept = _best(kept, pending, top, bar)
+                kept = best_pairs(kept, pending, top, bar)
                 pending, waiting = [], 0
-        return _best(kept, pending, top, bar)
+        return best_pairs(kept, pending, top, bar)
 
     def _explained(self, ordered: Sequence[Item], positions: NDArray[np.int32],
                    profiles: NDArray[np.int32]) -> dict[str, list[ScoredItem]]:
@@ -360,52 +363,11 @@ class Matcher:
                                                      and held[0].abstract == item.abstract
                                                      and held[0].authors == item.authors)):
             return held[1]
-        counts: Counts = {}
-        heads = self._heads
-        if len(heads) > _HEADS_MAX:
-            heads.clear()
-        for f, text in enumerate((item.title, item.abstract)):
-            keys = text_keys(text) if text else []
-            found = list(map(heads.__getitem__, keys))  # most tokens start no term: skipped at C speed
-            last = len(found) - 1
-            for start in compress(range(len(found)), found):
-                for node in found[start]:
-                    for c in node.classes:
-                        hit = counts.get(c)
-                        if hit is None:
-                            counts[c] = [1, 0] if f == 0 else [0, 1]
-                        else:
-                            hit[f] += 1
-                    if node.children and start < last:  # a phrase may go on: its next word, inline
-                        children = node.children
-                        for key in keys[start + 1]:
-                            child = children.get(key)
-                            if child is not None:
-                                _count(child, counts, f)
-                                if child.children:
-                                    _extend(child, keys, start + 2, counts, f)
-        scan = counts, self._authors(item)
+        scan = count_classes(self._heads, item.title, item.abstract), self._followed.on(item.authors)
         if len(self._scans) >= SCAN_CACHE_ITEMS:
             self._scans.clear()
         self._scans[item.id] = (item, scan)
         return scan
-
-    def _authors(self, item: Item) -> dict[int, list[str]]:
-        """Profile id → the followed authors on the paper, as the profile wrote them."""
-        index = self._author_index
-        hits: dict[int, list[str]] = {}
-        if not index:
-            return hits
-        for name in item.authors:
-            if (key := author_key(name)) is None or (buckets := index.get(key[1])) is None:
-                continue
-            first = key[0]
-            found = (chain(buckets.get(first[0], ()), buckets.get("", ())) if first
-                     else chain.from_iterable(buckets.values()))
-            for p, followed, written in found:
-                if same_first_name(followed, first) and written not in hits.get(p, ()):
-                    hits.setdefault(p, []).append(written)
-        return hits
 
     def _evaluate(self, item: Item, p: int, counts: Counts, authors: list[str] | None, floor: float,
                   memo: dict[tuple[_Term, ...], _Explained] | None = None) -> ScoredItem | None:
@@ -489,18 +451,6 @@ class _Walk:
     veto: list[tuple[int, ...]]
 
 
-class _Heads(dict[tuple[str, ...], tuple[Node, ...]]):
-    """A token's keys → the trie nodes they start (mostly none), filled on first sight of each token."""
-
-    def __init__(self, root: Node) -> None:
-        super().__init__()
-        self._root = root.children
-
-    def __missing__(self, keys: tuple[str, ...]) -> tuple[Node, ...]:
-        nodes = self[keys] = tuple(node for key in keys if (node := self._root.get(key)) is not None)
-        return nodes
-
-
 def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
     """What these matched keywords add, in quanta, and their reasons strongest first (config order on ties)."""
     total = 0
@@ -518,48 +468,6 @@ def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
     if len(reasons) > 1:
         reasons.sort(key=_WEIGHT, reverse=True)
     return total, tuple(reasons)
-
-
-def _count(node: Node, counts: Counts, field: int) -> None:
-    for c in node.classes:
-        hit = counts.get(c)
-        if hit is None:
-            hit = counts[c] = [0, 0]
-        hit[field] += 1
-
-
-def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: Counts, field: int) -> None:
-    """Follow the trie from `node` along the tokens from `position`, counting every class reached."""
-    if position >= len(keys):
-        return
-    for key in keys[position]:
-        child = node.children.get(key)
-        if child is not None:
-            _count(child, counts, field)
-            if child.children:
-                _extend(child, keys, position + 1, counts, field)
-
-
-def _best(kept: _Pairs, pending: list[_Pairs], top: int | None, bar: NDArray[np.float64]) -> _Pairs:
-    """`kept` and `pending` pairs grouped by profile, best first, ties by position; with `top`, only each
-    profile's first `top`, and `bar[p]` raised to the worst of those once a profile holds `top`.
-
-    Two stable sorts, by score then by profile (a radix sort on 16-bit ids), keep equal scores in the order they
-    come: `kept` (earlier positions, in position order within a profile and score) before `pending` (in position
-    order), so ties stay by position without sorting on it.
-    """
-    positions, profiles, quanta = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(3))
-    order = np.argsort(-quanta, kind="stable")
-    ids = profiles[order]
-    order = order[np.argsort(ids.astype(np.uint16) if len(bar) <= 1 << 16 else ids, kind="stable")]
-    if top is not None:
-        grouped = profiles[order]
-        starts = np.flatnonzero(np.diff(grouped, prepend=-1))  # where each profile's run begins
-        rank = np.arange(len(order)) - np.repeat(starts, np.diff(starts, append=len(order)))
-        last = order[rank == top - 1]
-        bar[profiles[last]] = quanta[last]
-        order = order[rank < top]
-    return positions[order], profiles[order], quanta[order]
 
 
 def _bm25_idf(n: int, df: float) -> float:

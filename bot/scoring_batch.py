@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bot.scoring_compile import DESCRIPTION_CAP
+from bot.scoring_scan import Counts
 from bot.semantic import SEMANTIC_FLOOR, SEMANTIC_WEIGHT
 
 QUANTUM = 2.0**-24  # the step of every score: ~6e-8, far below any difference a reader or a ranking cares about
@@ -35,8 +36,9 @@ _EPSILON = 1e-9
 
 Ints: TypeAlias = NDArray[np.int64]
 Floats: TypeAlias = NDArray[np.float64]
-Counts = dict[int, list[int]]  # class id → [title count, abstract count], as `Matcher._scan` makes them
-Scan = tuple[Counts, dict[int, list[str]]]
+Scan = tuple[Counts, dict[int, list[str]]]  # class counts and followed authors, as `Matcher._scan` makes them
+Pairs = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]  # positions, profile ids, quanta
+NO_PAIRS: Pairs = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float64))
 
 
 def quantise(weight: float) -> int:
@@ -170,3 +172,25 @@ class BatchScorer:
 def _sums(cells: Ints, quanta: Floats, n: int) -> Floats:
     """Quanta added up per cell: whole numbers below 2⁵³, so exact in any order."""
     return np.bincount(cells, quanta, minlength=n).astype(np.float64, copy=False)
+
+
+def best_pairs(kept: Pairs, pending: list[Pairs], top: int | None, bar: Floats) -> Pairs:
+    """`kept` and `pending` pairs grouped by profile, best first, ties by position; with `top`, only each
+    profile's first `top`, and `bar[p]` raised to the worst of those once a profile holds `top`.
+
+    Two stable sorts, by score then by profile (a radix sort on 16-bit ids), keep equal scores in the order they
+    come: `kept` (earlier positions, in position order within a profile and score) before `pending` (in position
+    order), so ties stay by position without sorting on it.
+    """
+    positions, profiles, quanta = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(3))
+    order = np.argsort(-quanta, kind="stable")
+    ids = profiles[order]
+    order = order[np.argsort(ids.astype(np.uint16) if len(bar) <= 1 << 16 else ids, kind="stable")]
+    if top is not None:
+        grouped = profiles[order]
+        starts = np.flatnonzero(np.diff(grouped, prepend=-1))  # where each profile's run begins
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(starts, append=len(order)))
+        last = order[rank == top - 1]
+        bar[profiles[last]] = quanta[last]
+        order = order[rank < top]
+    return positions[order], profiles[order], quanta[order]
