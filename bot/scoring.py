@@ -353,7 +353,7 @@ class Matcher:
             raise KeyError(f"no profile named {profile!r} (profiles: {known})") from None
 
     def _sharing_scans(self, other: Matcher) -> Matcher:
-        other._scans = self._scans  # a scan depends on the index only, not on idf
+        other._scans, other._heads = self._scans, self._heads  # they depend on the index only, not on idf
         return other
 
     def _scan(self, item: Item) -> Scan:

@@ -74,50 +74,38 @@ def test_sqlite_creates_missing_directory(tmp_path: Path) -> None:
     assert path.exists()
 
 
-def test_concurrent_open_of_empty_db_migrates_once(db_url: str) -> None:
+def open_together(url: str, openers: int) -> list[BaseException]:
+    """`Store.open(url)` from `openers` threads released at once; what they raised."""
     errors: list[BaseException] = []
     stores: list[Store] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(openers)
 
     def open_one() -> None:
         barrier.wait()
         try:
-            stores.append(Store.open(db_url))
-        except BaseException as exc:  # collected, asserted below
+            stores.append(Store.open(url))
+        except BaseException as exc:  # collected, returned
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    threads = [threading.Thread(target=open_one) for _ in range(openers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     for store in stores:
         store.close()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_open_of_empty_db_migrates_once(db_url: str) -> None:
+    assert open_together(db_url, 4) == []
 
 
 def test_openers_creating_one_sqlite_file_together_all_open_it(tmp_path: Path) -> None:
     """Switching a new file to WAL needs it to itself, and SQLite says "locked" at once, busy timeout or not: the
     openers that lose the race must wait their turn, not fail (it failed about one race in four before)."""
     for trial in range(12):
-        url = f"sqlite:///{tmp_path / f'new{trial}.db'}"
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(6)
-
-        def open_one(url: str = url, errors: list[BaseException] = errors,
-                     barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                Store.open(url).close()
-            except BaseException as exc:  # collected, asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_one) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == [], (trial, errors)
+        assert open_together(f"sqlite:///{tmp_path / f'new{trial}.db'}", 6) == [], trial
 
 
 @pytest.mark.parametrize(("url", "needle"), [
