@@ -40,13 +40,8 @@ def _check_keywords(prefix: str, profile: ProfileConfig, excludes: list[tuple[st
     for where, text, _ in profile.weighted_keywords:
         key = f"{prefix}.{where}"
         variants = term_variants(text, case_rule(profile, text))
-        if not text.strip():
-            warnings.append(f"{key}: empty keyword never matches")
-        elif not variants:
-            warnings.append(f"{key}: {text!r} has no letters or digits after removing markup, so it never matches")
-        elif (vetoing := _vetoed_by(variants[0], excludes)) is not None:
-            warnings.append(f"{key}: {text!r} contains an exclude term ({' '.join(vetoing)!r}), "
-                            f"so every paper it matches is excluded")
+        if (problem := _term_problem(key, text, variants, excludes, "keyword", "matches")) is not None:
+            warnings.append(problem)
         elif variants[0] in seen:
             first_where, first_text = seen[variants[0]]
             warnings.append(f"{key}: {text!r} is the same as {first_where} ({first_text!r}) "
@@ -56,18 +51,26 @@ def _check_keywords(prefix: str, profile: ProfileConfig, excludes: list[tuple[st
     return warnings
 
 
+def _term_problem(key: str, text: str, variants: tuple[tuple[str, ...], ...], excludes: list[tuple[str, ...]],
+                  kind: str, lets: str) -> str | None:
+    """What makes a keyword or require term useless: empty, nothing left to match, or vetoed by an exclude term."""
+    if not text.strip():
+        return f"{key}: empty {kind} never matches"
+    if not variants:
+        return f"{key}: {text!r} has no letters or digits after removing markup, so it never matches"
+    if (vetoing := _vetoed_by(variants[0], excludes)) is not None:
+        return (f"{key}: {text!r} contains an exclude term ({' '.join(vetoing)!r}), "
+                f"so every paper it {lets} is excluded")
+    return None
+
+
 def _check_require(prefix: str, profile: ProfileConfig, excludes: list[tuple[str, ...]]) -> list[str]:
     warnings: list[str] = []
     for i, text in enumerate(profile.require):
-        key = f"{prefix}.require[{i}]"
         variants = term_variants(text, case_rule(profile, text))
-        if not text.strip():
-            warnings.append(f"{key}: empty require term never matches")
-        elif not variants:
-            warnings.append(f"{key}: {text!r} has no letters or digits after removing markup, so it never matches")
-        elif (vetoing := _vetoed_by(variants[0], excludes)) is not None:
-            warnings.append(f"{key}: {text!r} contains an exclude term ({' '.join(vetoing)!r}), "
-                            f"so every paper it lets through is excluded")
+        if (problem := _term_problem(f"{prefix}.require[{i}]", text, variants, excludes, "require term",
+                                     "lets through")) is not None:
+            warnings.append(problem)
     if profile.require and not any(term_variants(t, case_rule(profile, t)) for t in profile.require):
         warnings.append(f"{prefix}.require: no term can ever match, so only followed authors can score")
     return warnings
