@@ -145,12 +145,19 @@ class BatchScorer:
         return np.repeat(base, lengths) + postings.profile[at]
 
     @staticmethod
-    def _sum(postings: Postings, classes: Ints, base: Ints, sat_title: Floats, sat_abstract: Floats,
-             cells: int) -> Floats:
+    def _quanta(postings: Postings, classes: Ints, base: Ints, sat_title: Floats,
+                sat_abstract: Floats) -> tuple[Ints, Floats, Floats]:
+        """Each posting of `classes`: its cell, and what it adds in the title and in the abstract, in quanta
+        (`quantise` on arrays)."""
         at, lengths = postings.gather(classes)
-        quanta = (np.floor(postings.title[at] * np.repeat(sat_title, lengths) * SCALE + 0.5)
-                  + np.floor(postings.abstract[at] * np.repeat(sat_abstract, lengths) * SCALE + 0.5))
-        return _sums(np.repeat(base, lengths) + postings.profile[at], quanta, cells)
+        title = np.floor(postings.title[at] * np.repeat(sat_title, lengths) * SCALE + 0.5)
+        abstract = np.floor(postings.abstract[at] * np.repeat(sat_abstract, lengths) * SCALE + 0.5)
+        return np.repeat(base, lengths) + postings.profile[at], title, abstract
+
+    def _sum(self, postings: Postings, classes: Ints, base: Ints, sat_title: Floats, sat_abstract: Floats,
+             cells: int) -> Floats:
+        where, title, abstract = self._quanta(postings, classes, base, sat_title, sat_abstract)
+        return _sums(where, title + abstract, cells)
 
     def _description(self, classes: Ints, base: Ints, sat_title: Floats, sat_abstract: Floats,
                      cells: int) -> Floats | None:
@@ -159,10 +166,7 @@ class BatchScorer:
         postings = self._described
         if not len(postings):
             return None
-        at, lengths = postings.gather(classes)
-        where = np.repeat(base, lengths) + postings.profile[at]
-        title = np.floor(postings.title[at] * np.repeat(sat_title, lengths) * SCALE + 0.5)
-        abstract = np.floor(postings.abstract[at] * np.repeat(sat_abstract, lengths) * SCALE + 0.5)
+        where, title, abstract = self._quanta(postings, classes, base, sat_title, sat_abstract)
         raw = _sums(where, title + abstract, cells)
         scale = DESCRIPTION_CAP / (raw[where] * QUANTUM + DESCRIPTION_CAP)
         scaled = np.floor(title * QUANTUM * scale * SCALE + 0.5) + np.floor(abstract * QUANTUM * scale * SCALE + 0.5)
