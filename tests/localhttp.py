@@ -8,6 +8,7 @@
         url = server.url("/flaky")
         ...
         server.requests_for("/flaky")                         # what the client really sent, with times
+        server.max_in_flight                                  # the most requests it was answering at once
 
 Routes match the path with its query first, then without. Each connection is closed after its response
 (HTTP/1.0), and a client that hangs up early (size caps, deadlines) is not an error on the server side.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import mimetypes
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +42,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drip: float = 0.0  # seconds between body bytes: a server that trickles (read timeouts never fire)
+    hang_up: bool = False  # close the connection without answering (after `delay`)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class LocalHTTPServer:
     def __init__(self, directory: str | Path | None = None) -> None:
         self.directory = Path(directory).resolve() if directory is not None else None
         self.requests: list[Request] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._routes: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -186,9 +191,23 @@ def _make_handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, *, send_body: bool) -> None:
             request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                               time.monotonic())
-            reply = server._answer(request)
+            with server._lock:
+                server._in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server._in_flight)
+            try:
+                self._reply(server._answer(request), send_body=send_body)
+            finally:
+                with server._lock:
+                    server._in_flight -= 1
+
+        def _reply(self, reply: Reply, *, send_body: bool) -> None:
             if reply.delay:
                 server._wait(reply.delay)
+            if reply.hang_up:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             try:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

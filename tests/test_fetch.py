@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import itertools
+import random
 import socket
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -16,7 +20,7 @@ import pytest
 
 from bot.errors import FetchError
 from bot.models import Source
-from bot.sources.fetch import Fetcher
+from bot.sources.fetch import Fetcher, backoff_delay
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -217,3 +221,117 @@ async def test_missing_file_and_bad_scheme(fetcher: Fetcher, tmp_path: Path) -> 
         await fetcher.fetch(src(str(tmp_path / "nope.xml")))
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         await fetcher.fetch(src("ftp://example.org/feed.xml"))
+
+
+def test_backoff_doubles_per_attempt_with_jitter_and_a_one_minute_ceiling() -> None:
+    assert [backoff_delay(n, 1.0, 1.0) for n in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert backoff_delay(2, 0.5, 0.5) == 1.0 and backoff_delay(2, 0.5, 1.4) == pytest.approx(2.8)
+    assert backoff_delay(20, 1.0, 1.0) == 60.0
+
+
+async def test_retries_wait_longer_each_time_with_jitter(server: LocalHTTPServer) -> None:
+    """The gaps between attempts follow `backoff_delay` with the fetcher's own random draws: doubled per attempt,
+    and jittered (a seed whose draws are far from 1, so an unjittered schedule would fall outside the bounds)."""
+    server.route("/wobbly", Reply(500), Reply(503), Reply(502), Reply(200, b"up"))
+    seed = next(s for s in range(1000) if _far_from_one(random.Random(s), 3))
+    draws = random.Random(seed)
+    expected = [backoff_delay(n, 0.25, draws.uniform(0.5, 1.5)) for n in range(3)]
+    async with make_fetcher(backoff_base=0.25, rng=random.Random(seed)) as fetcher:
+        page = await fetcher.fetch(src(server.url("/wobbly")))
+    assert page is not None and page.body == b"up"
+    times = [r.at for r in server.requests_for("/wobbly")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    for gap, want in zip(gaps, expected, strict=True):
+        assert want - 0.02 <= gap <= want * 1.1 + 0.1, (gaps, expected)
+
+
+def _far_from_one(rng: random.Random, count: int) -> bool:
+    return all(abs(rng.uniform(0.5, 1.5) - 1.0) > 0.35 for _ in range(count))
+
+
+async def test_concurrent_fetches_to_one_host_are_limited_per_host(server: LocalHTTPServer) -> None:
+    for n in range(6):
+        server.route(f"/busy{n}", Reply(200, b"ok", delay=0.3))
+    async with make_fetcher(per_host_concurrency=2) as fetcher:
+        pages = await asyncio.gather(*(fetcher.fetch(src(server.url(f"/busy{n}"))) for n in range(6)))
+    assert all(page is not None for page in pages)
+    assert server.max_in_flight == 2  # never more than 2, and the 2 were used
+
+
+async def test_another_host_is_not_held_up_by_a_busy_one(server: LocalHTTPServer) -> None:
+    server.route("/stuck", Reply(200, b"late", delay=2.0))
+    with LocalHTTPServer() as other:
+        other.route("/quick", Reply(200, b"quick"))
+        async with make_fetcher(per_host_concurrency=1) as fetcher:
+            stuck = asyncio.ensure_future(fetcher.fetch(src(server.url("/stuck"))))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            quick = await fetcher.fetch(src(other.url("/quick")))
+            assert time.monotonic() - started < 1.0
+            assert quick is not None and quick.body == b"quick"
+            assert not stuck.done()
+            assert (await stuck) is not None
+
+
+async def test_read_timeout_fails_an_attempt_long_before_the_deadline(server: LocalHTTPServer) -> None:
+    server.route("/mute", Reply(200, b"never in time", delay=3.0))
+    async with make_fetcher(timeout=0.3, deadline=10.0, max_retries=1) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match=r"timed out after 2 attempts"):
+            await fetcher.fetch(src(server.url("/mute")))
+    assert time.monotonic() - started < 2.0
+    assert len(server.requests_for("/mute")) == 2
+
+
+async def test_a_connection_closed_without_an_answer_is_retried(server: LocalHTTPServer, fetcher: Fetcher) -> None:
+    server.route("/hangup", Reply(hang_up=True), Reply(200, b"second time lucky"))
+    page = await fetcher.fetch(src(server.url("/hangup")))
+    assert page is not None and page.body == b"second time lucky"
+    assert len(server.requests_for("/hangup")) == 2
+
+
+async def test_a_gzip_bomb_is_never_inflated_past_the_cap(server: LocalHTTPServer) -> None:
+    """Memory, not just the outcome: inflating these 64 MB whole would allocate them; capped, a little over 1 MB."""
+    bomb = gzip.compress(b"\0" * 64_000_000, compresslevel=9)
+    server.route("/bomb", Reply(200, bomb, {"Content-Encoding": "gzip"}))
+    async with make_fetcher(max_bytes=1_000_000) as fetcher:
+        tracemalloc.start()
+        try:
+            with pytest.raises(FetchError, match="larger than 1000000 bytes"):
+                await fetcher.fetch(src(server.url("/bomb")))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 16_000_000
+
+
+async def test_retry_after_takes_the_place_of_the_backoff(server: LocalHTTPServer) -> None:
+    server.route("/limited", Reply(429, headers={"Retry-After": "1"}), Reply(200, b"ok"))
+    async with make_fetcher(backoff_base=5.0) as fetcher:  # a backoff on top would wait 2.5 s or more
+        page = await fetcher.fetch(src(server.url("/limited")))
+    assert page is not None
+    first, second = server.requests_for("/limited")
+    assert 0.9 <= second.at - first.at < 2.0
+
+
+async def test_connect_timeout_fails_an_attempt_long_before_the_deadline() -> None:
+    """A host that never completes the TCP handshake: a listener whose accept queue is full drops new SYNs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            await asyncio.sleep(0.1)
+            async with make_fetcher(timeout=0.5, deadline=10.0, max_retries=0) as fetcher:
+                started = time.monotonic()
+                with pytest.raises(FetchError, match="connect timed out"):
+                    await fetcher.fetch(src(f"http://127.0.0.1:{port}/feed.xml"))
+            assert time.monotonic() - started < 3.0
+        finally:
+            for filler in fillers:
+                filler.close()

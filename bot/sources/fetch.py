@@ -61,13 +61,14 @@ class Fetcher:
     def __init__(self, user_agent: str, *, timeout: float = 20.0, deadline: float = 60.0,
                  max_bytes: int = 20_000_000, max_retries: int = 3, per_host_concurrency: int = 2,
                  min_host_interval: float = 1.0, backoff_base: float = 1.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, rng: random.Random | None = None) -> None:
         self.deadline = deadline
         self.max_bytes = max_bytes
         self.max_retries = max_retries
         self.per_host_concurrency = per_host_concurrency
         self.min_host_interval = min_host_interval
         self.backoff_base = backoff_base
+        self._rng = rng or random.Random()  # the backoff's jitter; seed one for a reproducible schedule
         self.host_not_before: dict[str, datetime] = {}
         self._next_slot: dict[str, float] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -152,7 +153,7 @@ class Fetcher:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _sleep_backoff(self, attempt: int, deadline_at: float) -> None:
-        delay = min(60.0, self.backoff_base * 2**attempt * random.uniform(0.5, 1.5))
+        delay = backoff_delay(attempt, self.backoff_base, self._rng.uniform(0.5, 1.5))
         remaining = deadline_at - asyncio.get_running_loop().time()
         await asyncio.sleep(max(0.0, min(delay, remaining)))
 
@@ -276,6 +277,13 @@ def _page(reply: _Reply) -> Page:
 
 # Sites that publish a slower pace for robots than our default spacing (arXiv's API asks for 3 s between calls).
 HOST_INTERVALS = {"export.arxiv.org": 3.0, "arxiv.org": 1.0}
+
+
+def backoff_delay(attempt: int, base: float, jitter: float) -> float:
+    """Seconds to wait before retry number `attempt + 1`: `base` doubled per attempt, times a random `jitter` in
+    [0.5, 1.5) so that sources failing together (one host down) do not all come back at the same moment; a minute
+    at most."""
+    return min(60.0, base * 2.0**attempt * jitter)
 
 
 def _host(url: str) -> str:
