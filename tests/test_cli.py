@@ -182,3 +182,31 @@ def test_status_after_the_demo(tmp_path: Path) -> None:
     assert report["deliveries"] == {"sent": 3}
     assert report["failing_sources"] == [] and report["problems"] == []
     assert {u["recipient"] for u in report["next_due"]} == {"ada", "grace", "#papers"}
+
+
+def test_sources_table_says_which_source_fails_why_and_what_to_do(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # rich would wrap the error column at 80
+    config = tmp_path / "config.toml"
+    config.write_text(f'''
+[bot]
+database = "sqlite:///{tmp_path / 'db.sqlite3'}"
+
+[[sources]]
+name = "hf"
+kind = "hf_api"
+url = "{FIXTURES / 'hf_api_daily_papers_2026-06-12.json'}"
+
+[[sources]]
+name = "moved"
+kind = "arxiv_feed"
+url = "{tmp_path / 'gone.xml'}"
+''')
+    assert digestbot("once", "--config", str(config)).returncode == 0
+    result = digestbot("sources", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 2}
+    assert "ok" in rows["hf"] and "30" in rows["hf"] and "cannot read" not in rows["hf"]
+    assert "failing" in rows["moved"] and "1" in rows["moved"]
+    assert "gone.xml: cannot read the file" in rows["moved"]
+    assert "Check the path" in rows["moved"]  # the hint is kept with the error

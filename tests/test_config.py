@@ -133,3 +133,23 @@ def test_css_selectors_reach_the_parser(tmp_path: Path) -> None:
                    'selectors = { item = "li.paper", title = "h3", link = "h3 a" }\n')
     source = load_config(write(tmp_path, text)).sources[0].to_source()
     assert (source.options["item"], source.options["title"], source.options["link"]) == ("li.paper", "h3", "h3 a")
+
+
+def test_source_options_reach_the_parser_and_pager(tmp_path: Path) -> None:
+    """`announce_types` and `max_pages` are what the arXiv parsers and `fetch_all_pages` read from the source."""
+    config = load_config(write(tmp_path, BASE + """
+[[sources]]
+name = "lg"
+kind = "arxiv_list"
+url = "https://arxiv.org/list/cs.LG/new"
+announce_types = ["new", "replace"]
+max_pages = 2
+
+[[sources]]
+name = "plain"
+kind = "arxiv_feed"
+url = "https://rss.arxiv.org/rss/cs.LG"
+"""))
+    listing, plain = (source.to_source() for source in config.sources)
+    assert listing.options["announce_types"] == ("new", "replace") and listing.options["max_pages"] == 2
+    assert plain.options["announce_types"] == ("new", "cross") and plain.options["max_pages"] == 5

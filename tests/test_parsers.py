@@ -375,3 +375,14 @@ def test_xml_entity_bomb_is_refused_quickly() -> None:
             '<rss version="2.0"><channel><item><title>&l9;</title><link>https://x.org/</link></item></channel></rss>')
     with pytest.raises(ParseError, match="not well-formed XML"):
         parse("feed", body)
+
+
+def test_hf_search_page_reads_search_results() -> None:
+    """`/papers?q=...` embeds its hits as `searchResults` (no real copy of a search page's HTML exists, so this is
+    the real daily page with its list under that key): the same items, and no fall back to the cards."""
+    real = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_text(encoding="utf-8")
+    assert real.count("&quot;dailyPapers&quot;") == 1
+    search = real.replace("&quot;dailyPapers&quot;", "&quot;searchResults&quot;")
+    items = parse("hf_papers", search)
+    assert [i.to_json() for i in items] == [i.to_json() for i in parse("hf_papers", real)]
+    assert len(items) == 13 and all(i.abstract and i.authors for i in items)  # JSON items; cards have neither
