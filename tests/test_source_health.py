@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.app import App, CycleReport
 from bot.config import Config, parse_config
 from bot.notify.maildir import MaildirSink
+from bot.notify.slack_sink import SlackSink
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
@@ -27,6 +29,7 @@ FIXTURES = Path(__file__).parent / "data" / "fixtures"
 HF_API = (FIXTURES / "hf_api_daily_papers_2026-06-12.json").read_bytes()
 HF_PAGE = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_bytes()
 T0 = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+KEYWORDS = ("model", "models", "agents", "video")
 
 
 class Switch:
@@ -68,13 +71,19 @@ def server() -> Iterator[LocalHTTPServer]:
         yield srv
 
 
-def make_config(db_url: str, server: LocalHTTPServer, mail: MaildirSink, *, admin: bool = False) -> Config:
+def make_config(db_url: str, server: LocalHTTPServer, mail: MaildirSink, *, admin: bool = False,
+                sources: list[dict[str, Any]] | None = None, keywords: tuple[str, ...] = KEYWORDS,
+                **extra: Any) -> Config:
+    """Two HF sources on `server` (or `sources`), one daily subscriber; `extra` goes into [bot], except `slack`."""
+    slack = extra.pop("slack", None)
     return parse_config({
-        "bot": {"database": db_url, "failure_threshold": 2, **({"admin_email": "ops@example.org"} if admin else {})},
+        "bot": {"database": db_url, "failure_threshold": 2, **({"admin_email": "ops@example.org"} if admin else {}),
+                **extra},
         "smtp": {"host": "127.0.0.1", "port": mail.port, "security": "none", "sender": "digest@example.org"},
-        "sources": [{"name": "steady", "kind": "hf_api", "url": server.url("/api"), "every": "30m"},
-                    {"name": "fragile", "kind": "hf_papers", "url": server.url("/hf"), "every": "30m"}],
-        "profiles": {"all": {"keywords": ["model", "models", "agents", "video"]}},
+        **({"slack": slack} if slack else {}),
+        "sources": sources or [{"name": "steady", "kind": "hf_api", "url": server.url("/api"), "every": "30m"},
+                               {"name": "fragile", "kind": "hf_papers", "url": server.url("/hf"), "every": "30m"}],
+        "profiles": {"all": {"keywords": list(keywords)}},
         "subscribers": [{"name": "ada", "email": "ada@example.org", "profiles": ["all"], "schedule": "daily 06:00",
                          "timezone": "UTC"}],
     })
@@ -165,3 +174,76 @@ async def test_admin_told_once_per_streak_and_on_recovery(db_url: str, server: L
     assert subjects == ["digestbot: Source fragile is failing", "digestbot: Source fragile works again"]
     body = to_admin[0].get_body(("plain",))
     assert body is not None and "500" in body.get_content() and "2 times in a row" in body.get_content()
+
+
+async def test_sources_are_fetched_with_the_configured_user_agent(db_url: str, server: LocalHTTPServer,
+                                                                  mail: MaildirSink) -> None:
+    server.route("/api", Reply(200, HF_API))
+    server.route("/hf", Reply(200, HF_PAGE))
+    agent = "lab-digest/2.0 (+mailto:ops@lab.example)"
+    async with App(make_config(db_url, server, mail, user_agent=agent)) as app:  # the App's own Fetcher
+        report = await app.cycle(now=T0)
+    assert status(report) == {"steady": "ok", "fragile": "ok"}
+    assert {r.headers["user-agent"] for r in server.requests} == {agent}
+
+
+async def test_an_arxiv_feed_empty_on_a_weekend_is_a_quiet_day_not_a_failure(db_url: str, server: LocalHTTPServer,
+                                                                             mail: MaildirSink) -> None:
+    weekday = (FIXTURES / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()
+    weekend = (FIXTURES / "arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml").read_bytes()
+    server.route("/rss", Reply(200, weekday), Reply(200, weekend))
+    config = make_config(db_url, server, mail, sources=[
+        {"name": "rss", "kind": "arxiv_feed", "url": server.url("/rss"), "every": "30m",
+         "announce_types": ["new", "cross", "replace"]}])
+    first = await cycle(config, T0)
+    assert [(r.status, r.fetched) for r in first.refreshed] == [("ok", 4)]  # replacements kept, as configured
+    quiet = await cycle(config, T0 + timedelta(hours=1))
+    assert [(r.status, r.fetched, r.error) for r in quiet.refreshed] == [("ok", 0, None)]
+    with Store.open(db_url) as store:
+        state = store.get_source_state("rss")
+        assert state.consecutive_failures == 0 and state.last_item_count == 0 and state.max_item_count == 4
+        assert store.item_count() == 4
+
+
+async def test_a_digest_with_nothing_matched_is_still_sent_while_a_source_fails(db_url: str, server: LocalHTTPServer,
+                                                                               mail: MaildirSink) -> None:
+    """No match and no failing source: no mail. No match while a source fails: the mail says so, because an empty
+    inbox would look like a quiet day."""
+    server.route("/api", Reply(200, HF_API))
+    fragile = Switch(Reply(200, HF_PAGE))
+    server.route("/hf", handler=fragile)
+    config = make_config(db_url, server, mail, keywords=("xylophone",))
+    await cycle(config, T0)
+    quiet = await cycle(config, T0 + timedelta(hours=1))  # 06:00: ada's digest is due, nothing matches
+    assert [d.status for d in quiet.delivered] == ["skipped"] and mail.messages() == []
+
+    fragile.reply = Reply(500, b"down")
+    broken = await cycle(config, T0 + timedelta(days=1, hours=1))
+    assert status(broken)["fragile"] == "failed"
+    assert [(d.recipient, d.status) for d in broken.delivered] == [("ada", "sent")]
+    [message] = mail.messages()
+    text = message.get_body(("plain",))
+    assert text is not None and "fragile" in text.get_content() and "500" in text.get_content()
+
+
+async def test_admin_told_on_slack_once_per_streak_and_on_recovery(db_url: str, server: LocalHTTPServer,
+                                                                   mail: MaildirSink,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTH_SLACK_TOKEN", "xoxb-health-test")
+    server.route("/api", Reply(200, HF_API))
+    fragile = Switch(Reply(200, HF_PAGE))
+    server.route("/hf", handler=fragile)
+    async with SlackSink() as slack:
+        config = make_config(db_url, server, mail, admin_slack_channel="C0OPS",
+                             slack={"token_env": "HEALTH_SLACK_TOKEN", "base_url": slack.base_url})
+        await cycle(config, T0)
+        fragile.reply = Reply(500, b"down")
+        for hours in (1, 2, 3):  # three failures in a row, threshold 2
+            await cycle(config, T0 + timedelta(hours=hours))
+        fragile.reply = Reply(200, HF_PAGE)
+        await cycle(config, T0 + timedelta(hours=4))
+        await cycle(config, T0 + timedelta(hours=5))
+        to_ops = [json.dumps(p.body) for p in slack.posts if p.body.get("channel") == "C0OPS"]
+    assert len(to_ops) == 2, to_ops
+    assert "fragile" in to_ops[0] and "failing" in to_ops[0] and "500" in to_ops[0]
+    assert "fragile" in to_ops[1] and "works again" in to_ops[1]
