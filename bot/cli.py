@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Watches paper listings, scores what is new against your keyword profiles, "
                        "sends email digests, Slack posts and alerts.")
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one greppable line
 
 ONCE_WAIT_SECONDS = 120.0  # on SQLite, how long `once` waits for another `once` on the same file
 _state = {"debug": False}

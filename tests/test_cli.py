@@ -210,3 +210,16 @@ url = "{tmp_path / 'gone.xml'}"
     assert "failing" in rows["moved"] and "1" in rows["moved"]
     assert "gone.xml: cannot read the file" in rows["moved"]
     assert "Check the path" in rows["moved"]  # the hint is kept with the error
+
+
+def test_parse_error_is_one_line_whatever_the_path(tmp_path: Path) -> None:
+    """Scripts grep stderr for "layout changed?": the message must not be wrapped at the console width."""
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    page = folder / "garbage.html"
+    page.write_text("<html><body><p>We moved!</p></body></html>")
+    result = digestbot("parse", "--kind", "arxiv_feed", str(page), "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = [line for line in result.stderr.splitlines() if "layout changed?" in line]
+    assert line.startswith(f"error: {page}: ")
+    assert any(line.startswith("hint: ") and line.endswith("may have changed.") for line in result.stderr.splitlines())

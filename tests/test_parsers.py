@@ -386,3 +386,21 @@ def test_hf_search_page_reads_search_results() -> None:
     items = parse("hf_papers", search)
     assert [i.to_json() for i in items] == [i.to_json() for i in parse("hf_papers", real)]
     assert len(items) == 13 and all(i.abstract and i.authors for i in items)  # JSON items; cards have neither
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9, 0.96, 0.9999])
+def test_arxiv_list_cut_short_is_an_error_not_fewer_items(fraction: float) -> None:
+    """A page cut short but served as a whole 200 (a proxy's partial answer) must not look like a short listing:
+    paging would go on past the entries it lost, and the last entry read could be cut mid-title."""
+    real = (FIXTURES / "arxiv_list_cs.CL_recent_2026-07-28.html").read_bytes()
+    with pytest.raises(ParseError, match=r"truncated page\?"):
+        parse("arxiv_list", real[: int(len(real) * fraction)])
+
+
+def test_arxiv_list_section_with_fewer_entries_than_its_heading_says_is_an_error() -> None:
+    """The whole page, but the first section lost an entry (its heading still says 47)."""
+    real = (FIXTURES / "arxiv_list_cs.CL_recent_2026-07-28.html").read_text(encoding="utf-8")
+    first_entry = re.search(r"<dt>.*?</dd>", real, flags=re.DOTALL)
+    assert first_entry is not None
+    with pytest.raises(ParseError, match=r"has 46 of the 47 entries it announces"):
+        parse("arxiv_list", real.replace(first_entry.group(0), "", 1))

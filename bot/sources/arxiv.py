@@ -104,6 +104,8 @@ def parse_arxiv_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 _TOTAL = re.compile(r"Total of\s+(\d+)\s+entries", re.IGNORECASE)
 _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+# a /list section heading: "Mon, 27 Jul 2026 (showing 47 of 47 entries )", "… (showing first 3 of 110 entries )"
+SHOWING = re.compile(r"\(showing (?:first )?(\d+) of (\d+) entries", re.IGNORECASE)
 _PER_PAGE = re.compile(r"Showing up to\s+(\d+)\s+entries per page", re.IGNORECASE)
 
 
@@ -122,12 +124,12 @@ def list_span(page: Page) -> Span | None:
 
     The paging block counts entries before any announce-type filter, so paging never stops early because
     replacements were dropped. Without the current range, the URL's `skip=` and the `<dt>`s on the page stand in.
+    Without the block, a section heading that shows fewer entries than it has ("showing first 3 of 110 entries")
+    still says the listing goes on: the total is then at least the entries still owed to that section.
     """
     tree = LexborHTMLParser(page.text())
     paging = tree.css_first("div.paging")
     total = _TOTAL.search(collapse(paging.text()) if paging is not None else page.text())
-    if total is None:
-        return None
     ranges = (_RANGE.match(collapse(span.text())) for span in paging.css("span")) if paging is not None else ()
     current = next((match for match in ranges if match), None)
     if current is not None:
@@ -137,7 +139,15 @@ def list_span(page: Page) -> Span | None:
         start, count = int(skip) if skip.isdigit() else 0, len(tree.css("dl#articles dt"))
     more = tree.css_first("div.morefewer")
     per_page = _PER_PAGE.search(collapse(more.text())) if more is not None else None
-    return Span(start, count, int(total.group(1)), int(per_page.group(1)) if per_page else None)
+    if total is not None:
+        owed = int(total.group(1))
+    else:
+        shown = [SHOWING.search(collapse(h3.text())) for h3 in tree.css("dl#articles h3")]
+        missing = sum(int(m.group(2)) - int(m.group(1)) for m in shown if m is not None)
+        if not missing:
+            return None
+        owed = start + count + missing
+    return Span(start, count, owed, int(per_page.group(1)) if per_page else None)
 
 
 def api_span(page: Page) -> Span | None:

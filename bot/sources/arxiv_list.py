@@ -19,7 +19,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.arxiv import announce_types, is_kept
+from bot.sources.arxiv import SHOWING, announce_types, is_kept
 from bot.sources.ids import ARXIV_ABS, ARXIV_ID_PATTERN, arxiv_id, collapse, collapse_each
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
@@ -47,16 +47,33 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
         if "no new submissions" in page.text().lower():
             return []
         raise ParseError(f"{page.url}: no dl#articles section found; layout changed?")
+    if not page.body.rstrip().lower().endswith(b"</html>"):
+        raise ParseError(f"{page.url}: the page stops before its end (no closing </html>); truncated page?",
+                         hint=_HINT_TRUNCATED)
     headings = [collapse(h3.text()) if (h3 := dl.css_first("h3")) is not None else "" for dl in sections]
     days = [_heading_day(heading, page.fetched_at) for heading in headings]
     page_day = _page_day(tree, page.fetched_at) if None in days else None
     items: list[Item] = []
     for dl, heading, day in zip(sections, headings, days, strict=True):
-        items += _list_items(dl, day or page_day, _heading_section(heading))
+        dts = dl.css("dt")
+        _check_complete(page, heading, len(dts))
+        items += _list_items(dl, dts, day or page_day, _heading_section(heading))
     if not items:
         raise ParseError(f"{page.url}: {len(sections)} article sections but no entries read; layout changed?")
     wanted = announce_types(options)
     return [item for item in items if is_kept(item, wanted)]
+
+
+_HINT_TRUNCATED = "The page arrived incomplete; the source is retried on its next refresh."
+
+
+def _check_complete(page: Page, heading: str, entries: int) -> None:
+    """A section holds as many entries as its heading says it shows: fewer means the page was cut short (a proxy's
+    partial answer served as a whole 200), and paging on from it would skip the rest for good."""
+    showing = SHOWING.search(heading)
+    if showing is not None and entries < int(showing.group(1)):
+        raise ParseError(f"{page.url}: section {heading!r} has {entries} of the {showing.group(1)} entries it "
+                         "announces; truncated page? layout changed?", hint=_HINT_TRUNCATED)
 
 
 def _page_day(tree: LexborHTMLParser, fetched_at: datetime) -> datetime | None:
@@ -120,9 +137,8 @@ def _abs_id(href: str) -> str | None:
     return arxiv_id(urljoin("https://arxiv.org/", href))
 
 
-def _list_items(dl: LexborNode, day: datetime | None, section: str | None) -> list[Item]:
+def _list_items(dl: LexborNode, dts: list[LexborNode], day: datetime | None, section: str | None) -> list[Item]:
     items: list[Item] = []
-    dts = dl.css("dt")
     for dt, link, (title, authors, abstract) in zip(dts, _abstract_links(dl, dts), _section_parts(dl), strict=False):
         if link is None:
             link = dt.css_first('a[href*="/abs/"]')
