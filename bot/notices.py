@@ -46,12 +46,15 @@ def _recovered_notice(state: SourceState, now: datetime) -> Notice:
 
 
 def plan_notices(config: Config, store: Store, *, now: datetime,
-                 new_message_id: Callable[[], str]) -> list[PlannedDelivery]:
-    """The admin notices owed now; the caller writes them to the outbox."""
+                 new_message_id: Callable[[], str]) -> tuple[list[PlannedDelivery], dict[str, str]]:
+    """The admin notices owed now, and the meta markers that record them as told; the caller writes both in one
+    transaction (`Store.plan(rows, meta_values=markers)`), so a crash in between can neither lose a notice nor
+    send it twice (its key is the same when it is planned again)."""
     destinations = admin_destinations(config)
     if not destinations:
-        return []
+        return [], {}
     planned: list[PlannedDelivery] = []
+    markers: dict[str, str] = {}
     for source in config.sources:
         if not source.enabled:
             continue
@@ -61,14 +64,14 @@ def plan_notices(config: Config, store: Store, *, now: datetime,
         if state.consecutive_failures >= config.bot.failure_threshold and not reported:
             streak = state.last_success_at.isoformat() if state.last_success_at else "never"
             notice, key = _failing_notice(state, now), f"source-failing:{source.name}:{streak}"
-            store.set_meta(marker, streak)
+            markers[marker] = streak
         elif state.consecutive_failures == 0 and reported:
             notice, key = _recovered_notice(state, now), f"source-recovered:{source.name}:{reported}"
-            store.set_meta(marker, "")
+            markers[marker] = ""
         else:
             continue
         planned.extend(notice_rows(destinations, notice, key, now=now, new_message_id=new_message_id))
-    return planned
+    return planned, markers
 
 
 def notice_rows(destinations: list[tuple[str, str]], notice: Notice, key: str, *, now: datetime,

@@ -263,6 +263,6 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
                 result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
         result.planned.extend(store.plan(batch, now=now))
     planner.finish()
-    notices = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))
-    result.planned.extend(store.plan(notices, now=now))
+    notices, told = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))
+    result.planned.extend(store.plan(notices, now=now, meta_values=told))
     return result

@@ -5,6 +5,7 @@ The clock is an argument, so these walk time the way `digestbot once --now` does
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from bot.config import Config, parse_config
 from bot.models import Item
 from bot.planning import plan_deliveries
 from bot.scoring import compile_profiles
-from bot.store import Store
+from bot.store import Store, outbox
+from bot.store.outbox import PlannedDelivery
 
 
 def config(**subscriber: Any) -> Config:
@@ -162,3 +164,34 @@ def test_profile_max_items_caps_that_profile_in_the_digest(store: Store) -> None
     row = next(d for d in store.deliveries() if d.key == "digest:email:ada:2026-11-23")
     profiles = sorted(e["profile"] for e in row.payload["items"])
     assert profiles == ["rlhf", "vision", "vision"]
+
+
+def test_an_admin_notice_is_never_marked_told_without_being_in_the_outbox(store: Store,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "told" marker and the notice row are written together: if writing the outbox fails (a crash, a full
+    disk), the next pass plans the notice again, and once it is in, it is never planned twice."""
+    cfg = parse_config({
+        "bot": {"admin_email": "ops@example.org", "failure_threshold": 2},
+        "smtp": {"host": "127.0.0.1", "sender": "digest@example.org"},
+        "sources": [{"name": "lg", "kind": "arxiv_feed", "url": "https://rss.arxiv.org/rss/cs.LG"}],
+        "profiles": {"rlhf": {"keywords": ["DPO"]}},
+        "subscribers": [{"name": "ada", "email": "ada@example.org", "profiles": ["rlhf"]}],
+    })
+    now = at("2026-11-23T05:00:00+00:00")
+    for hours in (0, 1):
+        store.record_fetch_error("lg", at=now + timedelta(hours=hours), error="HTTP 500", next_due_at=None)
+
+    def notices_fail(connection: Any, planned: Sequence[PlannedDelivery], now: datetime) -> list[str]:
+        if any(p.kind == "notice" for p in planned):
+            raise OSError("disk full")
+        return real_plan(connection, planned, now)
+
+    real_plan = outbox.plan
+    monkeypatch.setattr(outbox, "plan", notices_fail)
+    with pytest.raises(OSError, match="disk full"):
+        plan(cfg, store, now + timedelta(hours=2))
+    monkeypatch.undo()
+
+    assert [k for k in plan(cfg, store, now + timedelta(hours=3)) if k.startswith("notice:")] == [
+        "notice:email:source-failing:lg:never"]
+    assert [k for k in plan(cfg, store, now + timedelta(hours=4)) if k.startswith("notice:")] == []

@@ -8,7 +8,7 @@ unsubscribes, which are a few lines each.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -172,10 +172,16 @@ class Store:
 
     # -- outbox --------------------------------------------------------------------------------------------
 
-    def plan(self, deliveries: Sequence[PlannedDelivery], *, now: datetime) -> list[str]:
-        """Insert all planned deliveries in one transaction; return the keys that did not exist yet."""
+    def plan(self, deliveries: Sequence[PlannedDelivery], *, now: datetime,
+             meta_values: Mapping[str, str] | None = None) -> list[str]:
+        """Insert all planned deliveries in one transaction; return the keys that did not exist yet.
+
+        `meta_values` are upserted in the same transaction: a marker saying "this was planned" is then never
+        saved without the rows it stands for (a crash between the two would lose them for good)."""
         with self._write() as connection:
-            return outbox.plan(connection, deliveries, now)
+            inserted = outbox.plan(connection, deliveries, now)
+            _upsert_meta(connection, meta_values or {})
+            return inserted
 
     def last_covered(self, recipient: str, channel: str, kind: str = "digest") -> datetime | None:
         """The latest `covers_until` planned for this recipient and channel: where the next digest starts."""
@@ -282,14 +288,11 @@ class Store:
         if not values:
             return
         with self._write() as connection:
-            for key, value in values.items():
-                statement = dialect_insert(connection, meta).values(key=key, value=value)
-                connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+            _upsert_meta(connection, values)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as connection:
-            statement = dialect_insert(connection, meta).values(key=key, value=value)
-            connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+            _upsert_meta(connection, {key: value})
 
     def unsubscribe(self, address: str, *, at: datetime) -> None:
         """Addresses are compared case-insensitively; the first unsubscribe time is kept."""
@@ -339,3 +342,9 @@ def _source_state(row: Row[Any]) -> SourceState:
 def _health(state: SourceState) -> SourceHealth:
     return SourceHealth(name=state.name, failing=state.failing, consecutive_failures=state.consecutive_failures,
                         last_error=state.last_error, last_success=state.last_success_at)
+
+
+def _upsert_meta(connection: Connection, values: Mapping[str, str]) -> None:
+    for key, value in values.items():
+        statement = dialect_insert(connection, meta).values(key=key, value=value)
+        connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
