@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bot.errors import FetchError
-from bot.models import Source
+from bot.models import Page, Source
 from bot.sources.fetch import Fetcher, backoff_delay
 from tests.localhttp import LocalHTTPServer, Reply
 
@@ -335,3 +335,17 @@ async def test_connect_timeout_fails_an_attempt_long_before_the_deadline() -> No
         finally:
             for filler in fillers:
                 filler.close()
+
+
+async def test_a_turn_past_the_deadline_from_our_own_spacing_is_not_a_retry_after(server: LocalHTTPServer) -> None:
+    """Only the site's Retry-After may put a hold on a source; a queue of our own making fails this try alone."""
+    server.route("/one", Reply(200, b"1"))
+    server.route("/two", Reply(200, b"2"))
+    async with make_fetcher(min_host_interval=3.0, deadline=1.0) as fetcher:
+        first, second = await asyncio.gather(fetcher.fetch(src(server.url("/one"))),
+                                             fetcher.fetch(src(server.url("/two"))), return_exceptions=True)
+    assert isinstance(first, Page) and isinstance(second, FetchError)
+    assert "queued ahead of this one" in str(second) and "asked us" not in str(second)
+    assert second.retry_after is None and second.status is None
+    assert fetcher.host_not_before == {}
+    assert len(server.requests) == 1

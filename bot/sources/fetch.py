@@ -37,6 +37,8 @@ MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _HINT_TRANSIENT = "The site did not answer properly; the source is retried on its next refresh."
+_HINT_QUEUED = ("Many sources share this host and its spacing between requests; the source is tried again on its "
+                "next refresh. Fewer sources on one host, or a longer `every`, avoid it.")
 _HINT_SIZE = "The URL may point at the wrong thing (an archive, a video); raise the size cap only if it is right."
 _HINT_STATUS = {
     401: "The site wants a login; digestbot can only read public pages.",
@@ -187,14 +189,17 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         not_before = self.host_not_before.get(host)
-        start = now
+        held = now  # when the site's Retry-After lets us ask again
         if not_before is not None:
-            start += max(0.0, (not_before - datetime.now(UTC)).total_seconds())
-        start = max(start, self._next_slot.get(host, now))
-        if start > deadline_at:
-            wait = start - now
+            held += max(0.0, (not_before - datetime.now(UTC)).total_seconds())
+        if held > deadline_at:
+            wait = held - now
             raise FetchError(f"{url}: the site asked us to wait {wait:.0f} s, beyond this fetch's deadline",
                              retry_after=wait, hint=_HINT_STATUS[429])
+        start = max(held, self._next_slot.get(host, now))
+        if start > deadline_at:  # our own spacing, not the site: no hold on the source, just a later try
+            raise FetchError(f"{url}: {start - now:.0f} s of requests to this host are queued ahead of this one, "
+                             "beyond this fetch's deadline", hint=_HINT_QUEUED)
         self._next_slot[host] = start + max(self.min_host_interval, HOST_INTERVALS.get(host.split(":")[0], 0.0))
         if start > now:
             await asyncio.sleep(start - now)
