@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class BotError(Exception):
     """Base of every error digestbot reports to a person."""
@@ -44,10 +46,12 @@ class FetchError(BotError):
     hint = "Check the source URL in the config; the source is retried on its next refresh."
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 hint: str | None = None) -> None:
+                 retry_at: datetime | None = None, held: bool = False, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds the site asked us to wait (Retry-After), from when it answered
+        self.retry_at = retry_at  # the same as a time, where the site gave one (Retry-After as an HTTP date)
+        self.held = held  # nothing was sent: the host asked us earlier to wait (another source's Retry-After)
 
 
 class ParseError(BotError):

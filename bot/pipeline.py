@@ -78,20 +78,34 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
         if not items and (state.max_item_count or 0) >= SUSPICIOUS_DROP and source.kind not in QUIET_DAY_KINDS:
             raise ParseError(f"{source.url}: no items, where earlier fetches found up to {state.max_item_count}; "
                              "layout changed?")
-    except (FetchError, ParseError) as exc:
-        not_before = None
-        if isinstance(exc, FetchError) and exc.retry_after:
-            not_before = now + timedelta(seconds=exc.retry_after)
-        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-        await asyncio.to_thread(partial(store.record_fetch_error, source.name, at=now, error=message,
-                                        next_due_at=next_due, not_before=not_before))
-        log.warning("source %s failed: %s", source.name, exc.message)
-        return RefreshResult(source.name, "failed", error=exc.message)
+    except FetchError as exc:
+        if exc.held and exc.retry_at is not None:  # the host asked us to wait: not this source's failure
+            await asyncio.to_thread(partial(store.record_fetch_held, source.name, not_before=exc.retry_at,
+                                            next_due_at=next_due))
+            log.info("source %s waits: %s", source.name, exc.message)
+            return RefreshResult(source.name, "skipped")
+        return await _failed(store, source, exc, now=now, next_due=next_due)
+    except ParseError as exc:
+        return await _failed(store, source, exc, now=now, next_due=next_due)
     new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))
     return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
+
+
+async def _failed(store: Store, source: Source, exc: FetchError | ParseError, *, now: datetime,
+                  next_due: datetime) -> RefreshResult:
+    """Record a failed refresh (with the hold a Retry-After asks for) and say so; nothing stored is touched."""
+    not_before = None
+    if isinstance(exc, FetchError) and exc.retry_after:
+        # an HTTP date is a time; seconds count from the answer, which is this cycle's `now`
+        not_before = exc.retry_at or now + timedelta(seconds=exc.retry_after)
+    message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    await asyncio.to_thread(partial(store.record_fetch_error, source.name, at=now, error=message,
+                                    next_due_at=next_due, not_before=not_before))
+    log.warning("source %s failed: %s", source.name, exc.message)
+    return RefreshResult(source.name, "failed", error=exc.message)
 
 
 async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,

@@ -12,7 +12,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,8 @@ async def test_retry_after_beyond_deadline_fails_at_once(server: LocalHTTPServer
         with pytest.raises(FetchError) as again:
             await fetcher.fetch(src(server.url("/" + HF_PAGE)))
         assert again.value.retry_after is not None and again.value.retry_after > 100
+        assert again.value.held and not caught.value.held  # the second sent nothing: a hold, not an answer
+        assert again.value.retry_at == fetcher.host_not_before[host]
     assert len(server.requests) == 1
 
 
@@ -124,6 +126,7 @@ async def test_retry_after_http_date(server: LocalHTTPServer) -> None:
         with pytest.raises(FetchError) as caught:
             await fetcher.fetch(src(server.url("/maintenance")))
     assert caught.value.retry_after is not None and 3500 < caught.value.retry_after <= 3600
+    assert caught.value.retry_at == parsedate_to_datetime(when)  # the date itself, not "now + seconds"
 
 
 async def test_404_is_not_retried(server: LocalHTTPServer, fetcher: Fetcher) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
 
+Handler = Callable[[Request], Reply]
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 HF_API = (FIXTURES / "hf_api_daily_papers_2026-06-12.json").read_bytes()
 HF_PAGE = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_bytes()
@@ -50,13 +51,35 @@ FAULTS: dict[str, tuple[Reply, str]] = {
     "garbage": (Reply(200, b"<html><body><p>We moved! \xff\xfe</p></body></html>",
                       {"Content-Type": "text/html"}), "layout changed?"),
     "empty-body": (Reply(200, b"", {"Content-Type": "text/html"}), "layout changed?"),
-    "truncated": (Reply(200, HF_PAGE[: len(HF_PAGE) // 3], {"Content-Type": "text/html"}), ""),
+    "truncated": (Reply(200, HF_PAGE[: len(HF_PAGE) // 3], {"Content-Type": "text/html"}), "layout changed?"),
     "slow": (Reply(200, HF_PAGE, delay=5.0), "deadline"),
     "drip": (Reply(200, HF_PAGE[:200], {"Content-Length": "200"}, drip=0.5), "deadline"),
     "gzip-bomb": (Reply(200, gzip.compress(b"\0" * 30_000_000), {"Content-Encoding": "gzip"}), "larger than"),
     "redirect-loop": (Reply(302, b"", {"Location": "/hf"}), "redirect"),
     "redirect-ftp": (Reply(302, b"", {"Location": "ftp://example.org/x"}), "ftp"),
 }
+
+RETRY_AT = datetime(2030, 1, 1, tzinfo=UTC)  # far ahead: a hold that outlasts every cycle here
+RETRY_AFTER: dict[str, tuple[int, str]] = {
+    "429-seconds": (429, "3600"),
+    "503-seconds": (503, "3600"),
+    "429-http-date": (429, format_datetime(RETRY_AT, usegmt=True)),
+    "503-http-date": (503, format_datetime(RETRY_AT, usegmt=True)),
+}
+PAGE_ETAG = '"hf-daily-2024-08-01"'
+PAGE_LAST_MODIFIED = "Thu, 01 Aug 2024 18:00:00 GMT"
+
+
+def conditional(body: bytes, etag: str = PAGE_ETAG, last_modified: str = PAGE_LAST_MODIFIED) -> Handler:
+    """A route serving `body` with validators, and 304 to a request that sends its ETag back."""
+    headers = {"Content-Type": "text/html", "ETag": etag, "Last-Modified": last_modified}
+
+    def answer(request: Request) -> Reply:
+        if request.headers.get("if-none-match") == etag:
+            return Reply(304, b"", headers)
+        return Reply(200, body, headers)
+
+    return answer
 
 
 @pytest.fixture
@@ -247,3 +270,135 @@ async def test_admin_told_on_slack_once_per_streak_and_on_recovery(db_url: str, 
     assert len(to_ops) == 2, to_ops
     assert "fragile" in to_ops[0] and "failing" in to_ops[0] and "500" in to_ops[0]
     assert "fragile" in to_ops[1] and "works again" in to_ops[1]
+
+
+@pytest.mark.parametrize("form", list(RETRY_AFTER))
+async def test_retry_after_holds_only_that_source_and_loses_nothing(db_url: str, server: LocalHTTPServer,
+                                                                    mail: MaildirSink, form: str) -> None:
+    """429 or 503 with Retry-After (seconds or an HTTP date) marks the source failed and holds it: no request
+    before the hold ends, even once it is due again, while the other source and the digest go on."""
+    server.route("/api", Reply(200, HF_API, {"Content-Type": "application/json"}))
+    fragile = Switch(Reply(200, HF_PAGE, {"Content-Type": "text/html"}))
+    server.route("/hf", handler=fragile)
+    config = make_config(db_url, server, mail)
+    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
+    with Store.open(db_url) as store:
+        stored = store.item_count()
+
+    code, retry_after = RETRY_AFTER[form]
+    fragile.reply = Reply(code, b"busy", {"Retry-After": retry_after})
+    failed_at = T0 + timedelta(hours=1)  # both due again; 06:00 digest due too
+    report = await cycle(config, failed_at)
+    assert status(report) == {"steady": "ok", "fragile": "failed"}
+    error = next(r.error for r in report.refreshed if r.source == "fragile")
+    assert error and str(code) in error
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    assert len(server.requests_for("/hf")) == 2  # a wait beyond the deadline is not waited for within the fetch
+
+    held_at = failed_at + timedelta(minutes=45)  # fragile is due again (every 30m); an hour's hold still runs
+    with Store.open(db_url) as store:
+        state = store.get_source_state("fragile")
+        assert state.not_before is not None and state.last_error and str(code) in state.last_error
+        if retry_after.isdigit():  # delta-seconds count from the cycle's clock, like next_due_at
+            assert abs(state.not_before - (failed_at + timedelta(seconds=int(retry_after)))) < timedelta(minutes=1)
+        else:  # that date
+            assert state.not_before == RETRY_AT
+        assert state.next_due_at is not None and state.next_due_at <= held_at  # only the hold keeps it quiet
+        host = server.base_url.removeprefix("http://")
+        assert host in json.loads(store.get_meta("host-not-before") or "{}")
+        store.set_meta("host-not-before", "{}")  # the source's own hold, not the host's, must do it
+
+    report = await cycle(config, held_at)
+    assert status(report) == {"steady": "ok", "fragile": "skipped"}
+    assert len(server.requests_for("/hf")) == 2  # no request while held
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored  # nothing deleted
+        state = store.get_source_state("fragile")
+        assert state.consecutive_failures == 1 and state.last_success_at == T0 and state.not_before is not None
+
+
+@pytest.mark.parametrize("code", [429, 503])
+async def test_an_http_date_retry_after_holds_the_source_until_that_date(db_url: str, server: LocalHTTPServer,
+                                                                          mail: MaildirSink, code: int) -> None:
+    """A Retry-After date is a moment, not a span: the hold ends at that date whatever the cycle's clock reads
+    (`digestbot once --now T`, a cycle that started a while ago)."""
+    server.route("/api", Reply(200, HF_API))
+    server.route("/hf", Reply(code, b"busy", {"Retry-After": format_datetime(RETRY_AT, usegmt=True)}))
+    assert status(await cycle(make_config(db_url, server, mail), T0))["fragile"] == "failed"
+    with Store.open(db_url) as store:
+        held = store.get_source_state("fragile").not_before
+    assert held == RETRY_AT
+
+
+async def test_not_modified_keeps_items_and_validators_and_the_digest_goes_on(db_url: str, server: LocalHTTPServer,
+                                                                             mail: MaildirSink) -> None:
+    """A 304 is a success that changed nothing: no failure, no item lost, and the validators and counts kept, so
+    the next refresh is conditional again and a later empty page is still judged against the real count."""
+    server.route("/api", Reply(200, HF_API, {"Content-Type": "application/json"}))
+    server.route("/hf", handler=conditional(HF_PAGE))
+    config = make_config(db_url, server, mail)
+    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
+    with Store.open(db_url) as store:
+        stored = store.item_count()
+
+    report = await cycle(config, T0 + timedelta(hours=1))  # both due again; 06:00 digest due too
+    assert status(report) == {"steady": "ok", "fragile": "not-modified"}
+    first, second = server.requests_for("/hf")
+    assert "if-none-match" not in first.headers and "if-modified-since" not in first.headers
+    assert second.headers.get("if-none-match") == PAGE_ETAG
+    assert second.headers.get("if-modified-since") == PAGE_LAST_MODIFIED
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored
+        state = store.get_source_state("fragile")
+        assert (state.etag, state.last_modified) == (PAGE_ETAG, PAGE_LAST_MODIFIED)
+        assert state.last_item_count == state.max_item_count == 13
+        assert state.consecutive_failures == 0 and state.last_error is None and state.not_before is None
+        assert state.last_success_at == T0 + timedelta(hours=1)
+
+
+async def test_hf_papers_redirect_is_followed_and_its_etag_kept(db_url: str, server: LocalHTTPServer,
+                                                                mail: MaildirSink) -> None:
+    """huggingface.co/papers redirects to today's /papers/date/…: the items come from that page, and its ETag is
+    kept and sent to the configured URL next time (the redirect passes it on), so an unchanged day is a 304."""
+    server.route("/papers", Reply(302, headers={"Location": "/papers/date/2024-08-01"}))
+    server.route("/papers/date/2024-08-01", handler=conditional(HF_PAGE))
+    config = make_config(db_url, server, mail, sources=[
+        {"name": "hf", "kind": "hf_papers", "url": server.url("/papers"), "every": "30m"}])
+    first = await cycle(config, T0)
+    assert [(r.status, r.fetched, r.new) for r in first.refreshed] == [("ok", 13, 13)]
+    with Store.open(db_url) as store:
+        assert store.item_count() == 13
+        assert store.get_source_state("hf").etag == PAGE_ETAG  # the final page's, not the redirect's
+
+    second = await cycle(config, T0 + timedelta(hours=1))
+    assert [(r.status, r.error) for r in second.refreshed] == [("not-modified", None)]
+    assert [r.headers.get("if-none-match") for r in server.requests_for("/papers")] == [None, PAGE_ETAG]
+    assert [r.headers.get("if-none-match") for r in server.requests_for("/papers/date/2024-08-01")] == [
+        None, PAGE_ETAG]
+    with Store.open(db_url) as store:
+        assert store.item_count() == 13
+        state = store.get_source_state("hf")
+        assert (state.etag, state.last_item_count, state.consecutive_failures) == (PAGE_ETAG, 13, 0)
+
+
+async def test_a_source_on_a_host_that_asked_us_to_wait_is_held_not_failed(db_url: str, server: LocalHTTPServer,
+                                                                          mail: MaildirSink) -> None:
+    """fragile's 429 holds the whole host; steady, on the same host, then sends nothing and waits too, but that is
+    politeness, not a failure: no error, no failure count, no admin notice, not named failing in the digest."""
+    server.route("/api", Reply(200, HF_API))
+    server.route("/hf", Reply(200, HF_PAGE), Reply(429, b"busy", {"Retry-After": format_datetime(RETRY_AT,
+                                                                                                   usegmt=True)}))
+    config = make_config(db_url, server, mail, admin=True, failure_threshold=1)
+    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
+    await cycle(config, T0 + timedelta(minutes=31))  # fragile answers 429 and holds the host
+    asked = len(server.requests_for("/api"))
+    report = await cycle(config, T0 + timedelta(hours=1, minutes=2))  # steady is due again: the host is held
+    assert status(report) == {"steady": "skipped", "fragile": "skipped"}
+    assert len(server.requests_for("/api")) == asked
+    with Store.open(db_url) as store:
+        steady = store.get_source_state("steady")
+        assert steady.consecutive_failures == 0 and steady.last_error is None and steady.not_before == RETRY_AT
+        assert store.get_source_state("fragile").consecutive_failures == 1
+    told = [str(m["Subject"]) for m in mail.messages() if m["To"] == "ops@example.org"]
+    assert told == ["digestbot: Source fragile is failing"]

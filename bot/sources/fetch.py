@@ -138,17 +138,19 @@ class Fetcher:
             if reply.status != 429 and reply.status < 500:
                 raise FetchError(f"{reply.url}: HTTP {reply.status}", status=reply.status,
                                  hint=_HINT_STATUS.get(reply.status, "Check the source URL in the config."))
-            retry_after = _retry_after(reply.headers)
+            retry_after, retry_at = _retry_after(reply.headers)
             if retry_after is not None:
                 host = _host(reply.url)
-                self.host_not_before[host] = datetime.now(UTC) + timedelta(seconds=retry_after)
+                self.host_not_before[host] = retry_at or datetime.now(UTC) + timedelta(seconds=retry_after)
                 if asyncio.get_running_loop().time() + retry_after > deadline_at:
                     raise FetchError(f"{reply.url}: HTTP {reply.status}, Retry-After {retry_after:.0f} s: beyond this "
                                      "fetch's deadline, so the source waits until then", status=reply.status,
-                                     retry_after=retry_after, hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
+                                     retry_after=retry_after, retry_at=retry_at,
+                                     hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
             if last:
                 raise FetchError(f"{reply.url}: HTTP {reply.status} after {attempts} attempts", status=reply.status,
-                                 retry_after=retry_after, hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
+                                 retry_after=retry_after, retry_at=retry_at,
+                                 hint=_HINT_STATUS.get(reply.status, _HINT_TRANSIENT))
             log.info("%s: HTTP %s, retrying", reply.url, reply.status)
             if retry_after is None:
                 await self._sleep_backoff(attempt, deadline_at)
@@ -195,7 +197,7 @@ class Fetcher:
         if held > deadline_at:
             wait = held - now
             raise FetchError(f"{url}: the site asked us to wait {wait:.0f} s, beyond this fetch's deadline",
-                             retry_after=wait, hint=_HINT_STATUS[429])
+                             retry_after=wait, retry_at=not_before, held=True, hint=_HINT_STATUS[429])
         start = max(held, self._next_slot.get(host, now))
         if start > deadline_at:  # our own spacing, not the site: no hold on the source, just a later try
             raise FetchError(f"{url}: {start - now:.0f} s of requests to this host are queued ahead of this one, "
@@ -295,20 +297,21 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
+def _retry_after(headers: httpx.Headers) -> tuple[float | None, datetime | None]:
+    """Retry-After as seconds from now, and as a time where the header gives an HTTP date; (None, None) when it
+    is absent or unreadable."""
     value = headers.get("retry-after", "").strip()
     if not value:
-        return None
+        return None, None
     if value.isdigit():
-        return float(value)
+        return float(value), None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        return None
+        return None, None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()), when.astimezone(UTC)
 
 
 def _describe(exc: Exception) -> str:

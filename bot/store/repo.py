@@ -138,6 +138,12 @@ class Store:
         self._upsert_source(name, {**values, "consecutive_failures": 1},
                             {**values, "consecutive_failures": sources.c.consecutive_failures + 1})
 
+    def record_fetch_held(self, name: str, *, not_before: datetime, next_due_at: datetime | None) -> None:
+        """Not fetched because its host asked us to wait (another source's Retry-After): a hold, not a failure;
+        the failure count, error and validators stay as they were."""
+        values: dict[str, Any] = {"not_before": not_before, "next_due_at": next_due_at}
+        self._upsert_source(name, values, values)
+
     def _upsert_source(self, name: str, insert: dict[str, Any], update: dict[str, Any]) -> None:
         with self._write() as connection:
             statement = dialect_insert(connection, sources).values(name=name, **insert)
