@@ -47,7 +47,7 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
         if "no new submissions" in page.text().lower():
             return []
         raise ParseError(f"{page.url}: no dl#articles section found; layout changed?")
-    if not page.body.rstrip().lower().endswith(b"</html>"):
+    if not page.body[-256:].rstrip().lower().endswith(b"</html>"):  # the tail only: no copy of the whole page
         raise ParseError(f"{page.url}: the page stops before its end (no closing </html>); truncated page?",
                          hint=_HINT_TRUNCATED)
     headings = [collapse(h3.text()) if (h3 := dl.css_first("h3")) is not None else "" for dl in sections]
