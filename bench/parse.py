@@ -430,7 +430,7 @@ def print_summary(rows: Sequence[Row]) -> None:
     missed = [r for r in rows if r.ratio > BARE_RATIO_TARGET]
     if missed:
         beyond = [r for r in missed if r.floor > BARE_RATIO_TARGET]
-        tight = min(missed, key=lambda r: (BARE_RATIO_TARGET - r.floor) / r.items)
+        tight = min(missed, key=lambda r: (BARE_RATIO_TARGET - r.floor) * r.bare_s / r.items)
         room = (BARE_RATIO_TARGET - tight.floor) * tight.bare_s / tight.items
         reading = (tight.ours_s - tight.bare_s - tight.floor_s) / tight.items
         print(f"  of the {len(missed)} missed: the required per-item work alone (floor) is over "
