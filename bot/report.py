@@ -89,8 +89,17 @@ def print_sources(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_row(escape(row["name"]), row["kind"], f"[{styles[status]}]{status}[/]",
                       _short(row["last_success"]), str(row["consecutive_failures"]),
                       "" if row["items_last_fetch"] is None else str(row["items_last_fetch"]),
-                      _short(row["next_due"]), escape(row["last_error"] or "") if status != "ok" else "")
+                      _next_refresh(row), escape(row["last_error"] or "") if status != "ok" else "")
     console.print(table)
+
+
+def _next_refresh(row: dict[str, Any]) -> str:
+    """When the source is next fetched: its due time, or later where a Retry-After hold (its own, or its host's)
+    keeps it waiting, which the table says, so a quiet source that is only being polite is not a mystery."""
+    due, held = row["next_due"], row["not_before"]
+    if held and (not due or held > due):
+        return f"{_short(held)} (held)"
+    return _short(due)
 
 
 def _short(iso: str | None) -> str:

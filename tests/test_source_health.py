@@ -8,6 +8,7 @@ digest, which says which source is failing. The admin is told once per failure s
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from bot.app import App, CycleReport
 from bot.config import Config, parse_config
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
+from bot.report import print_sources, source_rows
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
@@ -400,5 +403,10 @@ async def test_a_source_on_a_host_that_asked_us_to_wait_is_held_not_failed(db_ur
         steady = store.get_source_state("steady")
         assert steady.consecutive_failures == 0 and steady.last_error is None and steady.not_before == RETRY_AT
         assert store.get_source_state("fragile").consecutive_failures == 1
+        shown = io.StringIO()
+        print_sources(Console(file=shown, width=300), source_rows(config, store))
+    rows = {line.split("│")[1].strip(): line for line in shown.getvalue().splitlines() if line.count("│") > 2}
+    assert " ok " in rows["steady"] and "2030-01-01 00:00 (held)" in rows["steady"]  # waiting, and says why
+    assert "broken" in rows["fragile"] and "2030-01-01 00:00 (held)" in rows["fragile"]  # threshold 1
     told = [str(m["Subject"]) for m in mail.messages() if m["To"] == "ops@example.org"]
     assert told == ["digestbot: Source fragile is failing"]
