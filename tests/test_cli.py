@@ -115,7 +115,9 @@ def test_rank_unknown_profile(rank_inputs: tuple[Path, Path]) -> None:
     assert "no profile named 'nope'" in result.stderr
 
 
-def test_once_then_preview_on_local_files(tmp_path: Path) -> None:
+def local_config(tmp_path: Path, feed_name: str, feed_path: Path, extra: str = "") -> Path:
+    """A config on a SQLite file in `tmp_path` with two local sources: the real HF API page (`hf`, 30 papers) and
+    an arXiv feed at `feed_path` named `feed_name`; `extra` TOML is appended."""
     config = tmp_path / "config.toml"
     config.write_text(f'''
 [bot]
@@ -127,14 +129,19 @@ kind = "hf_api"
 url = "{FIXTURES / 'hf_api_daily_papers_2026-06-12.json'}"
 
 [[sources]]
-name = "weekend"
+name = "{feed_name}"
 kind = "arxiv_feed"
-url = "{FIXTURES / 'arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml'}"
+url = "{feed_path}"
+{extra}''')
+    return config
 
+
+def test_once_then_preview_on_local_files(tmp_path: Path) -> None:
+    config = local_config(tmp_path, "weekend", FIXTURES / "arxiv_rss_cs.CL_weekend_empty_2026-08-01.xml", """
 [profiles.agents]
 keywords = ["web agent", "multi-agent"]
 min_score = 3
-''')
+""")
     result = digestbot("once", "--config", str(config), "--now", "2026-11-23T07:00:00+01:00", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -187,21 +194,7 @@ def test_status_after_the_demo(tmp_path: Path) -> None:
 def test_sources_table_says_which_source_fails_why_and_what_to_do(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # rich would wrap the error column at 80
-    config = tmp_path / "config.toml"
-    config.write_text(f'''
-[bot]
-database = "sqlite:///{tmp_path / 'db.sqlite3'}"
-
-[[sources]]
-name = "hf"
-kind = "hf_api"
-url = "{FIXTURES / 'hf_api_daily_papers_2026-06-12.json'}"
-
-[[sources]]
-name = "moved"
-kind = "arxiv_feed"
-url = "{tmp_path / 'gone.xml'}"
-''')
+    config = local_config(tmp_path, "moved", tmp_path / "gone.xml")
     assert digestbot("once", "--config", str(config)).returncode == 0
     result = digestbot("sources", "--config", str(config))
     assert result.returncode == 0, result.stderr

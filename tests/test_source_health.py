@@ -125,17 +125,22 @@ def status(report: CycleReport) -> dict[str, str]:
     return {r.source: r.status for r in report.refreshed}
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-async def test_fault_marks_only_that_source_and_loses_nothing(db_url: str, server: LocalHTTPServer,
-                                                              mail: MaildirSink, fault: str) -> None:
+async def healthy_start(db_url: str, server: LocalHTTPServer, mail: MaildirSink) -> tuple[Switch, Config, int]:
+    """Both sources served well and refreshed once at T0; returns the fragile route (to break it), the config and
+    the number of items stored."""
     server.route("/api", Reply(200, HF_API, {"Content-Type": "application/json"}))
     fragile = Switch(Reply(200, HF_PAGE, {"Content-Type": "text/html"}))
     server.route("/hf", handler=fragile)
     config = make_config(db_url, server, mail)
-
     assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
     with Store.open(db_url) as store:
-        stored = store.item_count()
+        return fragile, config, store.item_count()
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_fault_marks_only_that_source_and_loses_nothing(db_url: str, server: LocalHTTPServer,
+                                                              mail: MaildirSink, fault: str) -> None:
+    fragile, config, stored = await healthy_start(db_url, server, mail)
     assert stored == 43
 
     fragile.reply, expected_error = FAULTS[fault]
@@ -280,13 +285,7 @@ async def test_retry_after_holds_only_that_source_and_loses_nothing(db_url: str,
                                                                     mail: MaildirSink, form: str) -> None:
     """429 or 503 with Retry-After (seconds or an HTTP date) marks the source failed and holds it: no request
     before the hold ends, even once it is due again, while the other source and the digest go on."""
-    server.route("/api", Reply(200, HF_API, {"Content-Type": "application/json"}))
-    fragile = Switch(Reply(200, HF_PAGE, {"Content-Type": "text/html"}))
-    server.route("/hf", handler=fragile)
-    config = make_config(db_url, server, mail)
-    assert status(await cycle(config, T0)) == {"steady": "ok", "fragile": "ok"}
-    with Store.open(db_url) as store:
-        stored = store.item_count()
+    fragile, config, stored = await healthy_start(db_url, server, mail)
 
     code, retry_after = RETRY_AFTER[form]
     fragile.reply = Reply(code, b"busy", {"Retry-After": retry_after})
