@@ -412,13 +412,56 @@ def test_arxiv_list_section_with_fewer_entries_than_its_heading_says_is_an_error
         parse("arxiv_list", real.replace(first_entry.group(0), "", 1))
 
 
-def test_arxiv_list_page_saying_no_new_submissions_is_empty_not_broken() -> None:
-    """A /new page on a day without announcements says so instead of listing sections. No real copy of such a page
-    exists here: this is the real list page with its sections replaced by that sentence (its wording assumed)."""
+# What arXiv prints in place of entries, as its list templates write it (arxiv-browse, `browse/templates/list/new.html`
+# and `list_macros.html`): a /new page with no visible section says "No updates today." where the sections would be,
+# and a section without entries keeps its `dl` and heading and says "No updates for this time period." No real copy
+# of either page is kept here, so each is the real list page with its entries taken out the way the template would.
+_NEW_PAGE_EMPTY = "\n    <p>No updates today.</p>\n"
+_SECTION_EMPTY = "\n    <p>No updates for this time period.</p>\n"
+
+
+def _list_page_without_entries(section_body: str | None) -> str:
+    """The real list page with every section emptied: `section_body` in place of its entries (keeping the `dl` and
+    its heading), or with no section at all when `section_body` is None."""
     real = (FIXTURES / "arxiv_list_cs.CL_recent_2026-07-28.html").read_text(encoding="utf-8")
-    emptied = re.sub(r"<dl id='articles'>.*</dl>", "<p>No new submissions for Tue, 28 Jul 26.</p>", real,
+    if section_body is None:
+        return re.sub(r"<dl id='articles'>.*</dl>", _NEW_PAGE_EMPTY, real, flags=re.DOTALL)
+    emptied = re.sub(r"(<dl id='articles'>\s*<h3>[^<]*</h3>).*?</dl>", rf"\g<1>{section_body}</dl>", real,
                      flags=re.DOTALL)
+    return re.sub(r"\(showing (?:first )?\d+ of", "(showing 0 of", emptied)
+
+
+def test_arxiv_list_new_page_saying_no_updates_today_is_empty_not_broken() -> None:
+    emptied = _list_page_without_entries(None)
     assert "dl id='articles'" not in emptied
     assert parse("arxiv_list", emptied) == []
-    with pytest.raises(ParseError, match="no dl#articles section found; layout changed"):
-        parse("arxiv_list", emptied.replace("No new submissions", "Service unavailable"))
+    older_wording = emptied.replace("No updates today.", "No new submissions for Tue, 28 Jul 26.")
+    assert parse("arxiv_list", older_wording) == []
+    for broken in (emptied.replace("No updates today.", "Service unavailable"),
+                   emptied.replace("<p>No updates today.</p>", "<script>// No updates today.</script>"),
+                   emptied.replace("<p>No updates today.</p>", "<!-- <p>No updates today.</p> -->")):
+        with pytest.raises(ParseError, match="no dl#articles section found; layout changed"):
+            parse("arxiv_list", broken)
+
+
+def test_arxiv_list_sections_saying_no_updates_are_empty_not_broken() -> None:
+    emptied = _list_page_without_entries(_SECTION_EMPTY)
+    assert emptied.count("No updates for this time period.") == emptied.count("<dl id='articles'>") == 2
+    assert "<dt>" not in emptied
+    assert parse("arxiv_list", emptied) == []
+    with pytest.raises(ParseError, match="2 article sections but no entries read; layout changed"):
+        parse("arxiv_list", _list_page_without_entries("\n"))
+    one_silent = emptied.replace(_SECTION_EMPTY, "\n", 1)  # one section neither lists entries nor says why
+    with pytest.raises(ParseError, match="layout changed"):
+        parse("arxiv_list", one_silent)
+
+
+def test_arxiv_list_an_empty_section_beside_full_ones_is_skipped() -> None:
+    real = (FIXTURES / "arxiv_list_cs.CL_recent_2026-07-28.html").read_text(encoding="utf-8")
+    first = re.search(r"(<dl id='articles'>\s*<h3>)([^<]*)(</h3>).*?</dl>", real, flags=re.DOTALL)
+    assert first is not None
+    heading = re.sub(r"\(showing (?:first )?\d+ of", "(showing 0 of", first.group(2))
+    page = real.replace(first.group(0), f"{first.group(1)}{heading}{first.group(3)}{_SECTION_EMPTY}</dl>", 1)
+    items, all_items = parse("arxiv_list", page), parse("arxiv_list", real)
+    assert items and items == all_items[len(all_items) - len(items):]
+    assert len(items) == len(all_items) - 47  # the first section's 47 entries, and nothing else, are gone

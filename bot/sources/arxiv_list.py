@@ -44,7 +44,7 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
     tree = LexborHTMLParser(page.body)  # lexbor decodes the UTF-8 itself, as `Page.text` would
     sections = tree.css("dl#articles")
     if not sections:
-        if "no new submissions" in page.text().lower():
+        if _says_empty(tree, _EMPTY_PAGE):
             return []
         raise ParseError(f"{page.url}: no dl#articles section found; layout changed?")
     if not page.body[-256:].rstrip().lower().endswith(b"</html>"):  # the tail only: no copy of the whole page
@@ -54,17 +54,33 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
     days = [_heading_day(heading, page.fetched_at) for heading in headings]
     page_day = _page_day(tree, page.fetched_at) if None in days else None
     items: list[Item] = []
+    said_empty = 0
     for dl, heading, day in zip(sections, headings, days, strict=True):
         dts = dl.css("dt")
+        if not dts and _says_empty(dl, _EMPTY_SECTION):
+            said_empty += 1
+            continue
         _check_complete(page, heading, len(dts))
         items += _list_items(dl, dts, day or page_day, _heading_section(heading))
     if not items:
+        if said_empty == len(sections):
+            return []
         raise ParseError(f"{page.url}: {len(sections)} article sections but no entries read; layout changed?")
     wanted = announce_types(options)
     return [item for item in items if is_kept(item, wanted)]
 
 
 _HINT_TRUNCATED = "The page arrived incomplete; the source is retried on its next refresh."
+# What arXiv's list templates (arxiv-browse, `list/new.html` and `list_macros.html`) print instead of entries: a /new
+# page whose sections are all empty, and an empty section. The last is older wording, kept in case it is still served.
+_EMPTY_PAGE = ("no updates today", "no new submissions")
+_EMPTY_SECTION = ("no updates for this time period",)
+
+
+def _says_empty(node: LexborHTMLParser | LexborNode, sentences: tuple[str, ...]) -> bool:
+    """Whether a paragraph of `node` says it has nothing to list (so an empty page is a quiet day, not a broken one).
+    Only a `p` counts: the same words in a script, a comment or an entry's title do not."""
+    return any(collapse(p.text()).lower().startswith(sentences) for p in node.css("p"))
 
 
 def _check_complete(page: Page, heading: str, entries: int) -> None:
@@ -220,6 +236,3 @@ def _entry_parts(nodes: list[LexborNode]) -> tuple[str, tuple[str, ...], str]:
     if title and title.startswith("Title:"):
         title = title[6:].lstrip()
     return title or "", collapse_each(names), abstract or ""
-
-
-# --- where a page sits in a longer listing (read by bot.sources.paging) --------------------------------------
