@@ -384,8 +384,10 @@ def test_xml_entity_bomb_is_refused_quickly() -> None:
 
 
 def test_hf_search_page_reads_search_results() -> None:
-    """`/papers?q=...` embeds its hits as `searchResults` (no real copy of a search page's HTML exists, so this is
-    the real daily page with its list under that key): the same items, and no fall back to the cards."""
+    """`/papers?q=...` embeds its hits as `searchResults` in the same `DailyPapers` widget, each hit shaped like a
+    daily entry (`title`, `paper.id`, `paper.title`, as another public project's tests of that page show). No real
+    copy of a search page is kept here, so this is the real daily page with its list under that key: the same
+    items, and no fall back to the cards."""
     real = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_text(encoding="utf-8")
     assert real.count("&quot;dailyPapers&quot;") == 1
     search = real.replace("&quot;dailyPapers&quot;", "&quot;searchResults&quot;")
