@@ -293,6 +293,22 @@ def test_arxiv_list_new_page_sections() -> None:
     assert [i.section for i in parse("arxiv_list", NEW_PAGE)] == ["new", "cross"]
 
 
+def test_arxiv_list_sections_in_one_dl_keep_their_own_headings() -> None:
+    """arXiv gives each section its own `dl`; a page that puts every heading in one `dl` must not read the
+    replacements as new submissions (they would reach digests that leave replacements out)."""
+    one_dl = NEW_PAGE.replace('</dd></dl>\n<dl id="articles"><h3>', '</dd>\n<h3>')
+    assert one_dl.count('<dl id="articles">') == 1 and one_dl.count("<h3>") == 4
+    assert parse("arxiv_list", one_dl, announce_types="all") == parse("arxiv_list", NEW_PAGE, announce_types="all")
+    assert [i.section for i in parse("arxiv_list", one_dl)] == ["new", "cross"]
+    cut = one_dl.replace("<dt><a href=\"/abs/2601.00002\"", "<x><a href=\"/abs/2601.00002\"", 1)
+    with pytest.raises(ParseError, match="has 1 of the 2 entries it announces"):
+        parse("arxiv_list", cut)
+    quiet = re.sub(r"(<h3>Cross submissions[^<]*</h3>).*?(?=<h3>)", r"\g<1><p>No updates for this time period.</p>",
+                   one_dl, flags=re.DOTALL)
+    assert [i.id for i in parse("arxiv_list", quiet, announce_types="all")] == [
+        "arxiv:2607.30001", "arxiv:2601.00001", "arxiv:2601.00002"]
+
+
 # -- generic feeds and css pages ----------------------------------------------------------------------------
 
 GENERIC_ATOM = """<?xml version="1.0" encoding="utf-8"?>

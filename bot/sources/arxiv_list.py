@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,29 +50,28 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
     if not page.body[-256:].rstrip().lower().endswith(b"</html>"):  # the tail only: no copy of the whole page
         raise ParseError(f"{page.url}: the page stops before its end (no closing </html>); truncated page?",
                          hint=_HINT_TRUNCATED)
-    headings = [collapse(h3.text()) if (h3 := dl.css_first("h3")) is not None else "" for dl in sections]
-    days = [_heading_day(heading, page.fetched_at) for heading in headings]
+    groups = [group for dl in sections for group in _groups(dl)]
+    days = [_heading_day(group.heading, page.fetched_at) for group in groups]
     page_day = _page_day(tree, page.fetched_at) if None in days else None
     items: list[Item] = []
     said_empty = 0
-    for dl, heading, day in zip(sections, headings, days, strict=True):
-        dts = dl.css("dt")
-        if not dts and _says_empty(dl, _EMPTY_SECTION):
+    for group, day in zip(groups, days, strict=True):
+        if not group.dts and group.says_empty:
             said_empty += 1
             continue
-        _check_complete(page, heading, len(dts))
-        items += _list_items(dl, dts, day or page_day, _heading_section(heading))
+        _check_complete(page, group.heading, len(group.dts))
+        items += _list_items(group, day or page_day)
     if not items:
-        if said_empty == len(sections):
+        if said_empty == len(groups):
             return []
-        raise ParseError(f"{page.url}: {len(sections)} article sections but no entries read; layout changed?")
+        raise ParseError(f"{page.url}: {len(groups)} article sections but no entries read; layout changed?")
     wanted = announce_types(options)
     return [item for item in items if is_kept(item, wanted)]
 
 
 _HINT_TRUNCATED = "The page arrived incomplete; the source is retried on its next refresh."
 # What arXiv's list templates (arxiv-browse, `list/new.html` and `list_macros.html`) print instead of entries: a /new
-# page whose sections are all empty, and an empty section. The last is older wording, kept in case it is still served.
+# page whose sections are all empty, and an empty section. "No new submissions" is older wording, kept in case.
 _EMPTY_PAGE = ("no updates today", "no new submissions")
 _EMPTY_SECTION = ("no updates for this time period",)
 
@@ -153,9 +152,44 @@ def _abs_id(href: str) -> str | None:
     return arxiv_id(urljoin("https://arxiv.org/", href))
 
 
-def _list_items(dl: LexborNode, dts: list[LexborNode], day: datetime | None, section: str | None) -> list[Item]:
+class _Group(NamedTuple):
+    """One section's entries: its heading, each `dt` with its "Abstract" link, each `dd`'s title, authors and
+    abstract, and whether it says it has none ("No updates for this time period.")."""
+
+    heading: str
+    dts: list[LexborNode]
+    links: list[LexborNode | None]
+    parts: list[tuple[str, tuple[str, ...], str]]
+    says_empty: bool
+
+
+def _groups(dl: LexborNode) -> list[_Group]:
+    """The sections of one `dl#articles`: the whole `dl` under its heading, as arXiv writes it, or, in a `dl` that
+    holds several headings, the entries after each (so a replacement is never read as a new submission)."""
+    headings = dl.css("h3")
+    if len(headings) <= 1:
+        dts = dl.css("dt")
+        says_empty = not dts and _says_empty(dl, _EMPTY_SECTION)
+        return [_Group(collapse(headings[0].text()) if headings else "", dts, _abstract_links(dl, dts),
+                       _section_parts(dl), says_empty)]
+    groups: list[_Group] = []
+    for child in dl.iter():
+        if child.tag == "h3":
+            groups.append(_Group(collapse(child.text()), [], [], [], False))
+        elif groups and child.tag == "dt":
+            groups[-1].dts.append(child)
+            groups[-1].links.append(child.css_first('a[title="Abstract"]'))
+        elif groups and child.tag == "dd":
+            groups[-1].parts.append(_entry_parts(child.css(_ENTRY_PARTS)))
+        elif groups and child.tag == "p" and collapse(child.text()).lower().startswith(_EMPTY_SECTION):
+            groups[-1] = groups[-1]._replace(says_empty=True)
+    return groups
+
+
+def _list_items(group: _Group, day: datetime | None) -> list[Item]:
+    section = _heading_section(group.heading)
     items: list[Item] = []
-    for dt, link, (title, authors, abstract) in zip(dts, _abstract_links(dl, dts), _section_parts(dl), strict=False):
+    for dt, link, (title, authors, abstract) in zip(group.dts, group.links, group.parts, strict=False):
         if link is None:
             link = dt.css_first('a[href*="/abs/"]')
         paper_id = _abs_id(link.attributes.get("href") or "") if link else None
