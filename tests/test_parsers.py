@@ -307,6 +307,13 @@ def test_arxiv_list_sections_in_one_dl_keep_their_own_headings() -> None:
                    one_dl, flags=re.DOTALL)
     assert [i.id for i in parse("arxiv_list", quiet, announce_types="all")] == [
         "arxiv:2607.30001", "arxiv:2601.00001", "arxiv:2601.00002"]
+    first_heading_later = one_dl.replace('<h3>New submissions (showing 1 of 1 entries)</h3>\n', "", 1).replace(
+        "</dd>\n<h3>Cross", "</dd>\n<h3>New submissions (showing 0 of 0 entries)</h3><h3>Cross", 1)
+    assert [(i.id, i.section) for i in parse("arxiv_list", first_heading_later, announce_types="all")][:2] == [
+        ("arxiv:2607.30001", None), ("arxiv:hep-th/9901001", "cross")]
+    nested = one_dl.replace("<h3>", "<div><h3>").replace("</h3>", "</h3></div>")
+    assert nested.count("<div><h3>") == 4
+    assert parse("arxiv_list", nested, announce_types="all") == parse("arxiv_list", NEW_PAGE, announce_types="all")
 
 
 # -- generic feeds and css pages ----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
         _check_complete(page, group.heading, len(group.dts))
         items += _list_items(group, day or page_day)
     if not items:
-        if said_empty == len(groups):
+        if groups and said_empty == len(groups):
             return []
         raise ParseError(f"{page.url}: {len(groups)} article sections but no entries read; layout changed?")
     wanted = announce_types(options)
@@ -167,23 +167,30 @@ def _groups(dl: LexborNode) -> list[_Group]:
     """The sections of one `dl#articles`: the whole `dl` under its heading, as arXiv writes it, or, in a `dl` that
     holds several headings, the entries after each (so a replacement is never read as a new submission)."""
     headings = dl.css("h3")
-    if len(headings) <= 1:
-        dts = dl.css("dt")
-        says_empty = not dts and _says_empty(dl, _EMPTY_SECTION)
-        return [_Group(collapse(headings[0].text()) if headings else "", dts, _abstract_links(dl, dts),
-                       _section_parts(dl), says_empty)]
-    groups: list[_Group] = []
-    for child in dl.iter():
-        if child.tag == "h3":
-            groups.append(_Group(collapse(child.text()), [], [], [], False))
-        elif groups and child.tag == "dt":
-            groups[-1].dts.append(child)
-            groups[-1].links.append(child.css_first('a[title="Abstract"]'))
-        elif groups and child.tag == "dd":
-            groups[-1].parts.append(_entry_parts(child.css(_ENTRY_PARTS)))
-        elif groups and child.tag == "p" and collapse(child.text()).lower().startswith(_EMPTY_SECTION):
-            groups[-1] = groups[-1]._replace(says_empty=True)
-    return groups
+    if len(headings) > 1:
+        return _groups_by_heading(dl)
+    dts = dl.css("dt")
+    says_empty = not dts and _says_empty(dl, _EMPTY_SECTION)
+    return [_Group(collapse(headings[0].text()) if headings else "", dts, _abstract_links(dl, dts),
+                   _section_parts(dl), says_empty)]
+
+
+def _groups_by_heading(dl: LexborNode) -> list[_Group]:
+    """The entries that follow each heading of `dl` in document order (entries before the first heading, if any,
+    form a group without one)."""
+    groups = [_Group("", [], [], [], False)]
+    for node in dl.css("h3, dt, dd, p"):  # in document order
+        group = groups[-1]
+        if node.tag == "h3":
+            groups.append(_Group(collapse(node.text()), [], [], [], False))
+        elif node.tag == "dt":
+            group.dts.append(node)
+            group.links.append(node.css_first('a[title="Abstract"]'))
+        elif node.tag == "dd":
+            group.parts.append(_entry_parts(node.css(_ENTRY_PARTS)))
+        elif not group.dts and collapse(node.text()).lower().startswith(_EMPTY_SECTION):
+            groups[-1] = group._replace(says_empty=True)
+    return groups if groups[0].dts or groups[0].parts else groups[1:]
 
 
 def _list_items(group: _Group, day: datetime | None) -> list[Item]:
