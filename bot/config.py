@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.errors import ConfigError
 from bot.models import Source
 from bot.schedule import Schedule, parse_duration
+from bot.sources.feeds import is_css_selector
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE = "sqlite:///data/digestbot.sqlite3"
@@ -166,6 +167,9 @@ class SourceConfig(_Strict):
         unknown = sorted(set(self.selectors) - {"item", "title", "link", "summary", "date"})
         if unknown:
             raise ValueError(f"unknown selector(s) {', '.join(unknown)}; expected item, title, link, summary, date")
+        bad = [f"{key} = {css!r}" for key, css in self.selectors.items() if css and not is_css_selector(css)]
+        if bad:
+            raise ValueError(f"not a CSS selector: {', '.join(bad)}")
         return self
 
     def to_source(self) -> Source:

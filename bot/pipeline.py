@@ -28,6 +28,8 @@ REFRESH_JITTER = 0.1
 # A well-formed page with no items is a quiet day only where quiet days exist (arXiv announces nothing on
 # weekends); elsewhere, zero items from a source that used to list this many is a broken scraper.
 SUSPICIOUS_DROP = 3
+_HINT_BUG = ("This is a digestbot bug: please report it with the log's traceback. The other sources are not affected, "
+             "and this one is retried on its next refresh.")
 QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
 
 
@@ -87,6 +89,10 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
         return await _failed(store, source, exc, now=now, next_due=next_due)
     except ParseError as exc:
         return await _failed(store, source, exc, now=now, next_due=next_due)
+    except Exception as exc:  # a bug of ours, met on a page nobody foresaw, costs this source, not the whole cycle
+        log.exception("source %s: unexpected error", source.name)
+        error = ParseError(f"{source.url}: unexpected error while reading this source ({exc!r})", hint=_HINT_BUG)
+        return await _failed(store, source, error, now=now, next_due=next_due)
     new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))

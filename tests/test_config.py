@@ -133,6 +133,9 @@ def test_css_selectors_reach_the_parser(tmp_path: Path) -> None:
                    'selectors = { item = "li.paper", title = "h3", link = "h3 a" }\n')
     source = load_config(write(tmp_path, text)).sources[0].to_source()
     assert (source.options["item"], source.options["title"], source.options["link"]) == ("li.paper", "h3", "h3 a")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text.replace('link = "h3 a"', 'link = "h3 > > a"')))
+    assert caught.value.problems == ["sources[0]: not a CSS selector: link = 'h3 > > a'"]
 
 
 def test_source_options_reach_the_parser_and_pager(tmp_path: Path) -> None:

@@ -59,13 +59,17 @@ def test_collapse_each_is_collapse_of_each(texts: list[str]) -> None:
     "Thu, 24 Sep 2026 24:00:00 -0400", "Thu, 24 Sep 2026 00:00:00 +2400",
 ])
 def test_feed_dates_read_as_email_utils_reads_them(value: str) -> None:
+    """...except a four-digit year below 1000, which `email.utils` takes for a two-digit one (0099 as 1999)."""
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         expected = None
     else:
         expected = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    assert parse_date(value) == expected
+    if " 0099 " in value:
+        assert expected is not None and expected.year == 1999 and parse_date(value) is None
+    else:
+        assert parse_date(value) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -19,7 +19,7 @@ from bot.errors import ParseError
 from bot.models import Item, Page, Source
 from bot.sources import KINDS, parse_page
 from bot.sources.arxiv_list import _heading_day
-from bot.sources.ids import arxiv_id, canonical_id, doi, normalise_url, parse_date
+from bot.sources.ids import arxiv_id, canonical_id, doi, names, normalise_url, parse_date
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "fixtures"
@@ -132,6 +132,10 @@ def test_hf_api_upvotes_come_from_the_paper_object() -> None:
     entry = {"upvotes": 999, "numComments": 1, "title": "T", "paper": {"id": "2601.00001", "title": "T", "upvotes": 7}}
     [item] = parse("hf_api", json.dumps([entry]))
     assert item.metrics == {"upvotes": 7, "comments": 1}
+    # counts are integers, never booleans (`True` is an `int` to Python, and would show as "True comments")
+    entry = {"numComments": True, "paper": {"id": "2601.00001", "title": "T", "upvotes": False, "githubStars": 2.5}}
+    [item] = parse("hf_api", json.dumps([entry]))
+    assert item.metrics == {}
 
 
 def test_hf_api_non_arxiv_paper_gets_its_page_url_as_id() -> None:
@@ -362,6 +366,10 @@ def test_css_listing() -> None:
     assert second.id == "arxiv:2607.11111"
     with pytest.raises(ParseError, match="layout changed"):
         parse_page("css", page, Source(name="t", kind="css", url=page.url, options={"item": "article", "title": "h2"}))
+    broken = Source(name="t", kind="css", url=page.url, options={"item": "li.post", "title": "h2", "date": "time[["})
+    with pytest.raises(ParseError, match=r"not a CSS selector: date = 'time\[\['") as caught:
+        parse_page("css", page, broken)
+    assert "check-config" in caught.value.hint
 
 
 def test_unknown_kind() -> None:
@@ -396,6 +404,18 @@ def test_doi_and_url_normalisation() -> None:
     # know their fetch time and weekday, infer it (`_heading_day`)
     for yearless in ("Apr 21", "21 Apr", "Mon, 21 Apr", "Apr 21, 10:00", "April 21"):
         assert parse_date(yearless) is None, yearless
+    # dates that exist but have no UTC time, or years no datetime holds, are no date (they once raised)
+    for beyond in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "Fri, 31 Dec 9999 23:59:59 -2359",
+                   "Mon, 01 Jan 99999999999999999999 00:00:00 +0000", "Sat, 1 Jan 0001 00:00:00 +2359"):
+        assert parse_date(beyond) is None, beyond
+
+
+def test_author_names_that_collapse_to_nothing_are_dropped() -> None:
+    assert names(["Ann  Author", " ", "", "\n", "Bo"]) == ("Ann Author", "Bo")
+    clean = ["Ann Author", "Bo"]
+    assert names(clean) == ("Ann Author", "Bo")
+    page = NEW_PAGE.replace('<a href="#">Bo Bauthor</a>', '<a href="#"> </a>, <a href="#">Bo Bauthor</a>')
+    assert parse("arxiv_list", page)[0].authors == ("Ann Author", "Bo Bauthor")
 
 
 def test_xml_entity_bomb_is_refused_quickly() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -21,9 +21,11 @@ from rich.console import Console
 
 from bot.app import App, CycleReport
 from bot.config import Config, parse_config
+from bot.models import Item, Page
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.report import print_sources, source_rows
+from bot.sources import PARSERS
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
@@ -184,6 +186,42 @@ async def test_zero_items_where_there_were_many_is_a_failure(db_url: str, server
     report = await cycle(config, T0 + timedelta(hours=1))
     assert status(report)["steady"] == "failed"
     assert "layout changed?" in (next(r.error for r in report.refreshed if r.source == "steady") or "")
+
+
+async def test_an_item_dated_past_the_last_utc_datetime_is_undated_and_the_cycle_goes_on(
+        db_url: str, server: LocalHTTPServer, mail: MaildirSink) -> None:
+    """`9999-12-31T23:59:59-23:59` is a valid date whose UTC time does not exist: it once escaped the parser as an
+    OverflowError and stopped the whole cycle."""
+    fragile, config, stored = await healthy_start(db_url, server, mail)
+    first = HF_PAGE.index(b"&quot;publishedAt&quot;:&quot;") + len(b"&quot;publishedAt&quot;:&quot;")
+    hostile = HF_PAGE[:first] + b"9999-12-31T23:59:59-23:59" + HF_PAGE[HF_PAGE.index(b"&quot;", first):]
+    fragile.reply = Reply(200, hostile, {"Content-Type": "text/html"})
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report) == {"steady": "ok", "fragile": "ok"}
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored
+
+
+async def test_a_bug_met_on_one_source_fails_that_source_not_the_cycle(db_url: str, server: LocalHTTPServer,
+                                                                       mail: MaildirSink,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last guard: an exception no parser foresaw (here injected) marks the source failing, with a hint to
+    report it, and the other source and the digest go on."""
+    fragile, config, stored = await healthy_start(db_url, server, mail)
+
+    def broken(page: Page, options: Mapping[str, Any]) -> list[Item]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setitem(PARSERS, "hf_papers", broken)
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report) == {"steady": "ok", "fragile": "failed"}
+    assert "unexpected error while reading this source (RecursionError(" in (
+        next(r.error for r in report.refreshed if r.source == "fragile") or "")
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored
+        assert "digestbot bug" in (store.get_source_state("fragile").last_error or "")
 
 
 async def test_admin_told_once_per_streak_and_on_recovery(db_url: str, server: LocalHTTPServer,

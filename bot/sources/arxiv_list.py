@@ -20,7 +20,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from bot.errors import ParseError
 from bot.models import Item, Page
 from bot.sources.arxiv import SHOWING, announce_types, is_kept
-from bot.sources.ids import ARXIV_ABS, ARXIV_ID_PATTERN, arxiv_id, collapse, collapse_each
+from bot.sources.ids import ARXIV_ABS, ARXIV_ID_PATTERN, arxiv_id, collapse, names
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
                                         "dec"), start=1)}
@@ -264,11 +264,11 @@ def _entry_parts(nodes: list[LexborNode]) -> tuple[str, tuple[str, ...], str]:
     by lexbor's own `textContent` (`text_lexbor`, the same text as `text()`, in fewer steps)."""
     title: str | None = None
     abstract: str | None = None
-    names: list[str] = []
+    authors: list[str] = []
     for node in nodes:
         tag = node.tag
         if tag == "a":
-            names.append(node.text_lexbor())
+            authors.append(node.text_lexbor())
         elif tag == "div":
             if title is None:
                 title = collapse(node.text_lexbor())
@@ -276,4 +276,4 @@ def _entry_parts(nodes: list[LexborNode]) -> tuple[str, tuple[str, ...], str]:
             abstract = collapse(node.text_lexbor())
     if title and title.startswith("Title:"):
         title = title[6:].lstrip()
-    return title or "", collapse_each(names), abstract or ""
+    return title or "", names(authors), abstract or ""

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.ids import canonical_id, collapse, collapse_each, date_reader, parse_date
+from bot.sources.ids import canonical_id, collapse, date_reader, names, parse_date
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 PRISM = "{http://prismstandard.org/namespaces/basic/2.0/}"
 RSS1 = "{http://purl.org/rss/1.0/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_CSS_KEYS = ("item", "title", "link", "summary", "date")
 
 
 @dataclass(slots=True)
@@ -106,7 +107,7 @@ def _rss_entry(item: ET.Element, base: str) -> Entry:
     if not link and guid_el is not None and guid_el.get("isPermaLink", "true") != "false":
         link = guid
     creators = item.findall(_DC_CREATOR)
-    authors = collapse_each([el.text or "" for el in creators]) if creators else (_rss_author(child("author")),)
+    authors = names([el.text or "" for el in creators] if creators else [_rss_author(child("author"))])
     return Entry(
         element=item,
         title=collapse(_text(child("title")) or _text(child(_RSS1_TITLE))),
@@ -114,7 +115,7 @@ def _rss_entry(item: ET.Element, base: str) -> Entry:
         guid=guid,
         summary=_text(child("description")) or _text(child(_RSS1_DESCRIPTION)) or _text(child(_CONTENT_ENCODED)),
         published=_text(child("pubDate")) or _text(child(_DC_DATE)),
-        authors=tuple(filter(None, authors)),
+        authors=authors,
         doi=_text(child(_ARXIV_DOI)) or _text(child(_PRISM_DOI)) or _text(child(_DC_IDENTIFIER)),
     )
 
@@ -134,8 +135,8 @@ def _atom_entry(entry: ET.Element, base: str) -> Entry:
     summary_el = child(_ATOM_SUMMARY)
     if summary_el is None:
         summary_el = child(_ATOM_CONTENT)
-    names = [_text(author.find(_ATOM_NAME)) for author in entry.findall(_ATOM_AUTHOR)]
-    names += [el.text or "" for el in entry.findall(_DC_CREATOR)]
+    author_names = [_text(author.find(_ATOM_NAME)) for author in entry.findall(_ATOM_AUTHOR)]
+    author_names += [el.text or "" for el in entry.findall(_DC_CREATOR)]
     return Entry(
         element=entry,
         title=_atom_text(child(_ATOM_TITLE)),
@@ -143,7 +144,7 @@ def _atom_entry(entry: ET.Element, base: str) -> Entry:
         guid=_text(child(_ATOM_ID)).strip(),
         summary=_text(summary_el),
         published=_text(child(_ATOM_PUBLISHED)) or _text(child(_ATOM_UPDATED)),
-        authors=tuple(filter(None, collapse_each(names))),
+        authors=names(author_names),
         doi=_text(child(_ARXIV_DOI_LOWER)) or _text(child(_ARXIV_DOI)),
     )
 
@@ -193,6 +194,16 @@ def _feed_item(entry: Entry, read_date: Callable[[str], datetime | None]) -> Ite
     )
 
 
+def is_css_selector(css: str) -> bool:
+    """Whether lexbor can read `css` as a selector (config validation: a typo is a config error, not a failing
+    source)."""
+    try:
+        LexborHTMLParser("<p>").css_first(css)
+    except SelectolaxError:
+        return False
+    return True
+
+
 def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
     """A listing page read with selectors from the source options: `item`, `title`, optional `link`,
     `summary`, `date` (each relative to the item element)."""
@@ -200,6 +211,11 @@ def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
     if not isinstance(item_sel, str) or not isinstance(title_sel, str):
         raise ParseError(f"{page.url}: a css source needs string options `item` and `title`",
                          hint="Add options = { item = \"...\", title = \"...\" } to the [[sources]] entry.")
+    bad = [f"{key} = {css!r}" for key in _CSS_KEYS if isinstance(css := options.get(key), str) and css
+           and not is_css_selector(css)]
+    if bad:
+        raise ParseError(f"{page.url}: not a CSS selector: {', '.join(bad)}",
+                         hint="Fix the selectors of this [[sources]] entry; `digestbot check-config` checks them.")
     tree = LexborHTMLParser(page.text())
     nodes = tree.css(item_sel)
     if not nodes:

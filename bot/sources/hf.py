@@ -24,7 +24,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
 from bot.models import Item, Page
-from bot.sources.ids import arxiv_id, canonical_id, collapse, collapse_each, parse_date
+from bot.sources.ids import arxiv_id, canonical_id, collapse, names, parse_date
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def _entry_item(entry: Mapping[str, Any]) -> Item:
     """One daily-list entry (`{paper: {...}, numComments, ...}`) or a bare paper object."""
     paper = entry["paper"] if isinstance(entry.get("paper"), dict) else entry
     metrics = _paper_metrics(paper)
-    if isinstance(entry.get("numComments"), int):
-        metrics["comments"] = entry["numComments"]
+    if type(comments := entry.get("numComments")) is int:  # not a bool
+        metrics["comments"] = comments
     return _paper_item(paper, metrics, entry.get("title"), entry.get("publishedAt"))
 
 
@@ -170,7 +170,7 @@ def _paper_item(paper: Mapping[str, Any], metrics: dict[str, int], fallback_titl
         raise ValueError("paper without id or title")
     url = f"{HF_BASE}/papers/{paper_id}"
     # Every listed author counts: `hidden` is an author's profile setting (seen on a claimed, verified author).
-    authors = collapse_each(_author_names(paper.get("authors") or ()))
+    authors = names(_author_names(paper.get("authors") or ()))
     arxiv = arxiv_id(paper_id)
     return Item(
         id=f"arxiv:{arxiv}" if arxiv else canonical_id(url=url),

@@ -39,6 +39,7 @@ _DOUBLE_SPACE = re.compile("  ")
 _DOUBLE_SPACE_BYTES = re.compile(b"  ")
 _RFC822 = re.compile(r"(?:[A-Z][a-z]{2}, )?(?P<day>[0-9]{1,2}) (?P<month>[A-Z][a-z]{2}) (?P<year>[1-9][0-9]{3}) "
                      r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<sign>[+-])(?P<oh>[0-9]{2})(?P<om>[0-9]{2})")
+_ZERO_YEAR = re.compile(r"[A-Za-z]\.?\s+0\d{3}(?![\d:])")  # a four-digit year below 1000 after the month ("Jan 0001")
 _MONTH_NUMBERS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SHORT = 64  # below this many characters the plain `isprintable` check is the cheaper one
@@ -84,6 +85,12 @@ def collapse_each(texts: Sequence[str]) -> tuple[str, ...]:
     if clean and joined[:1] != " " and joined[-1:] != " " and not _DOUBLE_SPACE.search(joined):
         return tuple(texts)
     return tuple(map(collapse, texts))
+
+
+def names(texts: Sequence[str]) -> tuple[str, ...]:
+    """Author names: `collapse_each`, without the names that collapse to nothing (an empty author link)."""
+    collapsed = collapse_each(texts)
+    return tuple(filter(None, collapsed)) if "" in collapsed else collapsed
 
 
 def arxiv_id(text: str | None) -> str | None:
@@ -152,13 +159,18 @@ def parse_date(value: str | None) -> datetime | None:
     if parsed is None:
         parsed = _feed_date(value)
     if parsed is None:
+        if _ZERO_YEAR.search(value):
+            return None  # `email.utils` reads years below 100 as two-digit ones: "0001" would be 2001
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "31 Dec 9999 23:59 -2359" is past the last UTC datetime: no date, like any unreadable one
+        return None
 
 
 def _iso_date(value: str) -> datetime | None:
