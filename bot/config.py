@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,6 +44,20 @@ def _bare_address(value: str) -> str:
 
 def _check_duration(value: str) -> str:
     parse_duration(value)
+    return value
+
+
+def _check_source_url(value: str) -> str:
+    """An http(s) or file URL, or a local path: a typo in the scheme is caught here, not on every refresh."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https") and not parts.hostname:
+        raise ValueError(f"a URL without a host: {value!r}")
+    if scheme not in ("http", "https", "file", "") and len(scheme) != 1:  # one letter: a Windows drive
+        raise ValueError(f"unsupported URL scheme {scheme!r} in {value!r}; use http(s)://, file:// or a local path")
     return value
 
 
@@ -156,6 +171,7 @@ class SourceConfig(_Strict):
     selectors: dict[str, str] = {}
 
     _v_every = field_validator("every")(_check_duration)
+    _v_url = field_validator("url")(_check_source_url)
 
     @model_validator(mode="after")
     def _css_selectors(self) -> SourceConfig:

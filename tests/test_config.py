@@ -128,6 +128,20 @@ def test_warnings_for_plaintext_login_and_unused_profile(tmp_path: Path) -> None
     assert not any(w.startswith("profiles.rlhf") for w in warnings)
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("htps://arxiv.org/list/cs.CL/new", "unsupported URL scheme 'htps'"),
+    ("ftp://example.org/feed.xml", "unsupported URL scheme 'ftp'"),
+    ("http://[::1/feed", "not a valid URL (Invalid IPv6 URL)"),
+    ("https:///papers", "a URL without a host"),
+])
+def test_a_source_url_that_cannot_be_fetched_is_a_config_error(tmp_path: Path, url: str, problem: str) -> None:
+    text = BASE + f'[[sources]]\nname = "typo"\nkind = "feed"\nurl = "{url}"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    [message] = caught.value.problems
+    assert message.startswith("sources[0].url: ") and problem in message
+
+
 def test_css_selectors_reach_the_parser(tmp_path: Path) -> None:
     text = BASE + ('[[sources]]\nname = "lab"\nkind = "css"\nurl = "http://x"\n'
                    'selectors = { item = "li.paper", title = "h3", link = "h3 a" }\n')

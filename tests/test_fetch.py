@@ -224,6 +224,8 @@ async def test_missing_file_and_bad_scheme(fetcher: Fetcher, tmp_path: Path) -> 
         await fetcher.fetch(src(str(tmp_path / "nope.xml")))
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         await fetcher.fetch(src("ftp://example.org/feed.xml"))
+    with pytest.raises(FetchError, match=r"not a valid URL \(Invalid IPv6 URL\)"):
+        await fetcher.fetch(src("http://[::1/feed.xml"))
 
 
 def test_backoff_doubles_per_attempt_with_jitter_and_a_one_minute_ceiling() -> None:

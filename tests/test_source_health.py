@@ -62,6 +62,7 @@ FAULTS: dict[str, tuple[Reply, str]] = {
     "gzip-bomb": (Reply(200, gzip.compress(b"\0" * 30_000_000), {"Content-Encoding": "gzip"}), "larger than"),
     "redirect-loop": (Reply(302, b"", {"Location": "/hf"}), "redirect"),
     "redirect-ftp": (Reply(302, b"", {"Location": "ftp://example.org/x"}), "ftp"),
+    "redirect-broken": (Reply(302, b"", {"Location": "http://[::1/x"}), "Invalid URL in location header"),
 }
 
 RETRY_AT = datetime(2030, 1, 1, tzinfo=UTC)  # far ahead: a hold that outlasts every cycle here

@@ -95,7 +95,10 @@ class Fetcher:
                     last_modified: str | None = None) -> Page | None:
         """The page at `source.url`, or None when the server (or file) says it is not modified."""
         url = source.url
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:  # "http://[::1": not a URL at all
+            raise FetchError(f"{url}: not a valid URL ({exc})", hint="Check the source URL in the config.") from exc
         if scheme in ("http", "https"):
             headers = {"If-None-Match": etag} if etag else {}
             if last_modified:
@@ -168,7 +171,7 @@ class Fetcher:
             location = reply.headers.get("location")
             if reply.status not in _REDIRECTS or not location:
                 return reply
-            target = urljoin(url, location.strip())
+            target = urljoin(url, location.strip())  # httpx has checked that it is a valid URL
             if urlsplit(target).scheme.lower() not in ("http", "https"):
                 raise FetchError(f"{url}: redirect to a non-HTTP URL {target!r} refused",
                                  hint="Check the source URL; only http(s) redirects are followed.")
