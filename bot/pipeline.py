@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from bot.errors import FetchError, ParseError
+from bot.errors import FetchError, ParseError, StoreError
 from bot.models import Source
 from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
@@ -93,14 +93,17 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
         log.exception("source %s: unexpected error", source.name)
         error = ParseError(f"{source.url}: unexpected error while reading this source ({exc!r})", hint=_HINT_BUG)
         return await _failed(store, source, error, now=now, next_due=next_due)
-    new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
+    try:
+        new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
+    except StoreError as exc:  # these items refused (a database that is down fails recording this too, and stops)
+        return await _failed(store, source, exc, now=now, next_due=next_due)
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))
     return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
 
 
-async def _failed(store: Store, source: Source, exc: FetchError | ParseError, *, now: datetime,
+async def _failed(store: Store, source: Source, exc: FetchError | ParseError | StoreError, *, now: datetime,
                   next_due: datetime) -> RefreshResult:
     """Record a failed refresh (with the hold a Retry-After asks for) and say so; nothing stored is touched."""
     not_before = None

@@ -410,6 +410,15 @@ def test_doi_and_url_normalisation() -> None:
         assert parse_date(beyond) is None, beyond
 
 
+def test_control_characters_and_spaces_in_ids_and_urls_are_percent_encoded() -> None:
+    entries = [{"paper": {"id": "abc\u0000def", "title": "Nul"}}, {"paper": {"id": " gh i\t", "title": "Gaps"}},
+               {"paper": {"id": "2601.00001", "title": "Clean"}}]
+    nul, gaps, clean = parse("hf_api", json.dumps(entries))
+    assert nul.id == nul.url == "https://huggingface.co/papers/abc%00def"
+    assert gaps.url == "https://huggingface.co/papers/gh%20i"  # the id itself is stripped first
+    assert clean.id == "arxiv:2601.00001" and clean.url == "https://huggingface.co/papers/2601.00001"
+
+
 def test_author_names_that_collapse_to_nothing_are_dropped() -> None:
     assert names(["Ann  Author", " ", "", "\n", "Bo"]) == ("Ann Author", "Bo")
     clean = ["Ann Author", "Bo"]

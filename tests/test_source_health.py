@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -25,7 +26,7 @@ from bot.models import Item, Page
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.report import print_sources, source_rows
-from bot.sources import PARSERS
+from bot.sources import PARSERS, ids
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
@@ -199,6 +200,40 @@ async def test_an_item_dated_past_the_last_utc_datetime_is_undated_and_the_cycle
     fragile.reply = Reply(200, hostile, {"Content-Type": "text/html"})
     report = await cycle(config, T0 + timedelta(hours=1))
     assert status(report) == {"steady": "ok", "fragile": "ok"}
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored
+
+
+async def test_a_nul_in_a_paper_id_is_stored_encoded_not_refused(db_url: str, server: LocalHTTPServer,
+                                                                  mail: MaildirSink) -> None:
+    """PostgreSQL refuses text with a NUL; a JSON id "x\u0000y" once made the store refuse the whole cycle."""
+    fragile, config, stored = await healthy_start(db_url, server, mail)
+    entries = json.loads(HF_API)
+    entries[0]["paper"]["id"] = "not-arxiv\u0000id"
+    server.route("/api", Reply(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}))
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report) == {"steady": "ok", "fragile": "ok"}
+    with Store.open(db_url) as store:
+        assert store.item_count() == stored + 1
+        ids = {item.id for item in store.items_first_seen_between(None, T0 + timedelta(days=1))}
+        assert "https://huggingface.co/papers/not-arxiv%00id" in ids
+
+
+async def test_items_the_database_refuses_fail_that_source_not_the_cycle(db_url: str, server: LocalHTTPServer,
+                                                                         mail: MaildirSink,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the encoding of ids switched off, PostgreSQL refuses the NUL: that source fails, the rest goes on."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL refuses a NUL in text")
+    fragile, config, stored = await healthy_start(db_url, server, mail)
+    monkeypatch.setattr(ids, "_UNSAFE_IN_LINK", re.compile(r"(?!)"))  # matches nothing
+    entries = json.loads(HF_API)
+    entries[0]["paper"]["id"] = "not-arxiv\u0000id"
+    server.route("/api", Reply(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}))
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report) == {"steady": "failed", "fragile": "ok"}
+    assert "NUL" in (next(r.error for r in report.refreshed if r.source == "steady") or "")
     assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
     with Store.open(db_url) as store:
         assert store.item_count() == stored

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -40,6 +41,7 @@ _DOUBLE_SPACE_BYTES = re.compile(b"  ")
 _RFC822 = re.compile(r"(?:[A-Z][a-z]{2}, )?(?P<day>[0-9]{1,2}) (?P<month>[A-Z][a-z]{2}) (?P<year>[1-9][0-9]{3}) "
                      r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<sign>[+-])(?P<oh>[0-9]{2})(?P<om>[0-9]{2})")
 _ZERO_YEAR = re.compile(r"[A-Za-z]\.?\s+0\d{3}(?![\d:])")  # a four-digit year below 1000 after the month ("Jan 0001")
+_UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\x7f]")  # C0 controls, space and DEL: percent-encoded in ids and URLs
 _MONTH_NUMBERS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SHORT = 64  # below this many characters the plain `isprintable` check is the cheaper one
@@ -202,11 +204,21 @@ def date_reader() -> Callable[[str | None], datetime | None]:
 
 
 def dedupe(items: Iterable[Item]) -> list[Item]:
-    """Items with duplicate ids dropped, keeping the first: pages list a paper once per section at most."""
+    """Items with duplicate ids dropped, keeping the first: pages list a paper once per section at most.
+
+    Every parser's items pass here, so this is also where a control character or space that reached an id or a
+    URL (a JSON paper id "abc\u0000", a feed link with a tab) is percent-encoded, as a browser would: such text
+    cannot be stored in PostgreSQL, nor clicked."""
     seen: set[str] = set()
     kept: list[Item] = []
     for item in items:
+        if _UNSAFE_IN_LINK.search(item.id) or _UNSAFE_IN_LINK.search(item.url):
+            item = replace(item, id=_encode_unsafe(item.id), url=_encode_unsafe(item.url))
         if item.id not in seen:
             seen.add(item.id)
             kept.append(item)
     return kept
+
+
+def _encode_unsafe(link: str) -> str:
+    return _UNSAFE_IN_LINK.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), link.strip())
