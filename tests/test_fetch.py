@@ -16,11 +16,12 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot.errors import FetchError
 from bot.models import Page, Source
-from bot.sources.fetch import Fetcher, backoff_delay
+from bot.sources.fetch import MAX_RETRY_AFTER, Fetcher, _retry_after, backoff_delay
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -354,3 +355,21 @@ async def test_a_turn_past_the_deadline_from_our_own_spacing_is_not_a_retry_afte
     assert second.retry_after is None and second.status is None
     assert fetcher.host_not_before == {}
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("120", 120.0), ("0", 0.0), (str(MAX_RETRY_AFTER + 1), MAX_RETRY_AFTER), ("9" * 20, MAX_RETRY_AFTER),
+    ("9" * 5000, MAX_RETRY_AFTER),  # longer than `int()` reads
+    ("-5", None), ("1e9", None), ("soon", None), ("", None), (b"\xb2", None),  # a superscript 2 is no HTTP digit
+    ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER), ("Fri, 31 Dec 9999 23:59:59 -2359", None),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # already past: ask again now
+])
+def test_retry_after_is_read_within_a_week_and_never_raises(value: str | bytes, seconds: float | None) -> None:
+    """A "wait 30 years" (or a date in 9999) must not silence a source for good, nor crash the fetch."""
+    raw = value if isinstance(value, bytes) else value.encode()
+    waited, at = _retry_after(httpx.Headers({b"Retry-After": raw}))
+    if seconds is None:
+        assert (waited, at) == (None, None)
+    else:
+        assert waited is not None and abs(waited - seconds) < 5
+        assert at is None if raw.isdigit() else at is not None

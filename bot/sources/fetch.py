@@ -21,7 +21,7 @@ import random
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
 from types import TracebackType
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
@@ -30,10 +30,14 @@ import httpx
 
 from bot.errors import FetchError
 from bot.models import Page, Source
+from bot.sources.ids import parse_date
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+# The longest wait a Retry-After is honoured for: a buggy or hostile "wait 30 years" (or a date in 9999) must not
+# silence a source for good. After a week the source is simply asked again, and holds again if still told to.
+MAX_RETRY_AFTER = 7 * 24 * 3600
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _HINT_TRANSIENT = "The site did not answer properly; the source is retried on its next refresh."
@@ -306,15 +310,14 @@ def _retry_after(headers: httpx.Headers) -> tuple[float | None, datetime | None]
     value = headers.get("retry-after", "").strip()
     if not value:
         return None, None
-    if value.isdigit():
-        return float(value), None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:12]), MAX_RETRY_AFTER)), None
+    when = parse_date(value)  # None when unreadable, or out of any datetime's range
+    if when is None:
         return None, None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds()), when.astimezone(UTC)
+    now = datetime.now(UTC)
+    when = min(when, now + timedelta(seconds=MAX_RETRY_AFTER))
+    return max(0.0, (when - now).total_seconds()), when
 
 
 def _describe(exc: Exception) -> str:
