@@ -129,6 +129,7 @@ def _local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST = 520 * 604800
 
 
 def parse_duration(text: str) -> timedelta:
@@ -136,4 +137,7 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if not m or int(m[1]) <= 0:
         raise ValueError(f"expected a duration like \"30m\", \"1h\" or \"2d\", got {text!r}")
-    return timedelta(seconds=int(m[1]) * _UNITS[m[2].lower()])
+    seconds = int(m[1]) * _UNITS[m[2].lower()]
+    if seconds > _LONGEST:  # past what a timedelta holds, and past any sensible refresh or age
+        raise ValueError(f"a duration of at most 10 years (\"520w\") was expected, got {text!r}")
+    return timedelta(seconds=seconds)
