@@ -215,7 +215,7 @@ def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
            and not is_css_selector(css)]
     if bad:
         raise ParseError(f"{page.url}: not a CSS selector: {', '.join(bad)}",
-                         hint="Fix the selectors of this [[sources]] entry; `digestbot check-config` checks them.")
+                         hint="Fix the source's `selectors` (`digestbot check-config` checks them) or `--select`.")
     tree = LexborHTMLParser(page.text())
     nodes = tree.css(item_sel)
     if not nodes:
