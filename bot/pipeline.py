@@ -28,9 +28,9 @@ REFRESH_JITTER = 0.1
 # A well-formed page with no items is a quiet day only where quiet days exist (arXiv announces nothing on
 # weekends); elsewhere, zero items from a source that used to list this many is a broken scraper.
 SUSPICIOUS_DROP = 3
+QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
 _HINT_BUG = ("This is a digestbot bug: please report it with the log's traceback. The other sources are not affected, "
              "and this one is retried on its next refresh.")
-QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
 
 
 @dataclass(frozen=True, slots=True)
