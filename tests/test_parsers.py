@@ -411,11 +411,11 @@ def test_doi_and_url_normalisation() -> None:
 
 
 def test_control_characters_and_spaces_in_ids_and_urls_are_percent_encoded() -> None:
-    entries = [{"paper": {"id": "abc\u0000def", "title": "Nul"}}, {"paper": {"id": " gh i\t", "title": "Gaps"}},
+    entries = [{"paper": {"id": "abc\u0000def", "title": "Nul"}}, {"paper": {"id": " gh i\tj\r\nk\t", "title": "Gaps"}},
                {"paper": {"id": "2601.00001", "title": "Clean"}}]
     nul, gaps, clean = parse("hf_api", json.dumps(entries))
     assert nul.id == nul.url == "https://huggingface.co/papers/abc%00def"
-    assert gaps.url == "https://huggingface.co/papers/gh%20i"  # the id itself is stripped first
+    assert gaps.url == "https://huggingface.co/papers/gh%20ijk"  # stripped; tabs and line breaks dropped
     assert clean.id == "arxiv:2601.00001" and clean.url == "https://huggingface.co/papers/2601.00001"
 
 

@@ -42,6 +42,7 @@ _RFC822 = re.compile(r"(?:[A-Z][a-z]{2}, )?(?P<day>[0-9]{1,2}) (?P<month>[A-Z][a
                      r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<sign>[+-])(?P<oh>[0-9]{2})(?P<om>[0-9]{2})")
 _ZERO_YEAR = re.compile(r"[A-Za-z]\.?\s+0\d{3}(?![\d:])")  # a four-digit year below 1000 after the month ("Jan 0001")
 _UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\x7f]")  # C0 controls, space and DEL: percent-encoded in ids and URLs
+_TAB_AND_NEWLINES = dict.fromkeys(map(ord, "\t\r\n"))
 _MONTH_NUMBERS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SHORT = 64  # below this many characters the plain `isprintable` check is the cheaper one
@@ -221,4 +222,7 @@ def dedupe(items: Iterable[Item]) -> list[Item]:
 
 
 def _encode_unsafe(link: str) -> str:
-    return _UNSAFE_IN_LINK.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), link.strip())
+    """As a browser reads a link: the ends stripped, tabs and line breaks dropped, other controls and spaces
+    percent-encoded."""
+    link = link.strip().translate(_TAB_AND_NEWLINES)
+    return _UNSAFE_IN_LINK.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), link)
