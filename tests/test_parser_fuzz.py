@@ -46,12 +46,35 @@ HOSTILE_JSON: list[Any] = [None, True, 0, -1, 1.5, 10**30, "", " ", "9999-12-31T
 FETCHED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 
 
+DATE_FIELDS = [b"<pubDate>", b"<published>", b"<updated>", b"<dc:date>", b"publishedAt&quot;:&quot;",
+               b'"publishedAt": "', b'"publishedAt":"', b"<h3>"]
+HOSTILE_DATES = [b"9999-12-31T23:59:59-23:59", b"Fri, 31 Dec 9999 23:59:59 -2359", b"Sat, 1 Jan 0001 00:00:00 +2359",
+                 b"Mon, 01 Jan 99999999999999999999 00:00 +0000", b"0000-00-00", b"Thu, 31 Feb 2026", b"Apr 21"]
+
+
+def mutate_date(rng: random.Random, body: bytes) -> bytes:
+    """`body` with the value of one of its date fields (up to 30 bytes of it) replaced by a hostile date; dates
+    are where range errors hide."""
+    marker = rng.choice([m for m in DATE_FIELDS if m in body] or DATE_FIELDS)
+    found: list[int] = []
+    index = body.find(marker)
+    while index >= 0 and len(found) < 50:
+        found.append(index)
+        index = body.find(marker, index + 1)
+    if not found:
+        return body
+    start = rng.choice(found) + len(marker)
+    return body[:start] + rng.choice(HOSTILE_DATES) + body[start + rng.randint(0, 30) :]
+
+
 def mutate_bytes(rng: random.Random, body: bytes) -> bytes:
     out = bytearray(body)
     for _ in range(rng.randint(1, 6)):
         at = rng.randrange(len(out)) if out else 0
         roll = rng.random()
-        if roll < 0.3:
+        if roll < 0.15:
+            out = bytearray(mutate_date(rng, bytes(out)))
+        elif roll < 0.3:
             out[at : at + rng.randint(1, 40)] = rng.choice(HOSTILE_TEXT)
         elif roll < 0.5:
             del out[at : at + rng.randint(1, 200)]
