@@ -97,6 +97,11 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
         new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
     except StoreError as exc:  # these items refused (a database that is down fails recording this too, and stops)
         return await _failed(store, source, exc, now=now, next_due=next_due)
+    except Exception as exc:  # text no driver can encode, or another bug of ours: this source only
+        log.exception("source %s: unexpected error saving its items", source.name)
+        error = ParseError(f"{source.url}: unexpected error while saving this source's items ({exc!r})",
+                           hint=_HINT_BUG)
+        return await _failed(store, source, error, now=now, next_due=next_due)
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))

@@ -31,6 +31,9 @@ SLACK_ITEMS_PER_MESSAGE = 20
 SUBJECT_LIMIT = 150
 SLACK_SECTION_LIMIT = 3000
 SLACK_HEADER_LIMIT = 150
+MAX_URL = 2000  # a longer link is dropped (the title stays): no real paper URL is this long, and one item's link
+#                 must not push an email past HTML_LIMIT
+SLACK_LINK_LIMIT = 1500  # a `<url|title>` longer than this, once quoted and escaped, is shown as the title alone
 _METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comments", "github_stars": "★ {n}"}
 
 
@@ -57,6 +60,8 @@ def one_line(text: str, limit: int | None = None) -> str:
         category = unicodedata.category(ch)
         if category in ("Cc", "Zl", "Zp"):
             kept.append(" ")
+        elif category == "Cs":  # a lone surrogate (JSON "\ud800"): no encoding can carry it
+            kept.append("\ufffd")
         elif category != "Cf":  # bidi overrides, zero-width tricks
             kept.append(ch)
     flat = " ".join("".join(kept).split())
@@ -90,7 +95,7 @@ def safe_url(url: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    if any(unicodedata.category(ch)[0] in "CZ" for ch in url):
+    if len(url) > MAX_URL or any(unicodedata.category(ch)[0] in "CZ" for ch in url):
         return None
     return url
 
@@ -136,7 +141,8 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         fields = groups.setdefault(term, [])
         if one_line(reason.field, 30) not in fields:
             fields.append(one_line(reason.field, 30))
-    metrics = tuple(_METRIC_LABELS.get(k, "{n} " + one_line(k, 30)).format(n=v) for k, v in item.metrics.items())
+    metrics = tuple(_METRIC_LABELS[k].format(n=v) if k in _METRIC_LABELS else f"{v} {one_line(k, 30)}"
+                    for k, v in item.metrics.items())  # a metric's name is text, never a format template
     return ItemView(
         title=one_line(item.title, 300) or "(untitled)",
         url=safe_url(item.url),
@@ -275,7 +281,7 @@ class Renderer:
         icon = ":white_check_mark:" if notice.kind == "source-recovered" else ":warning:"
         text = f"{icon} *{escape_slack(notice.title)}*\n" + "\n".join(escape_slack(line) for line in notice.lines)
         return [SlackMessage(text=escape_slack(f"digestbot: {notice.title}"),
-                             blocks=[_section(truncate(text, SLACK_SECTION_LIMIT))])]
+                             blocks=[_section(text)])]
 
     def _context(self, digest: Digest, views: list[ItemView]) -> dict[str, Any]:
         total = max(digest.total_matched, len(digest.items))
@@ -318,7 +324,9 @@ def slack_link(url: str, label: str) -> str:
 
 
 def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
-    link = slack_link(view.url, view.title) if view.url and len(view.url) < 1500 else escape_slack(view.title)
+    link = slack_link(view.url, view.title) if view.url else ""
+    if not link or len(link) > SLACK_LINK_LIMIT:  # quoting and escaping can grow a URL many times over
+        link = escape_slack(view.title)
     lines = [f"*{link}*"]
     byline = " · ".join(x for x in (view.authors, *view.metrics) if x)
     if byline:
@@ -343,11 +351,27 @@ def _slack_outro(digest: Digest, shown: int) -> list[dict[str, Any]]:
     return [_context(" · ".join(parts))] if parts else []
 
 
+def fit_mrkdwn(text: str, limit: int = SLACK_SECTION_LIMIT) -> str:
+    """`text` cut to `limit` characters, if longer, where the cut breaks no link (`<…>`) and no escape (`&amp;`).
+
+    The per-field caps count characters before escaping and URL quoting, which can grow text several times over
+    (an `&` becomes `&amp;`, an emoji in a URL twelve characters), so long hostile text does reach Slack's limit.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    opened = cut.rfind("<")
+    if opened > cut.rfind(">"):  # inside a link: drop the whole link
+        cut = cut[:opened]
+    amp = cut.rfind("&")
+    if amp > cut.rfind(";"):  # inside an escape
+        cut = cut[:amp]
+    return cut + "…"
+
+
 def _section(text: str) -> dict[str, Any]:
-    if len(text) > SLACK_SECTION_LIMIT:  # unreachable with the caps above; never send an invalid block
-        text = text[: SLACK_SECTION_LIMIT - 1] + "…"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit_mrkdwn(text)}}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SLACK_SECTION_LIMIT]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit_mrkdwn(text)}]}

@@ -419,6 +419,23 @@ def test_control_characters_and_spaces_in_ids_and_urls_are_percent_encoded() -> 
     assert clean.id == "arxiv:2601.00001" and clean.url == "https://huggingface.co/papers/2601.00001"
 
 
+def test_lone_surrogates_from_json_become_replacement_characters() -> None:
+    """JSON may write a lone surrogate ("\\ud800"); `json.loads` keeps it, and no database can store it."""
+    entries = [{"paper": {"id": "2601.00001", "title": "A \ud800 B", "summary": "x\udfffy",
+                          "authors": [{"name": "N\ud83d"}]}},
+               {"paper": {"id": "2601.00002", "title": "Emoji \U0001F600 kept"}}]  # written as a pair: one emoji
+    body = json.dumps(entries)
+    assert "\\ud800" in body and "\\ud83d\\ude00" in body
+    lone, pair = parse("hf_api", body)
+    assert (lone.title, lone.abstract, lone.authors) == ("A \ufffd B", "x\ufffdy", ("N\ufffd",))
+    assert pair.title == "Emoji \U0001F600 kept"
+    real = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_text(encoding="utf-8")
+    assert "The Llama 3 Herd of Models" in real
+    [llama] = [i for i in parse("hf_papers", real.replace("The Llama 3 Herd", "The Llama \\ud800 Herd"))
+               if "Llama" in i.title]
+    assert llama.title == "The Llama \ufffd Herd of Models"
+
+
 def test_author_names_that_collapse_to_nothing_are_dropped() -> None:
     assert names(["Ann  Author", " ", "", "\n", "Bo"]) == ("Ann Author", "Bo")
     clean = ["Ann Author", "Bo"]

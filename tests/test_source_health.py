@@ -221,6 +221,23 @@ async def test_a_nul_in_a_paper_id_is_stored_encoded_not_refused(db_url: str, se
         assert "https://huggingface.co/papers/not-arxiv%00id" in ids
 
 
+async def test_a_lone_surrogate_in_a_title_is_stored_and_mailed(db_url: str, server: LocalHTTPServer,
+                                                                 mail: MaildirSink) -> None:
+    """JSON's "\\ud800" survives `json.loads` as text no encoding carries: once, saving it raised out of the cycle."""
+    fragile, config, stored = await healthy_start(db_url, server, mail)
+    entries = json.loads(HF_API)
+    entries[0]["paper"]["id"] = "2611.00001"
+    entries[0]["paper"]["title"] = entries[0]["title"] = "Agents \ud800 models"
+    server.route("/api", Reply(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}))
+    report = await cycle(config, T0 + timedelta(hours=1))
+    assert status(report) == {"steady": "ok", "fragile": "ok"}
+    assert [(d.recipient, d.status) for d in report.delivered] == [("ada", "sent")]
+    with Store.open(db_url) as store:
+        assert store.get_items(["arxiv:2611.00001"])["arxiv:2611.00001"].title == "Agents \ufffd models"
+    text = mail.messages()[0].get_body(("plain",))
+    assert text is not None and "Agents \ufffd models" in text.get_content()
+
+
 async def test_items_the_database_refuses_fail_that_source_not_the_cycle(db_url: str, server: LocalHTTPServer,
                                                                          mail: MaildirSink,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
