@@ -101,8 +101,17 @@ def safe_url(url: str | None) -> str | None:
 
 
 def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
-    names = [one_line(a, 60) for a in authors if a.strip()]
-    return ", ".join(names[:keep]) + (" et al." if len(names) > keep else "")
+    """The first `keep` names, "et al." for the rest (only the names shown are cleaned: a paper can list 500)."""
+    names: list[str] = []
+    rest = iter(authors)
+    for author in rest:
+        name = one_line(author, 60)
+        if name:
+            names.append(name)
+            if len(names) == keep:
+                break
+    more = any(one_line(author) for author in rest)
+    return ", ".join(names) + (" et al." if more else "")
 
 
 @dataclass(frozen=True, slots=True)
