@@ -42,7 +42,8 @@ HOSTILE_TEXT = [
     b'"', b"1e999", b"9" * 400, b"\xf0\x9f\x98\x80", b"javascript:alert(1)", b"http://[::1", b" " * 40, b"\r\n" * 10,
 ]
 HOSTILE_JSON: list[Any] = [None, True, 0, -1, 1.5, 10**30, "", " ", "9999-12-31T23:59:59-23:59", "2026-13-01", [],
-                           {}, [None], [{}], {"name": None}, "\x00", "1" * 5000, {"id": "2607.00001"}]
+                           {}, [None], [{}], {"name": None}, "\x00", "1" * 5000, {"id": "2607.00001"}, "\ud800",
+                           "a\udfff b", "\U0001F600"]
 FETCHED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 
 
@@ -122,6 +123,9 @@ def assert_well_formed(items: list[Item]) -> None:
         assert all(name and name == " ".join(name.split()) for name in item.authors), item.authors
         assert item.published is None or item.published.utcoffset() is not None, item.published
         assert all(type(count) is int for count in item.metrics.values()), item.metrics
+        for text in (item.id, item.url, item.title, item.abstract, *item.authors):
+            text.encode("utf-8")  # storable: no lone surrogate
+            assert "\x00" not in text
         json.dumps(item.to_json())
 
 

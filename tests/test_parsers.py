@@ -428,6 +428,8 @@ def test_lone_surrogates_from_json_become_replacement_characters() -> None:
     assert "\\ud800" in body and "\\ud83d\\ude00" in body
     lone, pair = parse("hf_api", body)
     assert (lone.title, lone.abstract, lone.authors) == ("A \ufffd B", "x\ufffdy", ("N\ufffd",))
+    [odd_id] = parse("hf_api", json.dumps([{"paper": {"id": "x\udc00y", "title": "T"}}]))
+    assert odd_id.id == odd_id.url == "https://huggingface.co/papers/x%EF%BF%BDy"
     assert pair.title == "Emoji \U0001F600 kept"
     real = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_text(encoding="utf-8")
     assert "The Llama 3 Herd of Models" in real

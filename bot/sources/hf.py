@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
@@ -32,8 +30,6 @@ log = logging.getLogger(__name__)
 
 HF_BASE = "https://huggingface.co"
 _LIST_KEYS = ("dailyPapers", "searchResults", "papers")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # how JSON writes a surrogate (lone, or half of a pair)
-_SURROGATE = re.compile("[\ud800-\udfff]")  # left in a `str` by json.loads only when lone
 _LISTING = 'data-target="DailyPapers"'
 _LISTING_PROPS = f'{_LISTING} data-props="'.encode()
 
@@ -50,7 +46,7 @@ def parse_hf_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
         raise ParseError(f"{page.url}: expected a JSON array of papers, got {type(data).__name__}; layout changed?")
     if not data:
         return []  # the API answers [] for a day with no papers yet: the page itself says it is empty
-    return _items_from_entries(data, page.url, page.body)
+    return _items_from_entries(data, page.url)
 
 
 def parse_hf_papers(page: Page, options: Mapping[str, Any]) -> list[Item]:
@@ -62,12 +58,12 @@ def parse_hf_papers(page: Page, options: Mapping[str, Any]) -> list[Item]:
         listing = tree.css_first(f"[{_LISTING}]")
     entries = _entries(_props(listing, "DailyPapers"))
     if entries is not None:
-        return _items_from_entries(entries, page.url, page.body) if entries else []
+        return _items_from_entries(entries, page.url) if entries else []
     if tree is None:
         tree = LexborHTMLParser(page.body)
     content = _props(tree.css_first('[data-target="PaperContent"]'), "PaperContent")
     if content is not None and isinstance(content.get("paper"), dict):
-        return _no_lone_surrogates([_paper_page_item(content)], page.body)
+        return [_paper_page_item(content)]
     return _items_from_cards(tree, page.url)
 
 
@@ -119,7 +115,7 @@ def _props(node: LexborNode | None, target: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _items_from_entries(entries: list[Any], where: str, body: bytes) -> list[Item]:
+def _items_from_entries(entries: list[Any], where: str) -> list[Item]:
     """Items from daily-list entries; a malformed entry is skipped, all of them malformed is an error."""
     items: list[Item] = []
     for entry in entries:
@@ -129,23 +125,7 @@ def _items_from_entries(entries: list[Any], where: str, body: bytes) -> list[Ite
             log.warning("%s: skipping a malformed paper entry (%r)", where, exc)
     if not items:
         raise ParseError(f"{where}: {len(entries)} entries but none with a paper id and title; layout changed?")
-    return _no_lone_surrogates(items, body)
-
-
-def _no_lone_surrogates(items: list[Item], body: bytes) -> list[Item]:
-    """`items`, cleaned by `_without_surrogates` where the JSON they come from writes a surrogate (rare: only then
-    is every text looked at)."""
-    return [_without_surrogates(item) for item in items] if _SURROGATE_ESCAPE.search(body) else items
-
-
-def _without_surrogates(item: Item) -> Item:
-    """`item` with each lone surrogate (JSON's "\ud800", which `json.loads` keeps and no encoding can carry, so no
-    database can store it) turned into U+FFFD, the replacement character."""
-    def clean(text: str) -> str:
-        return _SURROGATE.sub("\ufffd", text)
-
-    return replace(item, id=clean(item.id), title=clean(item.title), url=clean(item.url),
-                   abstract=clean(item.abstract), authors=tuple(map(clean, item.authors)))
+    return items
 
 
 def _entry_item(entry: Mapping[str, Any]) -> Item:

@@ -41,7 +41,8 @@ _DOUBLE_SPACE_BYTES = re.compile(b"  ")
 _RFC822 = re.compile(r"(?:[A-Z][a-z]{2}, )?(?P<day>[0-9]{1,2}) (?P<month>[A-Z][a-z]{2}) (?P<year>[1-9][0-9]{3}) "
                      r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<sign>[+-])(?P<oh>[0-9]{2})(?P<om>[0-9]{2})")
 _ZERO_YEAR = re.compile(r"[A-Za-z]\.?\s+0\d{3}(?![\d:])")  # a four-digit year below 1000 after the month ("Jan 0001")
-_UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\x7f]")  # C0 controls, space and DEL: percent-encoded in ids and URLs
+_UNSAFE_IN_LINK = re.compile("[\x00-\x20\x7f\ud800-\udfff]")  # controls, space, DEL, lone surrogates: encoded
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a `str` holds one only if lone (json.loads keeps "\ud800")
 _TAB_AND_NEWLINES = dict.fromkeys(map(ord, "\t\r\n"))
 _MONTH_NUMBERS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
@@ -51,7 +52,8 @@ ARXIV_ABS = "https://arxiv.org/abs/"
 
 
 def collapse(text: str | None) -> str:
-    """Whitespace collapsed to single spaces, control characters dropped; content otherwise kept as text."""
+    """Whitespace collapsed to single spaces, control characters dropped, a lone surrogate made U+FFFD; content
+    otherwise kept as text. (Text with either is not `isprintable`, so the common case never looks for them.)"""
     if not text:
         return ""
     if len(text) > _SHORT and text.isascii():
@@ -63,6 +65,8 @@ def collapse(text: str | None) -> str:
     raw = text.encode("utf-8", "surrogatepass")  # control characters are the only bytes below 32 in UTF-8
     if len(raw.translate(None, _DROPPED)) != len(raw):
         text = text.translate(_CONTROL)
+    if _SURROGATE.search(text):  # a lone one, from JSON's "\ud800": no encoding or database can carry it
+        text = _SURROGATE.sub("\ufffd", text)
     return " ".join(text.split())
 
 
@@ -225,4 +229,8 @@ def _encode_unsafe(link: str) -> str:
     """As a browser reads a link: the ends stripped, tabs and line breaks dropped, other controls and spaces
     percent-encoded."""
     link = link.strip().translate(_TAB_AND_NEWLINES)
-    return _UNSAFE_IN_LINK.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), link)
+    return _UNSAFE_IN_LINK.sub(lambda match: "".join(f"%{byte:02X}" for byte in _utf8(match.group())), link)
+
+
+def _utf8(char: str) -> bytes:
+    return "\ufffd".encode() if _SURROGATE.match(char) else char.encode()
