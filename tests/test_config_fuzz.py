@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import config_warnings, parse_config
 from bot.errors import ConfigError
+from tests.test_parser_fuzz import json_paths
 
 EXAMPLE = tomllib.loads((Path(__file__).parents[1] / "config.example.toml").read_text(encoding="utf-8"))
 VALUES: list[Any] = [
@@ -25,21 +26,11 @@ VALUES: list[Any] = [
 ]
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> Any:
-    yield path
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _paths(child, (*path, index))
-
-
 def edited(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     config = copy.deepcopy(EXAMPLE)
     for _ in range(rng.randint(1, 4)):
-        path = rng.choice([p for p in _paths(config) if p])
+        path = rng.choice([p for p in json_paths(config) if p])
         holder = config
         for key in path[:-1]:
             holder = holder[key]

@@ -9,11 +9,9 @@ nothing stored may be lost, and the subscriber gets exactly one digest a day.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from bot.app import App
 from bot.config import parse_config
@@ -36,18 +34,6 @@ T0 = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
 DAYS = 2
 
 
-@pytest.fixture
-async def mail(tmp_path: Path) -> AsyncIterator[MaildirSink]:
-    async with MaildirSink(tmp_path / "Maildir") as sink:
-        yield sink
-
-
-@pytest.fixture
-def server() -> Iterator[LocalHTTPServer]:
-    with LocalHTTPServer() as srv:
-        yield srv
-
-
 def mutating(kind: str, body: bytes, content_type: str) -> Callable[[Request], Reply]:
     """A route that serves the real page on its first request, then a new seeded mutation of it on each next one:
     every other time only a hostile date in an otherwise sound page (so it gets past the parse to the items)."""
@@ -63,7 +49,14 @@ def mutating(kind: str, body: bytes, content_type: str) -> Callable[[Request], R
     return answer
 
 
-async def test_two_days_of_cycles_over_mutated_pages(db_url: str, server: LocalHTTPServer, mail: MaildirSink) -> None:
+async def test_two_days_of_cycles_over_mutated_pages(db_url: str, tmp_path: Path) -> None:
+    with LocalHTTPServer() as server:
+        async with MaildirSink(tmp_path / "Maildir") as mail:
+            await run_cycles(db_url, server, mail)
+
+
+async def run_cycles(db_url: str, server: LocalHTTPServer, mail: MaildirSink) -> None:
+    """Hourly cycles over the mutating sources, checking after each that nothing stored was lost."""
     for kind, name, content_type in SOURCES:
         server.route(f"/{kind}", handler=mutating(kind, (FIXTURES / name).read_bytes(), content_type))
     config = parse_config({

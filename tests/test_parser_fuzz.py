@@ -96,7 +96,7 @@ def mutate_json(rng: random.Random, data: Any) -> Any:
     """`data` with a few values anywhere in it swapped for values of the wrong type or range."""
     data = json.loads(json.dumps(data))
     for _ in range(rng.randint(1, 5)):
-        paths = list(_paths(data))
+        paths = list(json_paths(data))
         path = rng.choice(paths)
         if not path:
             continue
@@ -107,14 +107,15 @@ def mutate_json(rng: random.Random, data: Any) -> Any:
     return data
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> Any:
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> Any:
+    """Every path (keys and indexes) into a JSON value, its root `()` first."""
     yield path
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _paths(child, (*path, key))
+            yield from json_paths(child, (*path, key))
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from _paths(child, (*path, index))
+            yield from json_paths(child, (*path, index))
 
 
 def assert_well_formed(items: list[Item]) -> None:
