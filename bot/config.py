@@ -15,7 +15,6 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +23,7 @@ from bot.errors import ConfigError
 from bot.models import Source
 from bot.schedule import Schedule, parse_duration
 from bot.sources.feeds import is_css_selector
+from bot.sources.fetch import url_problem
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE = "sqlite:///data/digestbot.sqlite3"
@@ -48,16 +48,10 @@ def _check_duration(value: str) -> str:
 
 
 def _check_source_url(value: str) -> str:
-    """An http(s) or file URL, or a local path: a typo in the scheme is caught here, not on every refresh."""
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https") and not parts.hostname:
-        raise ValueError(f"a URL without a host: {value!r}")
-    if scheme not in ("http", "https", "file", "") and len(scheme) != 1:  # one letter: a Windows drive
-        raise ValueError(f"unsupported URL scheme {scheme!r} in {value!r}; use http(s)://, file:// or a local path")
+    """A URL the fetcher can read (`url_problem`): a typo in the scheme is caught here, not on every refresh."""
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem} in {value!r}; use an http(s):// URL, a file:// URL or a local path")
     return value
 
 

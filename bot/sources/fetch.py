@@ -40,6 +40,7 @@ MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 7 * 24 * 3600
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_HINT_URL = "Use an http(s):// URL with a host, a file:// URL or a local path."
 _HINT_TRANSIENT = "The site did not answer properly; the source is retried on its next refresh."
 _HINT_QUEUED = ("Many sources share this host and its spacing between requests; the source is tried again on its "
                 "next refresh. Fewer sources on one host, or a longer `every`, avoid it.")
@@ -99,10 +100,10 @@ class Fetcher:
                     last_modified: str | None = None) -> Page | None:
         """The page at `source.url`, or None when the server (or file) says it is not modified."""
         url = source.url
-        try:
-            scheme = urlsplit(url).scheme.lower()
-        except ValueError as exc:  # "http://[::1": not a URL at all
-            raise FetchError(f"{url}: not a valid URL ({exc})", hint="Check the source URL in the config.") from exc
+        problem = url_problem(url)
+        if problem is not None:
+            raise FetchError(f"{url}: {problem}", hint=_HINT_URL)
+        scheme = urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
             headers = {"If-None-Match": etag} if etag else {}
             if last_modified:
@@ -117,10 +118,7 @@ class Fetcher:
         if scheme == "file":
             return await asyncio.to_thread(self._read_file, url, url2pathname(unquote(urlsplit(url).path)),
                                            last_modified)
-        if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
-            return await asyncio.to_thread(self._read_file, url, url, last_modified)
-        raise FetchError(f"{url}: unsupported URL scheme {scheme!r}",
-                         hint="Use an http(s):// URL, a file:// URL or a local path.")
+        return await asyncio.to_thread(self._read_file, url, url, last_modified)  # a plain path
 
     async def _fetch_http(self, url: str, headers: dict[str, str], deadline_at: float) -> Page | None:
         """One fetch with retries; Retry-After waits happen in `_take_turn` through `host_not_before`."""
@@ -291,6 +289,22 @@ def _page(reply: _Reply) -> Page:
 
 # Sites that publish a slower pace for robots than our default spacing (arXiv's API asks for 3 s between calls).
 HOST_INTERVALS = {"export.arxiv.org": 3.0, "arxiv.org": 1.0}
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` can never be fetched (not a URL, an unsupported scheme, an http(s) URL without a host), or None.
+    What `fetch` reads: http(s), file:// and plain paths (a one-letter scheme is a Windows drive). Config
+    validation asks the same, so a typo is caught when the config is loaded."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # "http://[::1"
+        return f"not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return None if parts.hostname else "a URL without a host"
+    if scheme in ("file", "") or len(scheme) == 1:
+        return None
+    return f"unsupported URL scheme {scheme!r}"
 
 
 def backoff_delay(attempt: int, base: float, jitter: float) -> float:
