@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from bot.errors import FetchError, ParseError, StoreError
+from bot.errors import BotError, FetchError, ParseError, StoreError
 from bot.models import Source
 from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
@@ -90,17 +90,13 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
     except ParseError as exc:
         return await _failed(store, source, exc, now=now, next_due=next_due)
     except Exception as exc:  # a bug of ours, met on a page nobody foresaw, costs this source, not the whole cycle
-        log.exception("source %s: unexpected error", source.name)
-        error = ParseError(f"{source.url}: unexpected error while reading this source ({exc!r})", hint=_HINT_BUG)
-        return await _failed(store, source, error, now=now, next_due=next_due)
+        return await _failed(store, source, _bug(source, exc, "reading this source"), now=now, next_due=next_due)
     try:
         new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
     except StoreError as exc:  # these items refused (a database that is down fails recording this too, and stops)
         return await _failed(store, source, exc, now=now, next_due=next_due)
     except Exception as exc:  # text no driver can encode, or another bug of ours: this source only
-        log.exception("source %s: unexpected error saving its items", source.name)
-        error = ParseError(f"{source.url}: unexpected error while saving this source's items ({exc!r})",
-                           hint=_HINT_BUG)
+        error = _bug(source, exc, "saving this source's items")
         return await _failed(store, source, error, now=now, next_due=next_due)
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
@@ -108,7 +104,13 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
     return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
 
 
-async def _failed(store: Store, source: Source, exc: FetchError | ParseError | StoreError, *, now: datetime,
+def _bug(source: Source, exc: Exception, doing: str) -> BotError:
+    """An exception nobody foresaw, logged with its traceback and told as a bug to report."""
+    log.exception("source %s: unexpected error while %s", source.name, doing)
+    return BotError(f"{source.url}: unexpected error while {doing} ({exc!r})", hint=_HINT_BUG)
+
+
+async def _failed(store: Store, source: Source, exc: BotError, *, now: datetime,
                   next_due: datetime) -> RefreshResult:
     """Record a failed refresh (with the hold a Retry-After asks for) and say so; nothing stored is touched."""
     not_before = None
