@@ -79,7 +79,11 @@ _EMPTY_SECTION = ("no updates for this time period",)
 def _says_empty(node: LexborHTMLParser | LexborNode, sentences: tuple[str, ...]) -> bool:
     """Whether a paragraph of `node` says it has nothing to list (so an empty page is a quiet day, not a broken one).
     Only a `p` counts: the same words in a script, a comment or an entry's title do not."""
-    return any(collapse(p.text()).lower().startswith(sentences) for p in node.css("p"))
+    return any(_is_saying(p, sentences) for p in node.css("p"))
+
+
+def _is_saying(paragraph: LexborNode, sentences: tuple[str, ...]) -> bool:
+    return collapse(paragraph.text()).lower().startswith(sentences)
 
 
 def _check_complete(page: Page, heading: str, entries: int) -> None:
@@ -188,7 +192,7 @@ def _groups_by_heading(dl: LexborNode) -> list[_Group]:
             group.links.append(node.css_first('a[title="Abstract"]'))
         elif node.tag == "dd":
             group.parts.append(_entry_parts(node.css(_ENTRY_PARTS)))
-        elif not group.dts and collapse(node.text()).lower().startswith(_EMPTY_SECTION):
+        elif not group.dts and _is_saying(node, _EMPTY_SECTION):
             groups[-1] = group._replace(says_empty=True)
     return groups if groups[0].dts or groups[0].parts else groups[1:]
 

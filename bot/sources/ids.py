@@ -212,7 +212,7 @@ def dedupe(items: Iterable[Item]) -> list[Item]:
     """Items with duplicate ids dropped, keeping the first: pages list a paper once per section at most.
 
     Every parser's items pass here, so this is also where a control character or space that reached an id or a
-    URL (a JSON paper id "abc\u0000", a feed link with a tab) is cleaned as a browser reads a link
+    URL (a JSON paper id "abc\\u0000", a feed link with a tab) is cleaned as a browser reads a link
     (`_encode_unsafe`): PostgreSQL cannot store a NUL, and nobody can click one."""
     seen: set[str] = set()
     kept: list[Item] = []
