@@ -11,7 +11,7 @@ as gain. The methods:
 - `digestbot`: `compile_profiles(..., corpus=items)` and `Matcher.rank`; `digestbot-nocorpus` is the same
   without corpus statistics (what scoring a handful of new items without history gives). Both score with keywords
   only (`semantic=False`);
-- `digestbot+semantic`: `digestbot` with semantic similarity to the profile's description (`bot.semantic`), as
+- `digestbot+semantic`: `digestbot` with semantic similarity to the profile's description (`bot.scoring.semantic`), as
   digestbot scores when the `semantic` extra is installed; only then is this row shown.
 """
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.config import ProfileConfig, parse_config  # noqa: E402
 from bot.models import Item  # noqa: E402
 from bot.scoring import compile_profiles, load_items_jsonl  # noqa: E402
-from bot.semantic import available as semantic_available  # noqa: E402
+from bot.scoring.semantic import available as semantic_available  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 Ranker = Callable[[Sequence[Item], str, ProfileConfig], list[str]]

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.config import ProfileConfig  # noqa: E402
 from bot.models import Item  # noqa: E402
 from bot.scoring import compile_profiles  # noqa: E402
-from bot.scoring_text import STOPWORDS, term_variants, text_keys  # noqa: E402
+from bot.scoring.text import STOPWORDS, term_variants, text_keys  # noqa: E402
 
 SEED = Path(__file__).resolve().parent / "data" / "seed_items.jsonl"
 TARGET_SECONDS, TARGET_MB, TARGET_SPEEDUP = 4.0, 300.0, 500.0

@@ -192,7 +192,7 @@ class FieldWeights(_Strict):
     """How much a match counts in each field of a paper (`[profiles.x] fields = { title = 3 }`).
 
     Bounded, like keyword weights, so that every score stays far inside the range where the scorer's quantised
-    sums are exact (`bot.scoring_batch`)."""
+    sums are exact (`bot.scoring.batch`)."""
 
     title: float = Field(default=2.0, ge=0, le=100)
     abstract: float = Field(default=1.0, ge=0, le=100)
@@ -212,7 +212,7 @@ def _check_weights(table: Mapping[Any, Any]) -> None:
 
 
 class ProfileConfig(_Strict):
-    """One `[profiles.NAME]`: what a reader wants. Term matching rules live in `bot.scoring_text`.
+    """One `[profiles.NAME]`: what a reader wants. Term matching rules live in `bot.scoring.text`.
 
     `keywords` is a list of terms, a table of term → weight, or a list mixing terms and one-entry tables;
     `weighted_keywords` flattens any of them. A profile needs keywords or authors (or both).

@@ -105,7 +105,7 @@ class Reason:
 
     `kind` is "keyword" for the profile's own terms and "description" for words taken from its plain-words
     description, which weigh less and are shown apart, so the reader sees their keywords first; "semantic" for
-    the similarity of the item to that description (`bot.semantic`), "author" for a followed author.
+    the similarity of the item to that description (`bot.scoring.semantic`), "author" for a followed author.
     """
 
     term: str

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from bot import scoring, scoring_batch
 from bot.config import ProfileConfig, parse_config
 from bot.errors import ConfigError
 from bot.models import Item, Reason
+from bot.scoring import batch as scoring_batch
 from bot.scoring import check_profile, compile_profiles
+from bot.scoring import engine as scoring
 from bot.store import Store
 
 

@@ -1,4 +1,4 @@
-"""Semantic similarity (`bot.semantic`, the `semantic` extra): the model loads offline, similar texts score
+"""Semantic similarity (`bot.scoring.semantic`, the `semantic` extra): the model loads offline, similar texts score
 higher, fusion adds a "semantic" reason, the config switch turns it off, and a model that fails to load or to embed
 leaves keywords only, with a warning.
 
@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot import semantic
 from bot.config import ProfileConfig
 from bot.models import Item
-from bot.scoring import compile_profiles
+from bot.scoring import compile_profiles, semantic
 
 DESCRIPTION = "Training language models from human preference data: reward models, RLHF, DPO."
 RELATED = Item(id="arxiv:1", title="Learning to summarize from human feedback",
@@ -159,7 +158,7 @@ def test_a_model_that_fails_to_load_falls_back_with_a_warning(monkeypatch: pytes
     monkeypatch.setattr(semantic, "available", lambda: True)
     monkeypatch.setattr(semantic, "Embedder", broken)
     expected = compile_profiles(profile(), semantic=False).rank([KEYWORD, RELATED], "rlhf", with_below_min=True)
-    with caplog.at_level(logging.WARNING, logger="bot.semantic"):
+    with caplog.at_level(logging.WARNING, logger="bot.scoring.semantic"):
         first = compile_profiles(profile())
         second = compile_profiles(profile())
     warnings = [r for r in caplog.records if "semantic similarity disabled" in r.getMessage()]
@@ -177,7 +176,7 @@ def test_a_model_that_fails_while_embedding_never_fails_a_cycle(caplog: pytest.L
             raise RuntimeError("out of memory")
 
     similarity = semantic.Similarity(Failing(), {0: DESCRIPTION})  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="bot.semantic"):
+    with caplog.at_level(logging.WARNING, logger="bot.scoring.semantic"):
         similarity.warm([RELATED])
         assert similarity.reason(RELATED, 0) is None
     assert sum("the embedding model failed" in r.getMessage() for r in caplog.records) == 1

@@ -24,9 +24,9 @@ from typing import TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from bot.scoring_compile import DESCRIPTION_CAP
-from bot.scoring_scan import Counts
-from bot.semantic import SEMANTIC_FLOOR, SEMANTIC_WEIGHT
+from bot.scoring.compile import DESCRIPTION_CAP
+from bot.scoring.scan import Counts
+from bot.scoring.semantic import SEMANTIC_FLOOR, SEMANTIC_WEIGHT
 
 QUANTUM = 2.0**-24  # the step of every score: ~6e-8, far below any difference a reader or a ranking cares about
 SCALE = 2.0**24

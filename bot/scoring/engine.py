@@ -1,6 +1,6 @@
 """Profile scoring: compiled keyword profiles × items → `ScoredItem`s that carry their reasons.
 
-Matching (see `scoring_text`): whole tokens only, light stemming, hyphen = space, accents folded, markup
+Matching (see `bot.scoring.text`): whole tokens only, light stemming, hyphen = space, accents folded, markup
 stripped, short ALL-CAPS terms (acronyms) case-sensitive. Every profile is compiled into one trie of token keys,
 so each item is tokenised once and its cost grows with its text and its matches, not with profiles × keywords.
 
@@ -21,7 +21,7 @@ The score of an item for a profile is a sum over the profile's matched terms and
   divided by that of a term found in 10% of the corpus and shrunk towards 1 for small corpora (weight
   n / (n + 20)): rare terms weigh more and words every paper uses ("models") almost nothing.
 
-With the `semantic` extra installed (`bot.semantic`), a profile with a `description` (unless `semantic = false`)
+With the `semantic` extra installed (`bot.scoring.semantic`), a profile with a `description` (unless `semantic = false`)
 also gets `0.9 · max(0, cos − 0.2) / 0.8` for the cosine between the description's and the item's (title +
 abstract) embeddings, s < 0.9, a reason of kind "semantic". It is the description's meaning where the words
 above are its vocabulary, and fused with their squashed sum d as 1 − (1 − d)(1 − s): it adds s · (1 − d), after
@@ -34,12 +34,12 @@ in the title 2.0. Any `exclude` term anywhere vetoes the profile for that item. 
 description matches count only if one require term occurs in the title or abstract (require terms add nothing
 themselves). Each followed author (`authors`) on the paper adds `fields.authors · max(min_score, 1)`, never less
 than min_score, so any paper by them is kept (unless excluded), whatever `require` says. Each contribution is
-rounded to a multiple of 2⁻²⁴ (`bot.scoring_batch.QUANTUM`) and the sum is exact, so the score is deterministic
+rounded to a multiple of 2⁻²⁴ (`bot.scoring.batch.QUANTUM`) and the sum is exact, so the score is deterministic
 whatever the order of summation; ranking ties are broken by item id.
 
-Speed: `compile_profiles` builds one index (`scoring_compile`); an item is tokenised once and its classes counted
+Speed: `compile_profiles` builds one index (`bot.scoring.compile`); an item is tokenised once and its classes counted
 once. `rank_all(items, top=N)` (a digest, `digestbot rank`) scores chunks of items against every profile at once
-in NumPy arrays (`bot.scoring_batch`: the same quantised sums), keeps each profile's best N and builds
+in NumPy arrays (`bot.scoring.batch`: the same quantised sums), keeps each profile's best N and builds
 `ScoredItem`s and `Reason`s only for those, item by item so that profiles sharing a keyword share its reasons.
 `passing` (one item, every profile) and `rank` (one profile) walk postings and score in Python. Cost grows with
 text and matches, not profiles × keywords.
@@ -60,7 +60,7 @@ from numpy.typing import NDArray
 
 from bot.config import ProfileConfig
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring_batch import (
+from bot.scoring.batch import (
     NO_PAIRS,
     QUANTUM,
     SCALE,
@@ -72,13 +72,11 @@ from bot.scoring_batch import (
     quantise,
     saturate,
 )
-from bot.scoring_check import check_profile
-from bot.scoring_compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, compile_index
-from bot.scoring_items import load_items_jsonl
-from bot.scoring_scan import Counts, Followed, Heads, count_classes
-from bot.semantic import Similarity, similarity_for
+from bot.scoring.compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, compile_index
+from bot.scoring.scan import Counts, Followed, Heads, count_classes
+from bot.scoring.semantic import Similarity, similarity_for
 
-__all__ = ["Matcher", "check_profile", "compile_profiles", "load_items_jsonl"]
+__all__ = ["Matcher", "compile_profiles"]
 
 IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
@@ -100,7 +98,7 @@ class Matcher:
 
     def __init__(self, index: Index, idf: Sequence[float] | None = None, similarity: Similarity | None = None) -> None:
         self._ix = index
-        self._similar = similarity  # the semantic signal (`bot.semantic`), for the profiles in `_semantic`
+        self._similar = similarity  # the semantic signal (`bot.scoring.semantic`), for the profiles in `_semantic`
         self._semantic = similarity.profiles if similarity is not None else ()
         # Semantic profiles that the description's words and meaning alone (< DESCRIPTION_CAP) could pass: scored
         # apart for every item by `passing`, like `_low`; the others need a keyword (or author) to pass.
@@ -223,7 +221,7 @@ class Matcher:
     def rank_all(self, items: Sequence[Item], *, top: int | None = None) -> dict[str, list[ScoredItem]]:
         """`rank(items, p, top=top)` for every profile p, in one pass over the items (each tokenised once).
 
-        Scores come from `bot.scoring_batch` (NumPy arrays, bit for bit the scores `rank` adds up one at a time),
+        Scores come from `bot.scoring.batch` (NumPy arrays, bit for bit the scores `rank` adds up one at a time),
         then each profile keeps its best `top` (all with None), ties by id; `ScoredItem`s and their reasons are
         built only for those. The cyclic garbage collector is paused meanwhile (`_gc_paused`).
         """
@@ -317,7 +315,7 @@ class Matcher:
         return self._walk
 
     def _batch_scorer(self) -> BatchScorer:
-        """The profiles' postings as arrays (`bot.scoring_batch`), built once per matcher."""
+        """The profiles' postings as arrays (`bot.scoring.batch`), built once per matcher."""
         if self._batch is None:
             ix = self._ix
             keyword = [t for profile in ix.profiles for t in profile.keywords]
@@ -373,7 +371,7 @@ class Matcher:
                   memo: dict[tuple[_Term, ...], _Explained] | None = None) -> ScoredItem | None:
         """The exact score of profile `p` for one scanned item, with reasons; None if vetoed or below `floor`.
 
-        Each contribution is quantised (`bot.scoring_batch.quantise`) and summed as an integer, so the score is
+        Each contribution is quantised (`bot.scoring.batch.quantise`) and summed as an integer, so the score is
         the same whatever the order, and the same as `rank_all`'s arrays. `memo` (one per item) keeps what each
         set of matched keywords adds and why, so profiles matched by the same keywords share their reasons.
         """

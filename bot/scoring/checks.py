@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 from bot.config import ProfileConfig
-from bot.scoring_compile import case_rule
-from bot.scoring_text import ACRONYM_PREFIX, author_key, term_variants
+from bot.scoring.compile import case_rule
+from bot.scoring.text import ACRONYM_PREFIX, author_key, term_variants
 
 __all__ = ["check_profile"]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import ProfileConfig
-from bot.scoring_text import Case, author_key, description_terms, is_acronym_term, term_variants
+from bot.scoring.text import Case, author_key, description_terms, is_acronym_term, term_variants
 
 KEYWORD, DESCRIPTION, EXCLUDE, REQUIRE, AUTHOR = "keyword", "description", "exclude", "require", "author"
 DESCRIPTION_WEIGHT = 0.3

@@ -2,7 +2,7 @@
 
 This is the part of scoring that reads the item, done once per item whatever the number of profiles
 (`bot.scoring.Matcher` keeps the result per item). Tokens come from `scoring_text.text_keys`; the trie of term
-keys comes from `scoring_compile`.
+keys comes from `bot.scoring.compile`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import chain, compress
 
-from bot.scoring_compile import Node
-from bot.scoring_text import author_key, same_first_name, text_keys
+from bot.scoring.compile import Node
+from bot.scoring.text import author_key, same_first_name, text_keys
 
 Counts = dict[int, list[int]]  # class id → [title count, abstract count]
 HEADS_MAX = 200_000  # distinct tokens remembered by `Heads` before it starts again
