@@ -1,8 +1,9 @@
 """The runtime that `once`, `run` and `demo` share: one store, one HTTP client, one cycle function.
 
-A cycle is: refresh the sources that are due, compile the profiles against the stored corpus, plan what is
-owed (outbox), send what the outbox holds. Each step's failures stay inside that step (a source, a row), so
-one broken source or one bad SMTP answer never costs the rest of the run.
+A cycle is: refresh the sources that are due, embed the new papers (with semantic similarity on), compile the
+profiles against the stored corpus, plan what is owed (outbox), send what the outbox holds. Each step's failures
+stay inside that step (a source, a row), so one broken source or one bad SMTP answer never costs the rest of the
+run.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from bot.config import Config
+from bot.config import Config, semantic_profiles
 from bot.delivery import Deliverer, DeliveryOutcome
+from bot.models import Item
 from bot.pipeline import RefreshResult, refresh_sources
 from bot.planning import PlanResult, plan_deliveries
 from bot.render import Renderer
-from bot.scoring import Matcher, compile_profiles
+from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from bot.tokens import load_secret
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CORPUS_WINDOW = timedelta(days=30)
 HOST_HOLDS = "host-not-before"  # meta key: {host: ISO time} from Retry-After answers
+SEMANTIC_SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}  # `compile_profiles(semantic=)`
 
 
 @dataclass(slots=True)
@@ -57,6 +61,9 @@ class App:
         self.renderer = renderer or Renderer()
         self._secret: bytes | None = None
         self._compiled: tuple[Config, Matcher] | None = None
+        self._fresh: list[Item] = []  # items the last refresh found new, for `_embed_new`
+        self._embedder: semantic.Embedder | None = None  # the shared model, once attached to this store
+        self._semantic_error_logged = False
 
     @property
     def store(self) -> Store:
@@ -78,6 +85,9 @@ class App:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self._embedder is not None and self._store is not None:
+            self._embedder.detach(self._store)  # the model outlives this App; its store may not
+            self._embedder = None
         if self._own_fetcher and self._fetcher is not None:
             await self._fetcher.__aexit__(exc_type, exc, tb)
             self._fetcher = None
@@ -98,11 +108,46 @@ class App:
 
     def matcher(self, now: datetime) -> Matcher:
         """The profiles, compiled once per config (a reload recompiles), with term weights from recent items
-        (rare terms weigh more) refreshed every cycle."""
+        (rare terms weigh more) refreshed every cycle. `bot.semantic` decides on semantic similarity."""
         if self._compiled is None or self._compiled[0] is not self.config:
-            self._compiled = (self.config, compile_profiles(self.config.profiles))
+            self.embedder()  # attach the store first, so vectors embedded while scoring are kept
+            matcher = compile_profiles(self.config.profiles, semantic=SEMANTIC_SWITCH[self.config.bot.semantic])
+            self._compiled = (self.config, matcher)
         corpus = self.store.items_first_seen_between(now - CORPUS_WINDOW, now)
         return self._compiled[1].with_corpus(corpus)
+
+    def embedder(self) -> semantic.Embedder | None:
+        """The shared embedding model, attached to this store, when scoring will use it: `bot.semantic` is not
+        "off", a profile has a description, the extra is installed and the model loads. With "on" and no model,
+        one error is logged and scoring goes on with keywords only. Loads the model: call it off the event loop."""
+        mode = self.config.bot.semantic
+        if mode == "off" or not semantic_profiles(self.config) or (mode == "auto" and not semantic.available()):
+            return None
+        reason = semantic.unavailable_reason()
+        embedder = semantic.shared_embedder()
+        if reason is not None or embedder is None:
+            if mode == "on" and not self._semantic_error_logged:
+                self._semantic_error_logged = True
+                log.error("bot.semantic is \"on\", but %s: scoring with keywords only. Install or repair the "
+                          "extra (%s), or set bot.semantic = \"auto\"", reason, semantic.INSTALL)
+            return None
+        embedder.attach(self.store)  # every time: another App in this process may have attached its own since
+        self._embedder = embedder
+        return embedder
+
+    def _embed_new(self, items: list[Item]) -> None:
+        """Embed the cycle's new papers in one batch and store their vectors, so that planning (here or in another
+        process) finds them; a failure costs the semantic signal of these papers for now, never the cycle."""
+        embedder = self.embedder()
+        if embedder is None or not items:
+            return
+        started, before = time.monotonic(), embedder.embedded
+        try:
+            embedder.embed_items(items)
+        except Exception as exc:  # noqa: BLE001 - planning embeds what is still missing, or scores keywords only
+            log.warning("could not embed the %d new items (%s: %s)", len(items), type(exc).__name__, exc)
+            return
+        log.info("embedded %d new items in %.1f s", embedder.embedded - before, time.monotonic() - started)
 
     def _plan(self, now: datetime) -> PlanResult:
         """Scoring and planning: CPU and short transactions, run off the event loop by `cycle`."""
@@ -112,7 +157,8 @@ class App:
         sources = [s.to_source() for s in self.config.sources if s.enabled]
         self._load_host_holds()
         try:
-            return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due)
+            return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due,
+                                         new_items=self._fresh)
         finally:
             self._save_host_holds()
 
@@ -141,6 +187,9 @@ class App:
         report = CycleReport(now=now)
         if schedule:
             report.refreshed = await self.refresh(now=now, only_due=only_due)
+            fresh, self._fresh = self._fresh, []
+            if fresh:
+                await asyncio.to_thread(self._embed_new, fresh)
             report.planned = await asyncio.to_thread(self._plan, now)
         deliverer = Deliverer(self.config, self.store, self.renderer, secret=self.secret)
         report.delivered = await deliverer.deliver_due(now=now)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.config import DEFAULT_CONFIG, config_warnings, load_config
+from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config
 from bot.errors import BotError, ConfigError
 from bot.models import ScoredItem
 
@@ -124,9 +124,33 @@ def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
         warnings.extend(check_profile(name, profile))
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
+    semantic_state, semantic_problem = _semantic_check(cfg)
+    if semantic_problem is not None:
+        err.print(f"[bold red]{escape(str(config))}: 1 problem(s)[/]")
+        err.print(f"  - {semantic_problem}", markup=False)
+        raise typer.Exit(1)
     out.print(f"{config}: OK — {len(cfg.sources)} source(s), {len(cfg.profiles)} profile(s), "
               f"{len(cfg.subscribers)} subscriber(s), {len(cfg.slack_channels)} Slack channel(s); "
-              f"database {_redact_url(cfg.bot.database)}", markup=False)
+              f"database {_redact_url(cfg.bot.database)}; semantic similarity {semantic_state}", markup=False)
+
+
+def _semantic_check(cfg: Config) -> tuple[str, str | None]:
+    """What `bot.semantic` comes to on this install, and the problem when it is "on" and cannot run: the extra
+    missing, or a model that does not load (tried here, as the daemon would). "auto" never loads the model."""
+    from bot.scoring import semantic
+
+    mode = cfg.bot.semantic
+    if mode == "off":
+        return "off", None
+    if mode == "auto":
+        return ("auto: on (extra installed)" if semantic.available()
+                else f"auto: off, keywords only (extra not installed: {semantic.INSTALL})"), None
+    reason = semantic.unavailable_reason()
+    if reason is None:
+        return "on (model loaded)", None
+    return "on", (f"bot.semantic: \"on\", but {reason}. Install or repair it with {semantic.INSTALL} "
+                  "(install a CPU build of torch first, see README), or set semantic = \"auto\" or \"off\" to "
+                  "score with keywords only")
 
 
 def _redact_url(url: str) -> str:

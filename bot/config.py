@@ -28,6 +28,7 @@ from bot.sources.fetch import url_problem
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE = "sqlite:///data/digestbot.sqlite3"
 DEFAULT_USER_AGENT = "digestbot/0.1 (paper digest bot; +https://github.com/digestbot/digestbot)"
+SEMANTIC_MODES = ("auto", "on", "off")
 SOURCE_KINDS = ("hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css")
 
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
@@ -81,9 +82,22 @@ class BotSettings(_Strict):
     http_port: int | None = Field(default=None, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     secret_env: str | None = "DIGESTBOT_SECRET"
+    # Semantic similarity (the `semantic` extra): "auto" uses it when installed, "on" wants it (check-config fails
+    # and the log says so when it cannot run), "off" never loads the model.
+    semantic: Literal["auto", "on", "off"] = "auto"
 
     _v_max_age = field_validator("max_age")(_check_duration)
     _v_secret_env = field_validator("secret_env")(_check_env_name)
+
+    @field_validator("semantic", mode="before")
+    @classmethod
+    def _semantic(cls, value: Any) -> Any:
+        """true / false are read as "on" / "off"; anything else gets one plain message, not pydantic's."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value not in SEMANTIC_MODES:
+            raise ValueError(f"expected \"auto\", \"on\" or \"off\", got {value!r}")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -430,8 +444,18 @@ def config_warnings(config: Config) -> list[str]:
     if config.smtp and config.smtp.security == "none" and config.smtp.username:
         warnings.append("smtp.security: \"none\" with a username sends the password in plaintext; "
                         "use \"starttls\" or \"tls\" unless the relay is on this machine")
+    if config.bot.semantic == "on" and config.profiles and not semantic_profiles(config):
+        warnings.append("bot.semantic: \"on\", but no profile has a `description` (with semantic similarity on): "
+                        "there is nothing to compare papers to, so the model is never loaded")
     used = {p for r in (*config.subscribers, *config.slack_channels) for p in r.profiles}
     if config.subscribers or config.slack_channels:
         warnings.extend(f"profiles.{name}: not used by any subscriber or slack channel"
                         for name in config.profiles if name not in used)
     return warnings
+
+
+def semantic_profiles(config: Config) -> list[str]:
+    """Profiles whose `description` semantic similarity compares papers to (not `semantic = false`); the same
+    rule as `bot.scoring.compile_profiles`."""
+    return [name for name, profile in config.profiles.items()
+            if profile.semantic and profile.description and profile.description.strip()]

@@ -241,3 +241,13 @@ class Delivery:
     created_at: datetime
     next_attempt_at: datetime
     last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemVector:
+    """An item's embedding as the store keeps it: float32 bytes, and a hash of the text they were computed from,
+    so that an edited abstract is embedded again. Bytes, not arrays, so the store needs no NumPy."""
+
+    item_id: str
+    text_hash: bytes
+    vector: bytes

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from bot.errors import BotError, FetchError, ParseError, StoreError
-from bot.models import Source
+from bot.models import Item, Source
 from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
 from bot.store import SourceState, Store
@@ -59,8 +59,9 @@ def refresh_interval(source: Source) -> timedelta:
 
 
 async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime,
-                         state: SourceState | None = None) -> RefreshResult:
-    """Fetch (every page, for sources that page), parse and diff one source.
+                         state: SourceState | None = None, new_items: list[Item] | None = None) -> RefreshResult:
+    """Fetch (every page, for sources that page), parse and diff one source; the items that were new are
+    appended to `new_items` when it is given (the cycle embeds them in one batch).
 
     A failure is recorded on the source and never raised; nothing stored is touched by a failed refresh.
     Store calls run in a worker thread, so a busy database never stalls the other fetches in flight.
@@ -101,6 +102,8 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
     await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
                                     last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))
+    if new_items is not None:
+        new_items.extend(new)
     return RefreshResult(source.name, "ok", fetched=len(items), new=len(new))
 
 
@@ -125,8 +128,9 @@ async def _failed(store: Store, source: Source, exc: BotError, *, now: datetime,
 
 
 async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
-                          only_due: bool = True) -> list[RefreshResult]:
-    """Refresh every (due) source concurrently; the fetcher itself keeps each host polite.
+                          only_due: bool = True, new_items: list[Item] | None = None) -> list[RefreshResult]:
+    """Refresh every (due) source concurrently; the fetcher itself keeps each host polite. The items new to the
+    store are appended to `new_items` when it is given.
 
     What the store knows of the sources is read once, in one query, for the due check and the refresh alike.
     """
@@ -138,6 +142,6 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
         if only_due and not source_is_due(state, now):
             return RefreshResult(source.name, "skipped")
         async with semaphore:
-            return await refresh_source(store, fetcher, source, now=now, state=state)
+            return await refresh_source(store, fetcher, source, now=now, state=state, new_items=new_items)
 
     return list(await asyncio.gather(*(one(s) for s in sources)))

@@ -56,7 +56,7 @@ class Matches:
     """Each stored item scored once per planning pass, however many recipients share it.
 
     Recipients' windows differ only in where they start (their last digest), so each distinct window is read
-    once, and each item is scored against every profile at once (`Matcher.passing`): the cost of planning grows
+    once, and each item is scored against every profile at once (`Matcher.passing_many`): the cost of planning grows
     with items and distinct windows, not with recipients × profiles.
     """
 
@@ -77,11 +77,13 @@ class Matches:
         """Each item once, with its best profile's score, best first (ties by id); each profile's own
         `max_items` respected."""
         wanted = set(profiles)
+        window = self.window(since)
+        unscored = [item for item in window if item.id not in self._scored]
+        if unscored:  # one batch for the items this pass has not scored yet
+            self._scored.update(self.matcher.passing_many(unscored))
         best: list[ScoredItem] = []
-        for item in self.window(since):
-            scored = self._scored.get(item.id)
-            if scored is None:
-                scored = self._scored[item.id] = {s.profile: s for s in self.matcher.passing(item)}
+        for item in window:
+            scored = self._scored[item.id]
             top = max((s for p, s in scored.items() if p in wanted), key=lambda s: s.score, default=None)
             if top is not None:
                 best.append(top)

@@ -165,7 +165,7 @@ def test_score_covers_every_matched_profile_regardless_of_min_score() -> None:
 
 def test_description_orders_but_cannot_pass_min_score_alone() -> None:
     described = profile("DPO", description="Preference tuning of language models with human feedback.")
-    matcher = compile_profiles({"p": described})
+    matcher = compile_profiles({"p": described}, semantic=False)  # words only; meaning: tests/test_semantic.py
     weak = matcher.score(item(abstract="language models"))["p"]
     strong = matcher.score(item(abstract="human feedback for language models, preference tuning"))["p"]
     assert 0 < weak.score < strong.score < 1.0
@@ -219,15 +219,20 @@ def test_scores_are_deterministic() -> None:
     assert [(s.item.id, s.score, s.reasons) for s in first] == [(s.item.id, s.score, s.reasons) for s in second]
 
 
-def test_corpus_idf_makes_rare_terms_weigh_more() -> None:
-    corpus = [item(id=f"c{n}", abstract="alignment of models") for n in range(50)]
+def test_a_keyword_keeps_its_weight_however_common_rarity_weighs_description_words() -> None:
+    corpus = [item(id=f"c{n}", abstract="alignment of models with rewards") for n in range(50)]
     corpus += [item(id="r", abstract="DPO")]
-    plain = compile_profiles({"p": profile("alignment", "DPO")})
-    tuned = compile_profiles({"p": profile("alignment", "DPO")}, corpus=corpus)
+    described = profile("alignment", "DPO", description="Reward hacking in the alignment of models.")
+    plain = compile_profiles({"p": described}, semantic=False)
+    tuned = compile_profiles({"p": described}, corpus=corpus, semantic=False)
     rare, common = item(abstract="DPO"), item(abstract="alignment")
-    assert plain.score(rare)["p"].score == plain.score(common)["p"].score
-    assert tuned.score(rare)["p"].score > 1.0 > tuned.score(common)["p"].score > 0
-    assert tuned.with_corpus([]).score(rare)["p"].score == pytest.approx(1.0)
+    assert tuned.score(rare)["p"].score == tuned.score(common)["p"].score == 1.0  # what the reader typed counts
+    words = item(abstract="models hacking")
+    plain_words = {r.term: r.weight for r in plain.score(words)["p"].reasons}
+    tuned_words = {r.term: r.weight for r in tuned.score(words)["p"].reasons}
+    assert plain_words["hacking"] == pytest.approx(plain_words["models"])
+    assert tuned_words["hacking"] > 5 * tuned_words["models"]  # every corpus paper says "models"
+    assert tuned.corpus_size == 51 and plain.corpus_size == 0
 
 
 def write_lines(tmp_path: Path, *lines: str) -> Path:

@@ -75,7 +75,8 @@ def test_similar_texts_score_higher_than_unrelated(model: semantic.Embedder) -> 
     described, related, unrelated = model.embed([DESCRIPTION, semantic.item_text(RELATED),
                                                  semantic.item_text(UNRELATED)])
     assert semantic.cosine(described, related) > semantic.cosine(described, unrelated) + 0.2
-    assert semantic.semantic_weight(semantic.cosine(described, unrelated)) < 0.2
+    assert semantic.semantic_weight(semantic.cosine(described, unrelated), semantic.RAW_FLOOR) == 0.0
+    assert semantic.semantic_weight(semantic.cosine(described, related), semantic.RAW_FLOOR) >= 1.0
 
 
 def test_items_are_embedded_once(model: semantic.Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +88,8 @@ def test_items_are_embedded_once(model: semantic.Embedder, monkeypatch: pytest.M
     assert embedder.cached() == 2
 
 
-def test_fusion_adds_a_bounded_semantic_reason(model: semantic.Embedder) -> None:
+def test_meaning_adds_a_reason_and_a_paper_squarely_on_topic_passes_without_a_keyword(
+        model: semantic.Embedder) -> None:
     matcher = compile_profiles(profile(), corpus=[RELATED, UNRELATED, KEYWORD])
     ranked = matcher.rank([RELATED, UNRELATED, KEYWORD], "rlhf", with_below_min=True)
     by_id = {s.item.id: s for s in ranked}
@@ -95,14 +97,13 @@ def test_fusion_adds_a_bounded_semantic_reason(model: semantic.Embedder) -> None
     assert len(similar) == 1
     assert (similar[0].term, similar[0].field, similar[0].count) == ("similar to your description",
                                                                     "title+abstract", 1)
-    assert 0.1 < similar[0].weight < semantic.SEMANTIC_WEIGHT  # alone, never the default min_score 1
-    assert ranked[0].item.id == "arxiv:3"  # the keyword still comes first
-    assert "arxiv:2" not in by_id or by_id["arxiv:2"].score < by_id["arxiv:1"].score
+    assert similar[0].weight >= 1.0  # on the description's topic: enough alone for the default min_score
+    assert ranked[0].item.id == "arxiv:3"  # the keyword (and the same topic) still comes first
+    assert "arxiv:2" not in by_id  # satellite imagery shares no meaning, no words: nothing at all
     keyword_only = compile_profiles(profile(), corpus=[RELATED, UNRELATED, KEYWORD], semantic=False)
-    plain = keyword_only.rank([KEYWORD], "rlhf")[0].score
-    assert by_id["arxiv:3"].score > plain  # fused in one score
-    # with description words it may pass: the signals are fused in one score
-    assert [s.item.id for s in matcher.rank([RELATED, UNRELATED, KEYWORD], "rlhf")][0] == "arxiv:3"
+    assert by_id["arxiv:3"].score > keyword_only.rank([KEYWORD], "rlhf")[0].score  # fused in one score
+    assert keyword_only.rank([RELATED], "rlhf") == []  # without meaning, description words alone never pass
+    assert [s.item.id for s in matcher.rank([RELATED, UNRELATED, KEYWORD], "rlhf")] == ["arxiv:3", "arxiv:1"]
 
 
 @pytest.mark.parametrize("min_score", [0.3, 1.0])
@@ -110,12 +111,14 @@ def test_every_path_agrees(model: semantic.Embedder, min_score: float) -> None:
     items = [RELATED, UNRELATED, KEYWORD, EXCLUDED]
     matcher = compile_profiles(profile(min_score=min_score), corpus=items)
     ranked = [(s.item.id, s.score) for s in matcher.rank(items, "rlhf")]
-    assert ("arxiv:1" in dict(ranked)) is (min_score < 1)  # the description's words and meaning alone: below 1
+    assert "arxiv:1" in dict(ranked) and "arxiv:2" not in dict(ranked)
     assert [(s.item.id, s.score) for s in matcher.rank_all(items)["rlhf"]] == ranked
     assert [(s.item.id, s.score) for s in matcher.rank_all(items, top=2)["rlhf"]] == ranked[:2]
     assert sorted((s.item.id, s.score) for item in items for s in matcher.passing(item)) == sorted(ranked)
     assert {item.id: matcher.score(item)["rlhf"].score for item in items if "rlhf" in matcher.score(item)
             and matcher.score(item)["rlhf"].score >= min_score} == dict(ranked)
+    for scored in matcher.rank(items, "rlhf"):  # the reasons are the score, term by term
+        assert sum(r.weight for r in scored.reasons) == pytest.approx(scored.score, abs=1e-6)
 
 
 def test_exclude_and_require_still_apply(model: semantic.Embedder) -> None:
@@ -129,7 +132,7 @@ def test_exclude_and_require_still_apply(model: semantic.Embedder) -> None:
 def test_explain_names_the_semantic_reason(model: semantic.Embedder) -> None:
     scored = compile_profiles(profile()).rank([RELATED], "rlhf", with_below_min=True)[0]
     text = scored.explain(related=10)
-    assert "semantic 0." in text or "similar to your description" in text
+    assert "semantic " in text or "similar to your description" in text
 
 
 def test_the_config_switch_turns_it_off(model: semantic.Embedder) -> None:
@@ -178,5 +181,5 @@ def test_a_model_that_fails_while_embedding_never_fails_a_cycle(caplog: pytest.L
     similarity = semantic.Similarity(Failing(), {0: DESCRIPTION})  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="bot.scoring.semantic"):
         similarity.warm([RELATED])
-        assert similarity.reason(RELATED, 0) is None
+        assert similarity.cosines(RELATED) is None
     assert sum("the embedding model failed" in r.getMessage() for r in caplog.records) == 1

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from bot.scoring.compile import DESCRIPTION_CAP
 from bot.scoring.scan import Counts
-from bot.scoring.semantic import SEMANTIC_FLOOR, SEMANTIC_WEIGHT
+from bot.scoring.semantic import SEMANTIC_FLOOR, SEMANTIC_SLOPE
 
 QUANTUM = 2.0**-24  # the step of every score: ~6e-8, far below any difference a reader or a ranking cares about
 SCALE = 2.0**24
@@ -37,8 +37,10 @@ _EPSILON = 1e-9
 Ints: TypeAlias = NDArray[np.int64]
 Floats: TypeAlias = NDArray[np.float64]
 Scan = tuple[Counts, dict[int, list[str]]]  # class counts and followed authors, as `Matcher._scan` makes them
-Pairs = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]  # positions, profile ids, quanta
-NO_PAIRS: Pairs = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float64))
+# positions, profile ids, score in quanta, what meaning (semantic similarity) added to it in quanta
+Pairs = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64]]
+NO_PAIRS: Pairs = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float64),
+                   np.zeros(0, dtype=np.float64))
 
 
 def quantise(weight: float) -> int:
@@ -94,9 +96,11 @@ class BatchScorer:
     def chunk_items(self) -> int:
         return max(1, CHUNK_CELLS // max(1, self.n_profiles))
 
-    def chunk(self, scans: Sequence[Scan], cosines: Floats | None = None) -> tuple[Ints, Ints, Floats]:
-        """(item index in `scans`, profile id, score in quanta) of every pair that passes: no exclude term, score
-        above 0 and at least the profile's min_score. In cell order: by item, then by profile.
+    def chunk(self, scans: Sequence[Scan], cosines: Floats | None = None, *, floor: Floats | None = None,
+              semantic_floor: float = SEMANTIC_FLOOR) -> tuple[Ints, Ints, Floats, Floats]:
+        """(item index in `scans`, profile id, score in quanta, what meaning added in quanta) of every pair that
+        passes: no exclude term, score above 0 and at least the profile's min_score (or `floor`, per profile).
+        In cell order: by item, then by profile.
 
         `cosines`: one row per item, one column per semantic profile (rounded cosines), or None.
         """
@@ -116,15 +120,18 @@ class BatchScorer:
         described = self._description(classes, base, sat_title, sat_abstract, cells)
         if described is not None:
             total += described
+        meaning = np.zeros(cells, dtype=np.float64)
         if cosines is not None and len(self._semantic):
             at = (np.arange(n_items, dtype=np.int64) * n_profiles)[:, None] + self._semantic[None, :]
-            room = 1.0 - (described[at] * QUANTUM) / DESCRIPTION_CAP if described is not None else 1.0
-            weight = SEMANTIC_WEIGHT * np.maximum(0.0, cosines - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR) * room
-            total[at] += np.floor(weight * SCALE + 0.5)
+            meaning[at.reshape(-1)] = np.floor(
+                SEMANTIC_SLOPE * np.maximum(0.0, cosines - semantic_floor) * SCALE + 0.5).reshape(-1)
+            total += meaning
         if self._required.any():  # keywords, description and meaning count only with a require term present
             opened = np.zeros(cells, dtype=bool)
             opened[self._cells(self._require, classes, base)] = True
-            total[(self._required[None, :] & ~opened.reshape(n_items, n_profiles)).reshape(-1)] = 0.0
+            shut = (self._required[None, :] & ~opened.reshape(n_items, n_profiles)).reshape(-1)
+            total[shut] = 0.0
+            meaning[shut] = 0.0
         author_cells, author_quanta = [], []
         for i, (_, authors) in enumerate(scans):
             for p, names in authors.items():
@@ -135,9 +142,10 @@ class BatchScorer:
         if len(self._exclude):
             total[self._cells(self._exclude, classes, base)] = 0.0
         score = total.reshape(n_items, n_profiles)
-        passing = (score > 0) & (score * QUANTUM + _EPSILON >= self._min[None, :])
+        bar = self._min if floor is None else floor
+        passing = (score > 0) & (score * QUANTUM + _EPSILON >= bar[None, :])
         kept = np.flatnonzero(passing)
-        return kept // n_profiles, kept % n_profiles, total[kept]
+        return kept // n_profiles, kept % n_profiles, total[kept], meaning[kept]
 
     @staticmethod
     def _cells(postings: Postings, classes: Ints, base: Ints) -> Ints:
@@ -186,7 +194,7 @@ def best_pairs(kept: Pairs, pending: list[Pairs], top: int | None, bar: Floats) 
     come: `kept` (earlier positions, in position order within a profile and score) before `pending` (in position
     order), so ties stay by position without sorting on it.
     """
-    positions, profiles, quanta = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(3))
+    positions, profiles, quanta, meaning = (np.concatenate([kept[i], *(p[i] for p in pending)]) for i in range(4))
     order = np.argsort(-quanta, kind="stable")
     ids = profiles[order]
     order = order[np.argsort(ids.astype(np.uint16) if len(bar) <= 1 << 16 else ids, kind="stable")]
@@ -197,4 +205,4 @@ def best_pairs(kept: Pairs, pending: list[Pairs], top: int | None, bar: Floats) 
         last = order[rank == top - 1]
         bar[profiles[last]] = quanta[last]
         order = order[rank < top]
-    return positions[order], profiles[order], quanta[order]
+    return positions[order], profiles[order], quanta[order], meaning[order]

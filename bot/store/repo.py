@@ -2,8 +2,8 @@
 
 Every method is one short transaction (BEGIN IMMEDIATE on SQLite when it writes) and takes the time it should
 record as an argument: the store never reads the clock, so tests and `digestbot once --now` control time.
-SQL for items and the outbox lives in `items.py` and `outbox.py`; this module holds sources, meta and
-unsubscribes, which are a few lines each.
+SQL for items, their embeddings and the outbox lives in `items.py`, `vectors.py` and `outbox.py`; this module holds
+sources, meta and unsubscribes, which are a few lines each.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, Row, case, delete, select
 
 from bot.errors import StoreError
-from bot.models import Delivery, Item, SourceHealth
+from bot.models import Delivery, Item, ItemVector, SourceHealth
 from bot.store import items as item_sql
-from bot.store import outbox
+from bot.store import outbox, vectors
 from bot.store.engine import create_store_engine, dialect_insert, migrate, transaction
 from bot.store.outbox import RETRYABLE_STATES, PlannedDelivery
 from bot.store.schema import meta, sources, unsubscribes
@@ -175,6 +175,26 @@ class Store:
     def item_count(self) -> int:
         with self._read() as connection:
             return item_sql.item_count(connection)
+
+    # -- item embeddings (`bot.scoring.semantic`) ---------------------------------------------------------
+
+    def get_vectors(self, ids: Sequence[str], *, model: str) -> dict[str, ItemVector]:
+        """The stored vectors of these items computed by `model`, in one query per 200 ids; missing ids are
+        absent. The caller compares `text_hash` with the item's current text."""
+        with self._read() as connection:
+            return vectors.get_vectors(connection, ids, model)
+
+    def save_vectors(self, item_vectors: Sequence[ItemVector], *, model: str) -> int:
+        """Upsert these vectors (replacing another model's or an older text's) in one transaction; vectors of
+        items the store does not hold are skipped. Returns how many were written."""
+        if not item_vectors:
+            return 0
+        with self._write() as connection:
+            return vectors.save_vectors(connection, model, item_vectors)
+
+    def vector_count(self, model: str | None = None) -> int:
+        with self._read() as connection:
+            return vectors.vector_count(connection, model)
 
     # -- outbox --------------------------------------------------------------------------------------------
 

@@ -16,8 +16,10 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -131,6 +133,18 @@ meta = Table(
     metadata,
     Column("key", String, primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# One embedding per item (`bot.scoring.semantic`), computed once for the item's lifetime: `model` and `text_hash`
+# say what it was computed by and from, so a new model or an edited abstract is embedded again; `vector` is
+# little-endian float32 (384 of them, 1.5 KB, for all-MiniLM-L6-v2).
+item_embeddings = Table(
+    "item_embeddings",
+    metadata,
+    Column("item_id", String, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String, nullable=False),
+    Column("text_hash", LargeBinary, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
 )
 
 unsubscribes = Table(
