@@ -75,8 +75,8 @@ def test_similar_texts_score_higher_than_unrelated(model: semantic.Embedder) -> 
     described, related, unrelated = model.embed([DESCRIPTION, semantic.item_text(RELATED),
                                                  semantic.item_text(UNRELATED)])
     assert semantic.cosine(described, related) > semantic.cosine(described, unrelated) + 0.2
-    assert semantic.semantic_weight(semantic.cosine(described, unrelated), semantic.RAW_FLOOR) == 0.0
-    assert semantic.semantic_weight(semantic.cosine(described, related), semantic.RAW_FLOOR) >= 1.0
+    assert semantic.semantic_weight(semantic.cosine(described, unrelated) - semantic.RAW_FLOOR) == 0.0
+    assert semantic.semantic_weight(semantic.cosine(described, related) - semantic.RAW_FLOOR) >= 1.0
 
 
 def test_items_are_embedded_once(model: semantic.Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,5 +181,5 @@ def test_a_model_that_fails_while_embedding_never_fails_a_cycle(caplog: pytest.L
     similarity = semantic.Similarity(Failing(), {0: DESCRIPTION})  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="bot.scoring.semantic"):
         similarity.warm([RELATED])
-        assert similarity.cosines(RELATED) is None
+        assert similarity.excess(RELATED) is None
     assert sum("the embedding model failed" in r.getMessage() for r in caplog.records) == 1

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from bot.scoring.compile import DESCRIPTION_CAP
 from bot.scoring.scan import Counts
-from bot.scoring.semantic import SEMANTIC_FLOOR, SEMANTIC_SLOPE
+from bot.scoring.semantic import SEMANTIC_SLOPE
 
 QUANTUM = 2.0**-24  # the step of every score: ~6e-8, far below any difference a reader or a ranking cares about
 SCALE = 2.0**24
@@ -90,19 +90,20 @@ class BatchScorer:
         self._min: Floats = np.asarray(min_score, dtype=np.float64)
         self._required: NDArray[np.bool_] = np.asarray(required, dtype=bool)
         self._author: Floats = np.asarray(author_quanta, dtype=np.float64)
-        self._semantic: Ints = np.asarray(semantic, dtype=np.int64)  # profile ids, in `cosines` column order
+        self._semantic: Ints = np.asarray(semantic, dtype=np.int64)  # profile ids, in `excess` column order
 
     @property
     def chunk_items(self) -> int:
         return max(1, CHUNK_CELLS // max(1, self.n_profiles))
 
-    def chunk(self, scans: Sequence[Scan], cosines: Floats | None = None, *, floor: Floats | None = None,
-              semantic_floor: float = SEMANTIC_FLOOR) -> tuple[Ints, Ints, Floats, Floats]:
+    def chunk(self, scans: Sequence[Scan], excess: Floats | None = None, *,
+              floor: Floats | None = None) -> tuple[Ints, Ints, Floats, Floats]:
         """(item index in `scans`, profile id, score in quanta, what meaning added in quanta) of every pair that
         passes: no exclude term, score above 0 and at least the profile's min_score (or `floor`, per profile).
         In cell order: by item, then by profile.
 
-        `cosines`: one row per item, one column per semantic profile (rounded cosines), or None.
+        `excess`: one row per item, one column per semantic profile: how far the item's similarity to the
+        description rises above its floor (`Similarity.excess`), or None.
         """
         n_profiles, n_items = self.n_profiles, len(scans)
         cells = n_items * n_profiles
@@ -121,10 +122,10 @@ class BatchScorer:
         if described is not None:
             total += described
         meaning = np.zeros(cells, dtype=np.float64)
-        if cosines is not None and len(self._semantic):
+        if excess is not None and len(self._semantic):
             at = (np.arange(n_items, dtype=np.int64) * n_profiles)[:, None] + self._semantic[None, :]
             meaning[at.reshape(-1)] = np.floor(
-                SEMANTIC_SLOPE * np.maximum(0.0, cosines - semantic_floor) * SCALE + 0.5).reshape(-1)
+                SEMANTIC_SLOPE * np.maximum(0.0, excess) * SCALE + 0.5).reshape(-1)
             total += meaning
         if self._required.any():  # keywords, description and meaning count only with a require term present
             opened = np.zeros(cells, dtype=bool)

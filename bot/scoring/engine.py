@@ -22,10 +22,11 @@ The score of an item for a profile is a sum of three kinds of evidence, and the 
   specificity in the corpus (the BM25 IDF of their document frequency over that of a word in 10% of the corpus,
   shrunk towards 1 for small corpora), so a word most papers use ("model", "large language") adds almost
   nothing. Their sum d is squashed to d / (1 + d) < 1: words alone never reach min_score 1.
-- meaning (the `semantic` extra, profiles with a `description`): `SEMANTIC_SLOPE · max(0, cos − floor)` for the
-  cosine between the description's and the paper's embeddings, both centred on the corpus's mean paper
-  (`bot.scoring.semantic`). A paper squarely on the description's topic reaches min_score without a keyword;
-  one that only shares the corpus's common ground adds nothing.
+- meaning (the `semantic` extra, profiles with a `description`): `SEMANTIC_SLOPE · max(0, excess)`, where excess
+  is how far the similarity of the description's and the paper's embeddings rises above its floor: the raw
+  cosine above 0.4, or the cosine of both vectors centred on the corpus's mean paper above 0.05, whichever is
+  greater (`bot.scoring.semantic`). A paper squarely on the description's topic reaches min_score without a
+  keyword; one that only shares the corpus's common ground adds nothing.
 - authors: each followed author on the paper adds `fields.authors · max(min_score, 1)`, never less than
   min_score, so any paper by them is kept (unless excluded), whatever `require` says.
 
@@ -223,12 +224,11 @@ class Matcher:
         batch = self._batch_scorer()
         step = batch.chunk_items
         bar = np.zeros(len(self._names), dtype=np.float64)  # passing pairs have quanta > 0
-        semantic_floor = self._similar.floor if self._similar is not None else 0.0
         kept, pending, waiting = NO_PAIRS, [], 0
         for start in range(0, len(ordered), step):
             chunk = ordered[start:start + step]
-            rows, profiles, quanta, meaning = batch.chunk([self._scan(item) for item in chunk], self._cosines(chunk),
-                                                          floor=floor, semantic_floor=semantic_floor)
+            rows, profiles, quanta, meaning = batch.chunk([self._scan(item) for item in chunk], self._excess(chunk),
+                                                          floor=floor)
             if top is not None:
                 beats = quanta > bar[profiles]
                 rows, profiles, quanta, meaning = rows[beats], profiles[beats], quanta[beats], meaning[beats]
@@ -308,11 +308,12 @@ class Matcher:
                 self._min, [bool(profile.require) for profile in ix.profiles], self._author_quanta, self._semantic)
         return self._batch
 
-    def _cosines(self, chunk: Sequence[Item]) -> NDArray[np.float64] | None:
-        """The chunk's rounded cosines to every semantic profile's description (rows: items), or None."""
+    def _excess(self, chunk: Sequence[Item]) -> NDArray[np.float64] | None:
+        """How far the chunk's similarity to every semantic profile's description rises above its floor (rows:
+        items), or None."""
         if self._similar is None or not self._semantic:
             return None
-        rows = [self._similar.cosines(item) for item in chunk]
+        rows = [self._similar.excess(item) for item in chunk]
         if any(row is None for row in rows):
             return None  # the model failed: no semantic contribution
         return np.array(rows, dtype=np.float64)

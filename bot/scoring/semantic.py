@@ -49,10 +49,10 @@ BATCH_SIZE = 32
 # CENTER_SHARE of the corpus's mean vector, so what every paper of the corpus shares (in an "alignment" corpus,
 # "LLM alignment" itself) stops counting as similarity, as IDF does for words.
 CENTER_SHARE = 0.75
-CENTER_MIN_ITEMS = 20  # fewer corpus papers than this: no reliable mean, raw cosines with RAW_FLOOR
-SEMANTIC_SLOPE = 8.0  # score per unit of cosine above the floor: a centred cosine of 0.175 alone reaches 1.0
+CENTER_MIN_ITEMS = 20  # fewer corpus papers than this: no reliable mean, raw cosines only
+SEMANTIC_SLOPE = 8.0  # score per unit of similarity above its floor: 0.125 above it alone reaches 1.0
 SEMANTIC_FLOOR = 0.05  # centred cosines at or below this add nothing (unrelated papers sit around 0)
-RAW_FLOOR = 0.35  # the floor for raw cosines (no corpus): unrelated all-MiniLM-L6-v2 texts reach 0.2 to 0.4
+RAW_FLOOR = 0.4  # raw cosines at or below this add nothing: unrelated all-MiniLM-L6-v2 texts reach 0.2 to 0.4
 SIMILARITY_DIGITS = 4  # cosines are rounded so that batch composition can never change a ranking
 SEMANTIC = "semantic"  # the `Reason.kind` of the similarity
 SEMANTIC_TERM = "similar to your description"
@@ -185,8 +185,13 @@ def reset() -> None:
 
 
 class Similarity:
-    """The semantic signal of the profiles that use it: each one's description vector and, per item, its cosine
-    to each description, centred on a corpus once `centered` has given one (see `CENTER_SHARE`).
+    """The semantic signal of the profiles that use it: each one's description vector and, per item, how far its
+    similarity to each description rises above the floor (`excess`).
+
+    Similarity is measured two ways and the greater counts: the raw cosine above `RAW_FLOOR` (a paper squarely
+    on the description's topic), and, once `centered` has given a corpus, the cosine of the two vectors centred
+    on the corpus's mean paper above `SEMANTIC_FLOOR` (a paper on the description's topic where the whole corpus
+    is near it, as in a corpus of "alignment" papers for a reader of reasoning papers).
 
     If the model fails while embedding, one warning is logged and every contribution is 0 from then on.
     """
@@ -195,28 +200,27 @@ class Similarity:
         self._embedder = embedder
         self.profiles = tuple(sorted(descriptions))
         self._raw = embedder.embed([descriptions[p] for p in self.profiles])  # one row per profile
-        self._matrix = self._raw
+        self._centred = self._raw
         self._mean: Vector | None = None
-        self.floor = RAW_FLOOR
         self.corpus_size = 0
-        self._last: tuple[Item | None, list[float]] = (None, [])  # the last item's cosines to every description
+        self._last: tuple[Item | None, list[float]] = (None, [])  # the last item's excess for every description
         self._broken = False
 
     def centered(self, corpus: Sequence[Item]) -> Similarity:
-        """The same descriptions, with cosines measured from the mean paper of `corpus` (stored vectors are
-        reused, the rest embedded in batches); raw cosines when the corpus is too small for a mean."""
+        """The same descriptions, with centred cosines measured from the mean paper of `corpus` (stored vectors
+        are reused, the rest embedded in batches); raw cosines only when the corpus is too small for a mean."""
         other = copy.copy(self)
         other._last = (None, [])
         vectors = self._vectors(corpus) if len(corpus) >= CENTER_MIN_ITEMS and not self._broken else []
+        other._broken = self._broken
         if not vectors:
-            other._matrix, other._mean, other.floor, other.corpus_size = self._raw, None, RAW_FLOOR, 0
+            other._centred, other._mean, other.corpus_size = self._raw, None, 0
             return other
         import numpy as np
 
         mean = np.mean(np.stack(vectors), axis=0) * CENTER_SHARE
-        other._mean, other.floor, other.corpus_size = mean, SEMANTIC_FLOOR, len(vectors)
-        other._matrix = _unit(self._raw - mean[None, :])
-        other._broken = self._broken
+        other._mean, other.corpus_size = mean, len(vectors)
+        other._centred = _unit(self._raw - mean[None, :])
         return other
 
     def warm(self, items: Sequence[Item]) -> None:
@@ -224,10 +228,11 @@ class Similarity:
         if self.profiles and not self._broken:
             self._vectors(items)
 
-    def cosines(self, item: Item) -> list[float] | None:
-        """The rounded cosines of `item` to every description, in `profiles` order; None once the model failed.
+    def excess(self, item: Item) -> list[float] | None:
+        """How far `item`'s similarity to every description (in `profiles` order) rises above its floor, rounded:
+        max(raw cosine − RAW_FLOOR, centred cosine − SEMANTIC_FLOOR); None once the model failed.
 
-        Profiles are scored item by item, so the last item's cosines are kept: one product for all of them.
+        Profiles are scored item by item, so the last item's values are kept: one product for all of them.
         """
         if self._broken:
             return None
@@ -235,8 +240,12 @@ class Similarity:
             vectors = self._vectors([item])
             if not vectors:
                 return None
-            vector = vectors[0] if self._mean is None else _unit(vectors[0] - self._mean)
-            self._last = (item, [round(float(c), SIMILARITY_DIGITS) for c in self._matrix @ vector])
+            raw = self._raw @ vectors[0] - RAW_FLOOR
+            if self._mean is not None:
+                import numpy as np
+
+                raw = np.maximum(raw, self._centred @ _unit(vectors[0] - self._mean) - SEMANTIC_FLOOR)
+            self._last = (item, [round(float(x), SIMILARITY_DIGITS) for x in raw])
         return self._last[1]
 
     def _vectors(self, items: Sequence[Item]) -> list[Vector]:
@@ -256,10 +265,10 @@ def _unit(vectors: Vector) -> Vector:
     return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def semantic_weight(similarity: float, floor: float = SEMANTIC_FLOOR) -> float:
-    """The score a cosine adds: 0 up to `floor`, then `SEMANTIC_SLOPE` per unit above it (1.0 at a centred
-    cosine of 0.175: a paper that close to the description reaches the default min_score without a keyword)."""
-    return SEMANTIC_SLOPE * max(0.0, similarity - floor)
+def semantic_weight(excess: float) -> float:
+    """The score a similarity adds: `SEMANTIC_SLOPE` per unit above its floor (see `Similarity.excess`), so a
+    paper 0.125 above it reaches the default min_score without a keyword."""
+    return SEMANTIC_SLOPE * max(0.0, excess)
 
 
 def similarity_for(descriptions: Mapping[int, str], *, enabled: bool | None = None) -> Similarity | None:
