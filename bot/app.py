@@ -48,6 +48,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def attached_embedder(config: Config, store: Store) -> tuple[semantic.Embedder | None, str | None]:
+    """The shared embedding model, attached to `store` (vectors stored there are reused, new ones kept), when
+    scoring with `config` will use it: `bot.semantic` is not "off", a profile has a description, the extra is
+    installed and the model loads. Otherwise None, with what went wrong when the config asked for it ("on")."""
+    mode = config.bot.semantic
+    if mode == "off" or not semantic_profiles(config) or (mode == "auto" and not semantic.available()):
+        return None, None
+    embedder = semantic.shared_embedder()
+    if embedder is None:
+        return None, semantic.unavailable_reason() if mode == "on" else None
+    embedder.attach(store)
+    return embedder, None
+
+
 class App:
     """Owns the long-lived resources; `async with App(config) as app: await app.cycle(now=...)`."""
 
@@ -117,22 +131,14 @@ class App:
         return self._compiled[1].with_corpus(corpus)
 
     def embedder(self) -> semantic.Embedder | None:
-        """The shared embedding model, attached to this store, when scoring will use it: `bot.semantic` is not
-        "off", a profile has a description, the extra is installed and the model loads. With "on" and no model,
-        one error is logged and scoring goes on with keywords only. Loads the model: call it off the event loop."""
-        mode = self.config.bot.semantic
-        if mode == "off" or not semantic_profiles(self.config) or (mode == "auto" and not semantic.available()):
-            return None
-        reason = semantic.unavailable_reason()
-        embedder = semantic.shared_embedder()
-        if reason is not None or embedder is None:
-            if mode == "on" and not self._semantic_error_logged:
-                self._semantic_error_logged = True
-                log.error("bot.semantic is \"on\", but %s: scoring with keywords only. Install or repair the "
-                          "extra (%s), or set bot.semantic = \"auto\"", reason, semantic.INSTALL)
-            return None
-        embedder.attach(self.store)  # every time: another App in this process may have attached its own since
-        self._embedder = embedder
+        """`attached_embedder` for this config and store; with "on" and no model, one error is logged and scoring
+        goes on with keywords only. Loads the model: call it off the event loop."""
+        embedder, problem = attached_embedder(self.config, self.store)  # every time: another App may have
+        if problem is not None and not self._semantic_error_logged:     # attached its own store since
+            self._semantic_error_logged = True
+            log.error("bot.semantic is \"on\", but %s: scoring with keywords only. Install or repair the extra "
+                      "(%s), or set bot.semantic = \"auto\"", problem, semantic.INSTALL)
+        self._embedder = embedder or self._embedder
         return embedder
 
     def _embed_new(self, items: list[Item]) -> None:

@@ -225,6 +225,7 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
          top: Annotated[int | None, typer.Option(help="At most N items per profile.")] = None,
          json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
     """Score items from a JSON-lines file and print them best first, with scores and reasons."""
+    from bot.app import SEMANTIC_SWITCH
     from bot.scoring import compile_profiles, load_items_jsonl
 
     cfg = load_config(config)
@@ -232,7 +233,7 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
         raise ConfigError(f"no profile named {profile!r} in {config}",
                           hint=f"Profiles defined: {', '.join(sorted(cfg.profiles)) or 'none'}.")
     corpus = load_items_jsonl(items)
-    matcher = compile_profiles(cfg.profiles, corpus=corpus)
+    matcher = compile_profiles(cfg.profiles, corpus=corpus, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
     if profile is not None:
         ranked = {profile: matcher.rank(corpus, profile, top=top)}
     else:
@@ -249,7 +250,7 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
             now: Annotated[str | None, typer.Option(help="Look back from this ISO-8601 time instead of now.")] = None,
             json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
     """What a profile would match among stored items, with reasons and near misses: edit, preview, repeat."""
-    from bot.app import utcnow
+    from bot.app import SEMANTIC_SWITCH, attached_embedder, utcnow
     from bot.scoring import compile_profiles
     from bot.store import Store
 
@@ -261,10 +262,13 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
     store = Store.open(cfg.bot.database)
     try:
         items = store.items_first_seen_between(until - timedelta(days=days), until)
+        embedder, _ = attached_embedder(cfg, store)  # the bot's stored vectors: nothing embedded twice
+        matcher = compile_profiles(cfg.profiles, corpus=items, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
+        ranked = matcher.rank(items, profile, with_below_min=True)
+        if embedder is not None:
+            embedder.detach(store)
     finally:
         store.close()
-    matcher = compile_profiles(cfg.profiles, corpus=items)
-    ranked = matcher.rank(items, profile, with_below_min=True)
     threshold = matcher.min_score(profile)
     hits = [s for s in ranked if s.score >= threshold][:top]
     near = [s for s in ranked if s.score < threshold][:10]

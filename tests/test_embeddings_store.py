@@ -394,3 +394,35 @@ assert not heavy, heavy
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=50,
                             check=False)
     assert result.returncode == 0, result.stderr
+
+
+async def test_preview_reuses_the_vectors_the_bot_stored(
+        model: semantic.Embedder, db_url: str, mail: MaildirSink, tmp_path: Path,
+        encoded: Callable[[semantic.Embedder], Counting], detached: None) -> None:
+    await run_cycle(make_config(db_url, mail, "auto"), T0)
+    path = tmp_path / "config.toml"
+    path.write_text(f'[bot]\ndatabase = "{db_url}"\n\n[profiles.agents]\nkeywords = ["agent", "tool"]\n'
+                    f'description = "{DESCRIPTION}"\n', encoding="utf-8")
+    model._vectors._cache.clear()  # preview runs in a process of its own
+    counting = encoded(model)
+    result = CliRunner().invoke(cli.app, ["preview", "--config", str(path), "--profile", "agents", "--json",
+                                          "--now", (T0 + timedelta(hours=1)).isoformat()])
+    assert result.exit_code == 0, result.output
+    with Store.open(db_url) as store:
+        stored = {item_text(item) for item in store.items_first_seen_between(None, T0)}
+    assert len(stored) == 30 and not stored & set(counting.texts)
+    assert model._vectors.store is None
+
+
+def test_rank_with_semantic_off_never_loads_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      fresh: None) -> None:
+    monkeypatch.setattr(semantic, "available", lambda: True)
+    monkeypatch.setattr(semantic, "Embedder", lambda *a, **k: pytest.fail("model loaded"))
+    path = tmp_path / "config.toml"
+    path.write_text(f'[bot]\nsemantic = "off"\n\n[profiles.agents]\nkeywords = ["agent"]\n'
+                    f'description = "{DESCRIPTION}"\n', encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": "x:1", "title": "A web agent", "abstract": "An agent that browses."}\n', encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["rank", "--config", str(path), "--items", str(items), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"id": "x:1"' in result.stdout
