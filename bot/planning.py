@@ -10,16 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from bot.config import Config, SlackChannelConfig, SubscriberConfig
 from bot.models import Item, Reason, ScoredItem
 from bot.notices import plan_notices
 from bot.scoring import Matcher
+from bot.scoring.batch import QUANTUM, Pairs
 from bot.store import PlannedDelivery, Store
 
 log = logging.getLogger(__name__)
@@ -53,11 +57,13 @@ def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
 
 
 class Matches:
-    """Each stored item scored once per planning pass, however many recipients share it.
+    """The stored items of one planning pass, scored once against every profile, explained only where shown.
 
-    Recipients' windows differ only in where they start (their last digest), so each distinct window is read
-    once, and each item is scored against every profile at once (`Matcher.passing_many`): the cost of planning grows
-    with items and distinct windows, not with recipients × profiles.
+    Recipients' windows differ only in where they start (their last digest): each item of any window is scored
+    once, against every profile at once, as arrays (`Matcher.pairs`), and a recipient's digest picks its pairs
+    from those. `ScoredItem`s and their reasons are built only for the items a digest or an alert carries, once
+    per (item, profile) however many recipients share them, so the cost of planning grows with items and profiles
+    (in arrays) and with what is sent, not with every match of every profile.
     """
 
     def __init__(self, matcher: Matcher, store: Store, now: datetime) -> None:
@@ -65,7 +71,10 @@ class Matches:
         self.store = store
         self.now = now
         self._windows: dict[datetime, list[Item]] = {}
-        self._scored: dict[str, dict[str, ScoredItem]] = {}
+        self._items: list[Item] = []  # every item scored so far; pairs point into it
+        self._position: dict[str, int] = {}
+        self._pairs: list[Pairs] = []
+        self._explained: dict[tuple[int, int], ScoredItem] = {}
 
     def window(self, since: datetime) -> list[Item]:
         """Items first seen after `since`, up to now."""
@@ -73,45 +82,77 @@ class Matches:
             self._windows[since] = self.store.items_first_seen_between(since, self.now)
         return self._windows[since]
 
-    def best(self, since: datetime, profiles: Iterable[str]) -> list[ScoredItem]:
-        """Each item once, with its best profile's score, best first (ties by id); each profile's own
-        `max_items` respected."""
-        wanted = set(profiles)
+    def best(self, since: datetime, profiles: Iterable[str], *, limit: int | None = None, at_least: float = 0.0,
+             skip: Collection[str] = ()) -> tuple[list[ScoredItem], int]:
+        """The items first seen since `since` that pass one of `profiles`, each once with its best profile's score
+        (ties: the profile listed first in the config), best first, ties by id; each profile's own `max_items`
+        respected; only scores ≥ `at_least` and ids not in `skip`. Returns the first `limit` (all with None),
+        explained, and how many there are."""
         window = self.window(since)
-        unscored = [item for item in window if item.id not in self._scored]
-        if unscored:  # one batch for the items this pass has not scored yet
-            self._scored.update(self.matcher.passing_many(unscored))
-        best: list[ScoredItem] = []
-        for item in window:
-            scored = self._scored[item.id]
-            top = max((s for p, s in scored.items() if p in wanted), key=lambda s: s.score, default=None)
-            if top is not None:
-                best.append(top)
-        best.sort(key=lambda s: (-s.score, s.item.id))
-        return self._capped(best)
+        self._cover(window)
+        if not self._pairs:
+            return [], 0
+        positions, found, quanta, meaning = (np.concatenate([pairs[i] for pairs in self._pairs]) for i in range(4))
+        inside = np.zeros(len(self._items), dtype=bool)
+        inside[[self._position[item.id] for item in window]] = True
+        wanted = np.zeros(len(self.matcher.profiles), dtype=bool)
+        wanted[[self.matcher.profile_id(name) for name in profiles]] = True
+        keep = np.flatnonzero(inside[positions] & wanted[found] & (quanta * QUANTUM + 1e-9 >= at_least))
+        best: dict[int, int] = {}  # position → the pair of its best profile
+        for pair in keep[np.lexsort((found[keep], -quanta[keep]))].tolist():
+            best.setdefault(int(positions[pair]), pair)
+        items = self._items
+        ranked = sorted(best.values(), key=lambda pair: (-quanta[pair], items[positions[pair]].id))
+        ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
+        ranked = self._capped(ranked, found)
+        chosen = ranked if limit is None else ranked[:limit]
+        return self._explain(positions[chosen], found[chosen], meaning[chosen]), len(ranked)
 
-    def _capped(self, ranked: list[ScoredItem]) -> list[ScoredItem]:
-        caps = {p: self.matcher.max_items(p) for p in {s.profile for s in ranked}}
+    def _cover(self, window: Sequence[Item]) -> None:
+        """Score the items of `window` not scored yet, in one batch."""
+        new = [item for item in window if item.id not in self._position]
+        if not new:
+            return
+        ordered, (positions, profiles, quanta, meaning) = self.matcher.pairs(new)
+        offset = len(self._items)
+        self._position.update((item.id, offset + i) for i, item in enumerate(ordered))
+        self._items.extend(ordered)
+        self._pairs.append((positions + offset, profiles, quanta, meaning))
+
+    def _explain(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
+                 meaning: NDArray[np.float64]) -> list[ScoredItem]:
+        """The `ScoredItem`s of these pairs, each built once per planning pass."""
+        keys = list(zip(positions.tolist(), profiles.tolist(), strict=True))
+        missing = [i for i, key in enumerate(keys) if key not in self._explained]
+        if missing:
+            built = self.matcher.explain(self._items, positions[missing], profiles[missing], meaning[missing])
+            self._explained.update(zip((keys[i] for i in missing), built, strict=True))
+        return [self._explained[key] for key in keys]
+
+    def _capped(self, ranked: list[int], profiles: NDArray[np.int32]) -> list[int]:
+        names = self.matcher.profiles
+        caps = {p: self.matcher.max_items(names[p]) for p in {int(profiles[pair]) for pair in ranked}}
         if not any(caps.values()):
             return ranked
-        taken: dict[str, int] = {}
+        taken: dict[int, int] = {}
         kept = []
-        for scored in ranked:
-            cap = caps[scored.profile]
-            if cap is None or taken.get(scored.profile, 0) < cap:
-                kept.append(scored)
-                taken[scored.profile] = taken.get(scored.profile, 0) + 1
+        for pair in ranked:
+            p = int(profiles[pair])
+            cap = caps[p]
+            if cap is None or taken.get(p, 0) < cap:
+                kept.append(pair)
+                taken[p] = taken.get(p, 0) + 1
         return kept
 
 
-def _payload(matches: Sequence[ScoredItem], *, limit: int, alerted: set[str], since: datetime | None,
+def _payload(matches: Sequence[ScoredItem], *, total: int, alerted: set[str], since: datetime | None,
              profiles: Sequence[str]) -> dict[str, Any]:
     """The frozen content of a delivery: ids, scores and reasons (items themselves stay in the items table)."""
     return {
         "items": [{"id": m.item.id, "profile": m.profile, "score": round(m.score, 4),
                    "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted}
-                  for m in matches[:limit]],
-        "total_matched": len(matches),
+                  for m in matches],
+        "total_matched": total,
         "since": since.isoformat() if since else None,
         "profiles": list(profiles),
     }
@@ -206,10 +247,9 @@ class Planner:
         if (name, channel) not in self.covered["digest"] and due_at < self.first_met(channel, name):
             return None
         since = self._since("digest", name, channel)
-        found = self.matches.best(since, recipient.profiles)
+        found, total = self.matches.best(since, recipient.profiles, limit=recipient.max_items)
         alerted = self.store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
-        payload = _payload(found, limit=recipient.max_items, alerted=alerted, since=since,
-                           profiles=recipient.profiles)
+        payload = _payload(found, total=total, alerted=alerted, since=since, profiles=recipient.profiles)
         payload["send_empty"] = recipient.send_empty
         return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
                                period_key=period_key, payload=payload, message_id=new_message_id(self.config),
@@ -222,13 +262,12 @@ class Planner:
         name, channel, address = recipient_identity(recipient)
         already = self.store.alerted_item_ids(name, channel)
         since = self._since("alert", name, channel)
-        hits = [m for m in self.matches.best(since, recipient.profiles)
-                if m.score >= recipient.alert_min_score and m.item.id not in already]
+        hits, total = self.matches.best(since, recipient.profiles, at_least=recipient.alert_min_score, skip=already)
         if not hits:
             return None
         ids = ",".join(sorted(m.item.id for m in hits))
         digest = hashlib.sha256(ids.encode()).hexdigest()[:16]
-        payload = _payload(hits, limit=len(hits), alerted=set(), since=since, profiles=recipient.profiles)
+        payload = _payload(hits, total=total, alerted=set(), since=since, profiles=recipient.profiles)
         return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind="alert", channel=channel,
                                recipient=name, address=address, period_key=self.now.strftime("%Y-%m-%dT%H:%M"),
                                payload=payload, message_id=new_message_id(self.config), covers_until=self.now)

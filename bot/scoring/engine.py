@@ -239,25 +239,44 @@ class Matcher:
                 pending, waiting = [], 0
         return best_pairs(kept, pending, top, bar)
 
-    def _explained(self, ordered: Sequence[Item], positions: NDArray[np.int32], profiles: NDArray[np.int32],
-                   meaning: NDArray[np.float64]) -> dict[str, list[ScoredItem]]:
-        """`ScoredItem`s with their reasons for the given (position, profile) pairs, which are grouped by profile
-        in ranking order. Built item by item, so one item's reasons for a keyword are shared by its profiles.
-
-        The reasons are the contributions the arrays added up, one per term and field; the score is their sum."""
-        per_profile = np.bincount(profiles, minlength=len(self._names))
-        slots = np.arange(len(profiles)) - (np.cumsum(per_profile) - per_profile)[profiles]  # rank in its profile
-        filled: list[list[ScoredItem | None]] = [[None] * n for n in per_profile.tolist()]
+    def explain(self, ordered: Sequence[Item], positions: NDArray[np.int32], profiles: NDArray[np.int32],
+                meaning: NDArray[np.float64]) -> list[ScoredItem]:
+        """`ScoredItem`s with their reasons for the given (position in `ordered`, profile id, meaning in quanta)
+        pairs, in the order given. Built item by item, so one item's reasons for a keyword are shared by its
+        profiles. The reasons are the contributions the arrays added up, one per term and field; the score is
+        their sum."""
+        out: list[ScoredItem | None] = [None] * len(positions)
         by_item = np.argsort(positions, kind="stable")
         current = -1
         memo: dict[tuple[_Term, ...], _Explained] = {}
-        for position, p, slot, semantic in zip(positions[by_item].tolist(), profiles[by_item].tolist(),
-                                               slots[by_item].tolist(), meaning[by_item].tolist(), strict=True):
+        for slot, position, p, semantic in zip(by_item.tolist(), positions[by_item].tolist(),
+                                               profiles[by_item].tolist(), meaning[by_item].tolist(), strict=True):
             if position != current:
                 current, item, memo = position, ordered[position], {}  # one memo per item
                 counts, authors = self._scan(item)
-            filled[p][slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
-        return {name: [s for s in scored if s is not None] for name, scored in zip(self._names, filled, strict=True)}
+            out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
+        return cast(list[ScoredItem], out)  # every slot filled: `by_item` is a permutation
+
+    def pairs(self, items: Sequence[Item]) -> tuple[list[Item], Pairs]:
+        """Every (item, profile) pair that reaches the profile's min_score, as arrays (no `ScoredItem` built yet):
+        the items sorted by id, and (position, profile id, score in quanta, meaning in quanta) grouped by profile,
+        best first. For callers that explain only some of them (`explain`), such as planning."""
+        if self._similar is not None:
+            self._similar.warm(items)
+        ordered = sorted(items, key=_ID)
+        with _gc_paused():
+            return ordered, self._batch_scores(ordered, None, None)
+
+    def profile_id(self, profile: str) -> int:
+        return self._profile_index(profile)
+
+    def _explained(self, ordered: Sequence[Item], positions: NDArray[np.int32], profiles: NDArray[np.int32],
+                   meaning: NDArray[np.float64]) -> dict[str, list[ScoredItem]]:
+        """`explain` for pairs grouped by profile in ranking order → each profile's ranked `ScoredItem`s."""
+        scored = self.explain(ordered, positions, profiles, meaning)
+        ends = np.cumsum(np.bincount(profiles, minlength=len(self._names))).tolist()
+        starts = [0, *ends[:-1]]
+        return {name: scored[start:end] for name, start, end in zip(self._names, starts, ends, strict=True)}
 
     def _scored(self, item: Item, p: int, counts: Counts, authors: list[str] | None, semantic: int,
                 memo: dict[tuple[_Term, ...], _Explained]) -> ScoredItem:
