@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import make_msgid
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,7 +23,7 @@ from bot.config import Config, SlackChannelConfig, SubscriberConfig
 from bot.models import Item, Reason, ScoredItem
 from bot.notices import plan_notices
 from bot.scoring import Matcher
-from bot.scoring.batch import QUANTUM, Pairs
+from bot.scoring.batch import NO_PAIRS, QUANTUM, Pairs
 from bot.store import PlannedDelivery, Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ FIRST_SEEN = "first-seen:"  # meta prefix: when the planner first met a recipien
 DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent error ("" = enabled again)
 
 Recipient = SubscriberConfig | SlackChannelConfig
+# every scored pair grouped by profile: positions, profile ids, quanta, meaning quanta, and each profile's start
+_Grouped = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]
 
 
 @dataclass(slots=True)
@@ -75,6 +77,8 @@ class Matches:
         self._position: dict[str, int] = {}
         self._pairs: list[Pairs] = []
         self._explained: dict[tuple[int, int], ScoredItem] = {}
+        self._grouped: _Grouped | None = None
+        self._insides: dict[datetime, NDArray[np.bool_]] = {}
 
     def window(self, since: datetime) -> list[Item]:
         """Items first seen after `since`, up to now."""
@@ -90,23 +94,42 @@ class Matches:
         explained, and how many there are."""
         window = self.window(since)
         self._cover(window)
-        if not self._pairs:
+        positions, found, quanta, meaning, ptr = self._by_profile()
+        ids = sorted(self.matcher.profile_id(name) for name in set(profiles))
+        if not ids or not len(positions):
             return [], 0
-        positions, found, quanta, meaning = (np.concatenate([pairs[i] for pairs in self._pairs]) for i in range(4))
-        inside = np.zeros(len(self._items), dtype=bool)
-        inside[[self._position[item.id] for item in window]] = True
-        wanted = np.zeros(len(self.matcher.profiles), dtype=bool)
-        wanted[[self.matcher.profile_id(name) for name in profiles]] = True
-        keep = np.flatnonzero(inside[positions] & wanted[found] & (quanta * QUANTUM + 1e-9 >= at_least))
+        keep = np.concatenate([np.arange(ptr[p], ptr[p + 1]) for p in ids])
+        keep = keep[self._inside(since)[positions[keep]] & (quanta[keep] * QUANTUM + 1e-9 >= at_least)]
         best: dict[int, int] = {}  # position → the pair of its best profile
         for pair in keep[np.lexsort((found[keep], -quanta[keep]))].tolist():
             best.setdefault(int(positions[pair]), pair)
         items = self._items
         ranked = sorted(best.values(), key=lambda pair: (-quanta[pair], items[positions[pair]].id))
-        ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
+        if skip:
+            ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
         ranked = self._capped(ranked, found)
         chosen = ranked if limit is None else ranked[:limit]
         return self._explain(positions[chosen], found[chosen], meaning[chosen]), len(ranked)
+
+    def _by_profile(self) -> _Grouped:
+        """Every pair scored so far, grouped by profile (best first within one), and where each profile's run
+        starts (`ptr[p]` to `ptr[p + 1]`): a recipient reads only its profiles' runs."""
+        if self._grouped is None:
+            arrays = [np.concatenate([pairs[i] for pairs in self._pairs]) if self._pairs else NO_PAIRS[i]
+                      for i in range(4)]
+            order = np.lexsort((-arrays[2], arrays[1]))
+            grouped = [a[order] for a in arrays]
+            ptr = np.searchsorted(grouped[1], np.arange(len(self.matcher.profiles) + 1))
+            self._grouped = cast(_Grouped, (*grouped, ptr))
+        return self._grouped
+
+    def _inside(self, since: datetime) -> NDArray[np.bool_]:
+        """Per scored item (by position), whether it is in the window that starts at `since`."""
+        inside = self._insides.get(since)
+        if inside is None:
+            inside = self._insides[since] = np.zeros(len(self._items), dtype=bool)
+            inside[[self._position[item.id] for item in self.window(since)]] = True
+        return inside
 
     def _cover(self, window: Sequence[Item]) -> None:
         """Score the items of `window` not scored yet, in one batch."""
@@ -118,6 +141,7 @@ class Matches:
         self._position.update((item.id, offset + i) for i, item in enumerate(ordered))
         self._items.extend(ordered)
         self._pairs.append((positions + offset, profiles, quanta, meaning))
+        self._grouped, self._insides = None, {}
 
     def _explain(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
                  meaning: NDArray[np.float64]) -> list[ScoredItem]:
