@@ -79,6 +79,9 @@ class Matches:
         self._explained: dict[tuple[int, int], ScoredItem] = {}
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
+        self._covered: set[datetime] = set()
+        self._id_rank: NDArray[np.int64] = np.zeros(0, dtype=np.int64)  # per position: its id's rank among all
+        self._memos: dict[int, dict[Any, Any]] = {}  # per position: reasons shared by its profiles (`explain`)
 
     def window(self, since: datetime) -> list[Item]:
         """Items first seen after `since`, up to now."""
@@ -92,20 +95,21 @@ class Matches:
         (ties: the profile listed first in the config), best first, ties by id; each profile's own `max_items`
         respected; only scores ≥ `at_least` and ids not in `skip`. Returns the first `limit` (all with None),
         explained, and how many there are."""
-        window = self.window(since)
-        self._cover(window)
+        self._cover(since)
         positions, found, quanta, meaning, ptr = self._by_profile()
         ids = sorted(self.matcher.profile_id(name) for name in set(profiles))
         if not ids or not len(positions):
             return [], 0
         keep = np.concatenate([np.arange(ptr[p], ptr[p + 1]) for p in ids])
         keep = keep[self._inside(since)[positions[keep]] & (quanta[keep] * QUANTUM + 1e-9 >= at_least)]
-        best: dict[int, int] = {}  # position → the pair of its best profile
-        for pair in keep[np.lexsort((found[keep], -quanta[keep]))].tolist():
-            best.setdefault(int(positions[pair]), pair)
-        items = self._items
-        ranked = sorted(best.values(), key=lambda pair: (-quanta[pair], items[positions[pair]].id))
+        if not len(keep):
+            return [], 0
+        order = np.lexsort((found[keep], -quanta[keep], positions[keep]))  # by item, its best profile first
+        at = positions[keep[order]]
+        best = keep[order[np.concatenate(([True], at[1:] != at[:-1]))]]
+        ranked = best[np.lexsort((self._id_rank[positions[best]], -quanta[best]))].tolist()  # ties by id
         if skip:
+            items = self._items
             ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
         ranked = self._capped(ranked, found)
         chosen = ranked if limit is None else ranked[:limit]
@@ -131,9 +135,12 @@ class Matches:
             inside[[self._position[item.id] for item in self.window(since)]] = True
         return inside
 
-    def _cover(self, window: Sequence[Item]) -> None:
-        """Score the items of `window` not scored yet, in one batch."""
-        new = [item for item in window if item.id not in self._position]
+    def _cover(self, since: datetime) -> None:
+        """Score the items of the window that starts at `since` not scored yet, in one batch."""
+        if since in self._covered:
+            return
+        self._covered.add(since)
+        new = [item for item in self.window(since) if item.id not in self._position]
         if not new:
             return
         ordered, (positions, profiles, quanta, meaning) = self.matcher.pairs(new)
@@ -142,6 +149,9 @@ class Matches:
         self._items.extend(ordered)
         self._pairs.append((positions + offset, profiles, quanta, meaning))
         self._grouped, self._insides = None, {}
+        by_id = sorted(range(len(self._items)), key=[item.id for item in self._items].__getitem__)
+        self._id_rank = np.empty(len(self._items), dtype=np.int64)
+        self._id_rank[by_id] = np.arange(len(self._items))
 
     def _explain(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
                  meaning: NDArray[np.float64]) -> list[ScoredItem]:
@@ -149,7 +159,8 @@ class Matches:
         keys = list(zip(positions.tolist(), profiles.tolist(), strict=True))
         missing = [i for i, key in enumerate(keys) if key not in self._explained]
         if missing:
-            built = self.matcher.explain(self._items, positions[missing], profiles[missing], meaning[missing])
+            built = self.matcher.explain(self._items, positions[missing], profiles[missing], meaning[missing],
+                                         memos=self._memos)
             self._explained.update(zip((keys[i] for i in missing), built, strict=True))
         return [self._explained[key] for key in keys]
 

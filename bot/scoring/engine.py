@@ -52,7 +52,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import compress
 from operator import attrgetter
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,49 +92,39 @@ _WEIGHT = attrgetter("weight")
 class Matcher:
     """All profiles compiled into one index; immutable once built (`with_corpus` returns a new one)."""
 
+    _shared: _Keywords
+
     def __init__(self, index: Index, idf: Sequence[float] | None = None, similarity: Similarity | None = None,
-                 corpus_size: int = 0) -> None:
+                 corpus_size: int = 0, *, base: Matcher | None = None) -> None:
+        """`base`: a matcher of the same index and profiles whose keyword structures (which no corpus changes)
+        are shared rather than built again (`with_corpus`, every cycle)."""
         self._ix = index
         self.corpus_size = corpus_size
         self._similar = similarity  # the semantic signal (`bot.scoring.semantic`), for the profiles in `_semantic`
         self._semantic = similarity.profiles if similarity is not None else ()
-        self._names = tuple(p.name for p in index.profiles)
-        self._by_name = {name: i for i, name in enumerate(self._names)}
         self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
-        self._scans: dict[str, tuple[Item, Scan]] = {}
-        self._heads = Heads(index.root)
         profiles = index.profiles
+        self._batch: BatchScorer | None = None  # built on first use
+        shared: _Keywords = base._shared if base is not None else _Keywords(index)
+        self._shared = shared
+        self._names, self._by_name, self._scans, self._heads = shared.names, shared.by_name, shared.scans, shared.heads
+        self._keyword_terms, self._keyword_classes = shared.terms, shared.classes
+        self._min, self._author_quanta, self._followed = shared.min, shared.author_quanta, shared.followed
         # Rarity weighs description words only: a keyword is what the reader asked for, however common.
-        weight = [b * (self._idf[c] if kind == DESCRIPTION else 1.0)
-                  for b, c, kind in zip(index.term_base, index.term_class, index.term_kind, strict=True)]
-        equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
-        self._wt = [equal.setdefault(x, x) for x in (w * profiles[p].title_weight
-                                                     for w, p in zip(weight, index.term_profile, strict=True))]
-        self._wa = [equal.setdefault(x, x) for x in (w * profiles[p].abstract_weight
-                                                     for w, p in zip(weight, index.term_profile, strict=True))]
-        # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
-        # profiles (memory), and an item's reasons for it are built once however many profiles it matches.
-        shared: dict[_Term, _Term] = {}
-
-        def term(t: int) -> _Term:
-            found = (index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
-            return shared.setdefault(found, found)
-
-        self._keyword_terms = [tuple(map(term, profile.keywords)) for profile in profiles]
-        self._described_terms = [tuple(map(term, profile.described)) for profile in profiles]
-        # Per profile, the class of each keyword / description word: `compress(terms, map(counts.get, classes))`
-        # picks the matched ones in config order without a Python loop over all of them.
-        self._keyword_classes = [tuple(index.term_class[t] for t in profile.keywords) for profile in profiles]
+        self._wt, self._wa = list(shared.title), list(shared.abstract)
+        for profile in profiles:
+            for t in profile.described:
+                weight = index.term_base[t] * self._idf[index.term_class[t]]
+                owner = profiles[index.term_profile[t]]
+                self._wt[t], self._wa[t] = weight * owner.title_weight, weight * owner.abstract_weight
+        self._described_terms = [tuple((index.term_class[t], index.term_label[t], self._wt[t], self._wa[t])
+                                       for t in profile.described) for profile in profiles]
         self._described_classes = [tuple(index.term_class[t] for t in profile.described) for profile in profiles]
-        self._min = [profile.min_score for profile in profiles]
         # Profiles scored by their keywords alone (no require, no description, no meaning): their reasons are
         # shared by every profile matched by the same keywords
         semantic = frozenset(self._semantic)
         self._plain = [not (profile.require or profile.described) and p not in semantic
                        for p, profile in enumerate(profiles)]
-        self._author_quanta = [quantise(profile.author_weight) for profile in profiles]
-        self._batch: BatchScorer | None = None  # built on first use
-        self._followed = Followed(index.authors)
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -158,7 +148,7 @@ class Matcher:
         n = len(items)
         similar = self._similar.centered(items) if self._similar is not None else None
         if n == 0:
-            return self._sharing_scans(Matcher(self._ix, None, similar, 0))
+            return Matcher(self._ix, None, similar, 0, base=self)
         df = [0] * self._ix.n_classes
         for item in items:
             for c in self._scan(item)[0]:
@@ -166,7 +156,7 @@ class Matcher:
         ref = _bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
         shrink = n / (n + IDF_SHRINK_DOCS)
         idf = [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]
-        return self._sharing_scans(Matcher(self._ix, idf, similar, n))
+        return Matcher(self._ix, idf, similar, n, base=self)
 
     def score(self, item: Item) -> dict[str, ScoredItem]:
         """Every profile the item matched (score > 0, no exclude term), whatever its min_score."""
@@ -240,21 +230,35 @@ class Matcher:
         return best_pairs(kept, pending, top, bar)
 
     def explain(self, ordered: Sequence[Item], positions: NDArray[np.int32], profiles: NDArray[np.int32],
-                meaning: NDArray[np.float64]) -> list[ScoredItem]:
+                meaning: NDArray[np.float64], *, memos: dict[int, dict[Any, Any]] | None = None) -> list[ScoredItem]:
         """`ScoredItem`s with their reasons for the given (position in `ordered`, profile id, meaning in quanta)
         pairs, in the order given. Built item by item, so one item's reasons for a keyword are shared by its
-        profiles. The reasons are the contributions the arrays added up, one per term and field; the score is
-        their sum."""
+        profiles (across calls too, with `memos`: position → what its matched keywords add). The reasons are the
+        contributions the arrays added up, one per term and field; the score is their sum."""
         out: list[ScoredItem | None] = [None] * len(positions)
         by_item = np.argsort(positions, kind="stable")
         current = -1
-        memo: dict[tuple[_Term, ...], _Explained] = {}
+        memo: dict[Any, Any] = {}
+        plain, names, terms, classes = self._plain, self._names, self._keyword_terms, self._keyword_classes
+        scored_item, quantum = ScoredItem, QUANTUM
         for slot, position, p, semantic in zip(by_item.tolist(), positions[by_item].tolist(),
                                                profiles[by_item].tolist(), meaning[by_item].tolist(), strict=True):
             if position != current:
-                current, item, memo = position, ordered[position], {}  # one memo per item
-                counts, authors = self._scan(item)
-            out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
+                current, item = position, ordered[position]
+                memo = {} if memos is None else memos.setdefault(position, {})  # one memo per item
+                scan = memo.get(None)
+                if scan is None:
+                    scan = memo[None] = self._scan(item)
+                counts, authors = scan
+                get = counts.get
+            if plain[p] and p not in authors:  # keywords only: `_scored` without the steps that do nothing
+                matched = tuple(compress(terms[p], map(get, classes[p])))
+                found = memo.get(matched)
+                if found is None:
+                    found = memo[matched] = _keyword_reasons(matched, counts)
+                out[slot] = scored_item(item, names[p], found[0] * quantum, found[1])
+            else:
+                out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
         return cast(list[ScoredItem], out)  # every slot filled: `by_item` is a permutation
 
     def pairs(self, items: Sequence[Item]) -> tuple[list[Item], Pairs]:
@@ -279,7 +283,7 @@ class Matcher:
         return {name: scored[start:end] for name, start, end in zip(self._names, starts, ends, strict=True)}
 
     def _scored(self, item: Item, p: int, counts: Counts, authors: list[str] | None, semantic: int,
-                memo: dict[tuple[_Term, ...], _Explained]) -> ScoredItem:
+                memo: dict[Any, Any]) -> ScoredItem:
         """One kept pair with its reasons: what each matched term, the meaning and each followed author added."""
         profile = self._ix.profiles[p]
         total, reasons = 0, cast(tuple[Reason, ...], ())
@@ -311,7 +315,7 @@ class Matcher:
         """The profiles' postings as arrays (`bot.scoring.batch`), built once per matcher."""
         if self._batch is None:
             ix = self._ix
-            keyword = [t for profile in ix.profiles for t in profile.keywords]
+            keyword = [t for profile in ix.profiles for t in profile.keywords] if self._shared.postings is None else []
             described = [t for profile in ix.profiles for t in profile.described]
             exclude = [(c, p) for p, profile in enumerate(ix.profiles) for c in profile.exclude]
             require = [(c, p) for p, profile in enumerate(ix.profiles) for c in profile.require]
@@ -320,8 +324,10 @@ class Matcher:
                 return Postings(ix.n_classes, [ix.term_class[t] for t in ids], [ix.term_profile[t] for t in ids],
                                 [self._wt[t] for t in ids], [self._wa[t] for t in ids])
 
+            if self._shared.postings is None:
+                self._shared.postings = terms(keyword)
             self._batch = BatchScorer(
-                len(ix.profiles), terms(keyword), terms(described),
+                len(ix.profiles), self._shared.postings, terms(described),
                 Postings(ix.n_classes, [c for c, _ in exclude], [p for _, p in exclude]),
                 Postings(ix.n_classes, [c for c, _ in require], [p for _, p in require]),
                 self._min, [bool(profile.require) for profile in ix.profiles], self._author_quanta, self._semantic)
@@ -343,10 +349,6 @@ class Matcher:
         except KeyError:
             known = ", ".join(self._names) or "none"
             raise KeyError(f"no profile named {profile!r} (profiles: {known})") from None
-
-    def _sharing_scans(self, other: Matcher) -> Matcher:
-        other._scans, other._heads = self._scans, self._heads  # they depend on the index only, not on idf
-        return other
 
     def _scan(self, item: Item) -> Scan:
         """Class counts and followed authors of one item; the text is normalised and tokenised once here."""
@@ -376,6 +378,41 @@ class Matcher:
             return found
         scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
         return [(label, field, n, floor(q * QUANTUM * scale * SCALE + 0.5)) for label, field, n, q in found]
+
+
+class _Keywords:
+    """What a matcher needs that no corpus changes (keywords keep their weight whatever the corpus): built once per
+    compiled config and shared by its `with_corpus` copies, with the per-item scans."""
+
+    def __init__(self, index: Index) -> None:
+        profiles = index.profiles
+        self.names = tuple(p.name for p in profiles)
+        self.by_name = {name: i for i, name in enumerate(self.names)}
+        self.scans: dict[str, tuple[Item, Scan]] = {}
+        self.heads = Heads(index.root)
+        equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
+        self.title = [equal.setdefault(x, x) for x in (b * profiles[p].title_weight
+                                                       for b, p in zip(index.term_base, index.term_profile,
+                                                                       strict=True))]
+        self.abstract = [equal.setdefault(x, x) for x in (b * profiles[p].abstract_weight
+                                                          for b, p in zip(index.term_base, index.term_profile,
+                                                                          strict=True))]
+        # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
+        # profiles (memory), and an item's reasons for it are built once however many profiles it matches.
+        shared: dict[_Term, _Term] = {}
+
+        def term(t: int) -> _Term:
+            found = (index.term_class[t], index.term_label[t], self.title[t], self.abstract[t])
+            return shared.setdefault(found, found)
+
+        self.terms = [tuple(map(term, profile.keywords)) for profile in profiles]
+        # Per profile, the class of each keyword: `compress(terms, map(counts.get, classes))` picks the matched
+        # ones in config order without a Python loop over all of them.
+        self.classes = [tuple(index.term_class[t] for t in profile.keywords) for profile in profiles]
+        self.min = [profile.min_score for profile in profiles]
+        self.author_quanta = [quantise(profile.author_weight) for profile in profiles]
+        self.followed = Followed(index.authors)
+        self.postings: Postings | None = None  # the keywords' postings, once a batch scorer needs them
 
 
 def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
