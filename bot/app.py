@@ -48,6 +48,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def scoring_corpus(store: Store, now: datetime) -> list[Item]:
+    """What scoring measures rarity and the centre of meaning on: the items first seen in the last
+    `CORPUS_WINDOW`. Planning and `digestbot preview` both use it, so they give a paper the same score."""
+    return store.items_first_seen_between(now - CORPUS_WINDOW, now)
+
+
 def attached_embedder(config: Config, store: Store) -> tuple[semantic.Embedder | None, str | None]:
     """The shared embedding model, attached to `store` (vectors stored there are reused, new ones kept), when
     scoring with `config` will use it: `bot.semantic` is not "off", a profile has a description, the extra is
@@ -121,14 +127,13 @@ class App:
         self.config = config
 
     def matcher(self, now: datetime) -> Matcher:
-        """The profiles, compiled once per config (a reload recompiles), with term weights from recent items
-        (rare terms weigh more) refreshed every cycle. `bot.semantic` decides on semantic similarity."""
+        """The profiles, compiled once per config (a reload recompiles), with the corpus (`scoring_corpus`)
+        refreshed every cycle. `bot.semantic` decides on semantic similarity."""
         if self._compiled is None or self._compiled[0] is not self.config:
             self.embedder()  # attach the store first, so vectors embedded while scoring are kept
             matcher = compile_profiles(self.config.profiles, semantic=SEMANTIC_SWITCH[self.config.bot.semantic])
             self._compiled = (self.config, matcher)
-        corpus = self.store.items_first_seen_between(now - CORPUS_WINDOW, now)
-        return self._compiled[1].with_corpus(corpus)
+        return self._compiled[1].with_corpus(scoring_corpus(self.store, now))
 
     def embedder(self) -> semantic.Embedder | None:
         """`attached_embedder` for this config and store; with "on" and no model, one error is logged and scoring

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.table import Table
 from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config
 from bot.errors import BotError, ConfigError
 from bot.models import ScoredItem
+
+if TYPE_CHECKING:
+    from bot.scoring import Matcher
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Watches paper listings, scores what is new against your keyword profiles, "
@@ -234,12 +237,20 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
                           hint=f"Profiles defined: {', '.join(sorted(cfg.profiles)) or 'none'}.")
     corpus = load_items_jsonl(items)
     matcher = compile_profiles(cfg.profiles, corpus=corpus, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
-    if profile is not None:
-        ranked = {profile: matcher.rank(corpus, profile, top=top)}
-    else:
-        ranked = matcher.rank_all(corpus, top=top)
+    ranked = matcher.rank_all(corpus, top=top, profiles=None if profile is None else [profile])
     rows = [s for name in ranked for s in ranked[name]]
-    _print_ranked(rows, json_out=json_out, with_profile=profile is None, title=f"{len(rows)} match(es)")
+    corpus_note = _corpus_note(matcher, f"the {len(corpus)} item(s) of {items}")
+    if json_out:
+        err.print(corpus_note, markup=False)
+    _print_ranked(rows, json_out=json_out, with_profile=profile is None,
+                  title=f"{len(rows)} match(es); {corpus_note}")
+
+
+def _corpus_note(matcher: Matcher, corpus: str) -> str:
+    """Which corpus the scores were measured against: description words' rarity and the centre of meaning come
+    from it, so the same paper can score differently against another corpus (the bot's stored items)."""
+    meaning = "meaning on" if matcher.semantic else "keywords only"
+    return f"scored against {corpus} ({meaning})"
 
 
 @app.command()
@@ -250,7 +261,7 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
             now: Annotated[str | None, typer.Option(help="Look back from this ISO-8601 time instead of now.")] = None,
             json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
     """What a profile would match among stored items, with reasons and near misses: edit, preview, repeat."""
-    from bot.app import SEMANTIC_SWITCH, attached_embedder, utcnow
+    from bot.app import CORPUS_WINDOW, SEMANTIC_SWITCH, attached_embedder, scoring_corpus, utcnow
     from bot.scoring import compile_profiles
     from bot.store import Store
 
@@ -261,9 +272,10 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
     until = _parse_now(now) or utcnow()
     store = Store.open(cfg.bot.database)
     try:
+        corpus = scoring_corpus(store, until)  # the corpus planning scores with: the same scores as the digest
         items = store.items_first_seen_between(until - timedelta(days=days), until)
         embedder, _ = attached_embedder(cfg, store)  # the bot's stored vectors: nothing embedded twice
-        matcher = compile_profiles(cfg.profiles, corpus=items, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
+        matcher = compile_profiles(cfg.profiles, corpus=corpus, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
         ranked = matcher.rank(items, profile, with_below_min=True)
         if embedder is not None:
             embedder.detach(store)
@@ -272,11 +284,15 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
     threshold = matcher.min_score(profile)
     hits = [s for s in ranked if s.score >= threshold][:top]
     near = [s for s in ranked if s.score < threshold][:10]
+    corpus_note = _corpus_note(matcher, f"the {len(corpus)} item(s) stored in the last {CORPUS_WINDOW.days} days, "
+                                        "as digests are")
     if json_out:
+        err.print(corpus_note, markup=False)
         _print_ranked(hits, json_out=True, with_profile=False, title="")
         return
     _print_ranked(hits, json_out=False, with_profile=False,
-                  title=f"{profile}: {len(hits)} match(es) among {len(items)} item(s) from the last {days} day(s)")
+                  title=f"{profile}: {len(hits)} match(es) among {len(items)} item(s) from the last {days} day(s); "
+                        f"{corpus_note}")
     if near:
         _print_ranked(near, json_out=False, with_profile=False, title=f"near misses (below min_score {threshold:g})")
 
