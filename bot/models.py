@@ -124,6 +124,20 @@ class Reason:
                    weight=float(data["weight"]), kind=str(data.get("kind") or "keyword"))
 
 
+RELATED_MIN_WEIGHT = 0.1  # a description word that added less is common in the corpus: counted, never shown
+
+
+def shown_related(reason: Reason) -> bool:
+    """Whether a description word is worth a reader's attention: one that added at least `RELATED_MIN_WEIGHT`.
+    The rest (words most papers of the corpus use) still count in the score and are kept in the reasons."""
+    return reason.weight >= RELATED_MIN_WEIGHT
+
+
+def meaning_label(reason: Reason) -> str:
+    """How the similarity to the description is shown: what it added, in plain words."""
+    return f"close to your description +{reason.weight:.1f}"
+
+
 @dataclass(slots=True)
 class ScoredItem:
     """An item scored against one profile, with the reasons the digest shows (not frozen, for speed, like
@@ -138,7 +152,8 @@ class ScoredItem:
         """Compact reasons, strongest first: "by Yann LeCun, DPO in title, reward model in abstract; related: policy".
 
         Followed authors first, then keyword matches with their fields; description words follow, at most
-        `related` of them, then what semantic similarity to the description added ("semantic 0.31").
+        `related` of them and only those that added something (`shown_related`), then what similarity to the
+        description added ("close to your description +1.3").
         """
         by_term: dict[str, list[str]] = {}
         described: list[str] = []
@@ -146,14 +161,14 @@ class ScoredItem:
         similar = ""
         for reason in sorted(self.reasons, key=lambda r: -r.weight):
             if reason.kind == "semantic":
-                similar = f"semantic {reason.weight:.2f}"
+                similar = meaning_label(reason)
                 continue
             if reason.kind == "author":
                 if reason.term not in people:
                     people.append(reason.term)
                 continue
             if reason.kind != "keyword":
-                if reason.term not in described:
+                if reason.term not in described and shown_related(reason):
                     described.append(reason.term)
                 continue
             fields = by_term.setdefault(reason.term, [])

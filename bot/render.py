@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import jinja2
 
 import bot
-from bot.models import Digest, Notice, ScoredItem, SourceHealth
+from bot.models import Digest, Notice, ScoredItem, SourceHealth, meaning_label, shown_related
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,10 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
             groups.setdefault(f"by {term}", [])
             continue
         if reason.kind == "semantic":  # similarity to the description, with what it added
-            related.append(f"semantic {reason.weight:.2f}")
+            related.append(meaning_label(reason))
             continue
         if reason.kind != "keyword":
-            if term not in related:
+            if term not in related and shown_related(reason):
                 related.append(term)
             continue
         fields = groups.setdefault(term, [])

@@ -206,10 +206,14 @@ def test_default_templates_dir_is_the_repo_templates() -> None:
 def test_description_words_are_shown_apart_from_keywords(renderer: Renderer) -> None:
     item = scored(1)
     extra = (Reason("policy", "abstract", 2, 0.3, kind="description"),
-             Reason("preference", "title", 1, 0.2, kind="description"))
-    email = renderer.render_email(make_digest(items=(ScoredItem(item.item, "rlhf", 3.0, item.reasons + extra),)))
-    assert "DPO in title, reward model in abstract; related: policy, preference" in " ".join(email.text.split())
-    assert "related: policy, preference</span>" in email.html
+             Reason("preference", "title", 1, 0.2, kind="description"),
+             Reason("everyword", "abstract", 3, 0.02, kind="description"),  # most papers say it: counted, not shown
+             Reason("similar to your description", "title+abstract", 1, 1.25, kind="semantic"))
+    email = renderer.render_email(make_digest(items=(ScoredItem(item.item, "rlhf", 4.27, item.reasons + extra),)))
+    assert ("DPO in title, reward model in abstract; related: policy, preference; close to your description +1.2"
+            in " ".join(email.text.split()))
+    assert "related: close to your description +1.2, policy, preference</span>" in email.html
+    assert "everyword" not in email.html and "everyword" not in email.text
     assert "DPO in title</span>" in email.html and "policy in" not in email.html  # not a keyword chip
 
 

@@ -132,7 +132,7 @@ def test_exclude_and_require_still_apply(model: semantic.Embedder) -> None:
 def test_explain_names_the_semantic_reason(model: semantic.Embedder) -> None:
     scored = compile_profiles(profile()).rank([RELATED], "rlhf", with_below_min=True)[0]
     text = scored.explain(related=10)
-    assert "semantic " in text or "similar to your description" in text
+    assert "; close to your description +" in text
 
 
 def test_the_config_switch_turns_it_off(model: semantic.Embedder) -> None:
