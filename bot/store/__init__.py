@@ -1,4 +1,5 @@
-"""The store stage: the item diff, source state, the outbox, meta and unsubscribes, behind one `Store`.
+"""The store stage: the item diff, item embeddings, source state, the outbox, meta and unsubscribes, behind one
+`Store`.
 
     store = Store.open("sqlite:///data/digestbot.db")   # or postgresql+psycopg://...; migrates to head
     new = store.save_items("hf-daily", items, seen_at=now)  # only items never seen from any source
