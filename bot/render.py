@@ -125,6 +125,7 @@ class ItemView:
     metrics: tuple[str, ...]
     reasons: tuple[tuple[str, str], ...]  # keyword matches: (term, "title and abstract"), strongest first
     related: tuple[str, ...]  # words from the profile's description, shown apart and lighter
+    meaning: str  # what similarity to the description added ("close to your description +1.2"), or ""
     explain: str
     profile: str
     score: float
@@ -135,13 +136,14 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
     item = scored.item
     groups: dict[str, list[str]] = {}
     related: list[str] = []
+    meaning = ""
     for reason in sorted(scored.reasons, key=lambda r: -r.weight):
         term = one_line(reason.term, 60)
         if reason.kind == "author":  # a followed person: a chip of its own, no field
             groups.setdefault(f"by {term}", [])
             continue
         if reason.kind == "semantic":  # similarity to the description, with what it added
-            related.append(meaning_label(reason))
+            meaning = meaning_label(reason)
             continue
         if reason.kind != "keyword":
             if term not in related and shown_related(reason):
@@ -160,6 +162,7 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         metrics=metrics,
         reasons=tuple((term, " and ".join(fields)) for term, fields in groups.items()),
         related=tuple(related[:3]),
+        meaning=meaning,
         explain=one_line(scored.explain(), 500),
         profile=one_line(scored.profile, 60),
         score=scored.score,
