@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.app import App, scoring_corpus
 from bot.config import load_config
 from bot.planning import plan_deliveries
@@ -98,6 +100,7 @@ def printed(stdout: str, profile: str | None = None) -> Scores:
     return {(profile or row["profile"], row["id"]): (row["score"], row["reasons"]) for row in rows}
 
 
+@pytest.mark.timeout(300)  # three real commands, each loading the embedding model when the extra is installed
 def test_digest_alert_preview_and_rank_agree_on_stored_items(tmp_path: Path, db_url: str) -> None:
     config = write_config(tmp_path, db_url)
     owed = planned(config)
