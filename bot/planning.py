@@ -111,7 +111,7 @@ class Matches:
         if skip:
             items = self._items
             ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
-        ranked = self._capped(ranked, found)
+        ranked = self._capped(ranked, found, ids)
         chosen = ranked if limit is None else ranked[:limit]
         return self._explain(positions[chosen], found[chosen], meaning[chosen]), len(ranked)
 
@@ -119,10 +119,14 @@ class Matches:
         """Every pair scored so far, grouped by profile (best first within one), and where each profile's run
         starts (`ptr[p]` to `ptr[p + 1]`): a recipient reads only its profiles' runs."""
         if self._grouped is None:
-            arrays = [np.concatenate([pairs[i] for pairs in self._pairs]) if self._pairs else NO_PAIRS[i]
-                      for i in range(4)]
-            order = np.lexsort((-arrays[2], arrays[1]))
-            grouped = [a[order] for a in arrays]
+            grouped: list[NDArray[Any]]
+            if len(self._pairs) == 1:  # one batch (the usual pass): `Matcher.pairs` grouped it already
+                grouped = list(self._pairs[0])
+            else:
+                arrays = [np.concatenate([pairs[i] for pairs in self._pairs]) if self._pairs else NO_PAIRS[i]
+                          for i in range(4)]
+                order = np.lexsort((-arrays[2], arrays[1]))
+                grouped = [a[order] for a in arrays]
             ptr = np.searchsorted(grouped[1], np.arange(len(self.matcher.profiles) + 1))
             self._grouped = cast(_Grouped, (*grouped, ptr))
         return self._grouped
@@ -164,9 +168,10 @@ class Matches:
             self._explained.update(zip((keys[i] for i in missing), built, strict=True))
         return [self._explained[key] for key in keys]
 
-    def _capped(self, ranked: list[int], profiles: NDArray[np.int32]) -> list[int]:
+    def _capped(self, ranked: list[int], profiles: NDArray[np.int32], ids: Sequence[int]) -> list[int]:
+        """`ranked` without the pairs past their profile's own `max_items` (`ids`: the profiles asked for)."""
         names = self.matcher.profiles
-        caps = {p: self.matcher.max_items(names[p]) for p in {int(profiles[pair]) for pair in ranked}}
+        caps = {p: self.matcher.max_items(names[p]) for p in ids}
         if not any(caps.values()):
             return ranked
         taken: dict[int, int] = {}
