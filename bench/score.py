@@ -199,6 +199,7 @@ def run_plan(profiles: dict[str, ProfileConfig], items: list[Item]) -> dict[str,
             compiled = time.perf_counter()
             matches = Matches(matcher, store, now)
             since = now - timedelta(days=1)
+            matches.prefetch([(since, [name], DIGEST_TOP) for name in profiles])  # as `plan_deliveries` does
             digests = [matches.best(since, [name], limit=DIGEST_TOP) for name in profiles]
             done = time.perf_counter()
         finally:

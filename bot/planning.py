@@ -80,6 +80,8 @@ class Matches:
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
         self._covered: set[datetime] = set()
+        self._picked: dict[tuple[datetime, tuple[str, ...], int | None], tuple[NDArray[np.int64], int]] = {}
+        self._version = self._picked_at = 0  # batches scored so far; and when `_picked` was picked
         self._id_rank: NDArray[np.int64] = np.zeros(0, dtype=np.int64)  # per position: its id's rank among all
         self._memos: dict[int, dict[Any, Any]] = {}  # per position: reasons shared by its profiles (`explain`)
 
@@ -95,15 +97,44 @@ class Matches:
         (ties: the profile listed first in the config), best first, ties by id; each profile's own `max_items`
         respected; only scores ≥ `at_least` and ids not in `skip`. Returns the first `limit` (all with None),
         explained, and how many there are."""
+        key = (since, tuple(sorted(set(profiles))), limit)
+        fresh = self._version == self._picked_at  # no window scored since the picks
+        picked = self._picked.pop(key, None) if at_least <= 0 and not skip and fresh else None
+        if picked is None:
+            picked = self._pick(since, key[1], limit=limit, at_least=at_least, skip=skip)
+        chosen, total = picked
+        positions, found, _, meaning, _ = self._by_profile()
+        return self._explain(positions[chosen], found[chosen], meaning[chosen]), total
+
+    def prefetch(self, digests: Sequence[tuple[datetime, Iterable[str], int]], also: Iterable[datetime] = ()) -> None:
+        """Pick the pairs of these digests ((since, profiles, limit) each) and explain them all in one pass, item
+        by item, so that what one item's keywords add is worked out once for every profile and recipient. Every
+        window (and those starting at `also`, for alerts) is scored first: the picks stay valid until a later
+        window brings new items."""
+        for since in [*(d[0] for d in digests), *also]:
+            self._cover(since)
+        self._picked_at = self._version
+        for since, profiles, limit in digests:
+            key = (since, tuple(sorted(set(profiles))), limit)
+            self._picked[key] = self._pick(since, key[1], limit=limit)
+        if self._picked:
+            positions, found, _, meaning, _ = self._by_profile()
+            chosen = np.unique(np.concatenate([pairs for pairs, _ in self._picked.values()]))
+            self._explain(positions[chosen], found[chosen], meaning[chosen])
+
+    def _pick(self, since: datetime, profiles: Sequence[str], *, limit: int | None, at_least: float = 0.0,
+              skip: Collection[str] = ()) -> tuple[NDArray[np.int64], int]:
+        """`best` without explaining: the indices of the chosen pairs (into `_by_profile`) and how many pass."""
+        none = np.zeros(0, dtype=np.int64)
         self._cover(since)
-        positions, found, quanta, meaning, ptr = self._by_profile()
-        ids = sorted(self.matcher.profile_id(name) for name in set(profiles))
+        positions, found, quanta, _, ptr = self._by_profile()
+        ids = sorted(self.matcher.profile_id(name) for name in profiles)
         if not ids or not len(positions):
-            return [], 0
+            return none, 0
         keep = np.concatenate([np.arange(ptr[p], ptr[p + 1]) for p in ids])
         keep = keep[self._inside(since)[positions[keep]] & (quanta[keep] * QUANTUM + 1e-9 >= at_least)]
         if not len(keep):
-            return [], 0
+            return none, 0
         order = np.lexsort((found[keep], -quanta[keep], positions[keep]))  # by item, its best profile first
         at = positions[keep[order]]
         best = keep[order[np.concatenate(([True], at[1:] != at[:-1]))]]
@@ -112,8 +143,7 @@ class Matches:
             items = self._items
             ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
         ranked = self._capped(ranked, found, ids)
-        chosen = ranked if limit is None else ranked[:limit]
-        return self._explain(positions[chosen], found[chosen], meaning[chosen]), len(ranked)
+        return np.asarray(ranked if limit is None else ranked[:limit], dtype=np.int64), len(ranked)
 
     def _by_profile(self) -> _Grouped:
         """Every pair scored so far, grouped by profile (best first within one), and where each profile's run
@@ -153,6 +183,7 @@ class Matches:
         self._items.extend(ordered)
         self._pairs.append((positions + offset, profiles, quanta, meaning))
         self._grouped, self._insides = None, {}
+        self._version += 1  # pair indices from before point elsewhere now
         by_id = sorted(range(len(self._items)), key=[item.id for item in self._items].__getitem__)
         self._id_rank = np.empty(len(self._items), dtype=np.int64)
         self._id_rank[by_id] = np.arange(len(self._items))
@@ -312,6 +343,18 @@ class Planner:
                                recipient=name, address=address, period_key=self.now.strftime("%Y-%m-%dT%H:%M"),
                                payload=payload, message_id=new_message_id(self.config), covers_until=self.now)
 
+    def prefetch(self, recipients: Sequence[Recipient], dues: Sequence[tuple[str, str, datetime] | None]) -> None:
+        """Explain the papers of every digest owed now in one pass (`Matches.prefetch`), before they are planned
+        one by one."""
+        owed, alerts = [], []
+        for recipient, due in zip(recipients, dues, strict=True):
+            name, channel, _address = recipient_identity(recipient)
+            if due is not None and due[0] not in self.existing:
+                owed.append((self._since("digest", name, channel), recipient.profiles, recipient.max_items))
+            if recipient.alert_min_score is not None:
+                alerts.append(self._since("alert", name, channel))
+        self.matches.prefetch(owed, also=alerts)
+
     def finish(self) -> None:
         """Record the recipients met for the first time in this pass (one transaction)."""
         self.store.set_meta_many(self.newly_met)
@@ -335,6 +378,7 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     dues = [planner.due_key(r) for r in recipients]
     planner.existing = store.existing_keys([due[0] for due in dues if due is not None])
     result = PlanResult()
+    planner.prefetch(recipients, dues)
     for kind in ("alert", "digest"):
         batch: list[PlannedDelivery] = []
         for recipient, due in zip(recipients, dues, strict=True):
