@@ -1,14 +1,14 @@
-"""Many items × every profile at once, in NumPy arrays: the scores `bot.scoring.Matcher` computes one at a time.
+"""Many items × every profile at once, in NumPy arrays: the one place a score is computed (`bot.scoring.engine`).
 
 Why: ranking a day's items for thousands of subscribers (`Matcher.rank_all`) means about a million (item, profile)
 pairs that share a keyword. Summing their weights in the interpreter costs microseconds a pair; gathering the
 postings of an item's matched classes and summing them with `np.bincount` costs nanoseconds.
 
 Exactness: every contribution to a score is quantised to a multiple of `QUANTUM` (2⁻²⁴) before it is added, so a
-score is an integer count of quanta in disguise. Integers below 2⁵³ add exactly in any order, so the arrays'
-sums are bit for bit the scores `Matcher._evaluate` adds one by one (in Python ints), and ranking ties are real
-ties, broken by item id on both paths. The float operations that make each contribution are written in the
-same order here and there (`quantise`), so they round the same.
+score is an integer count of quanta in disguise. Integers below 2⁵³ add exactly in any order, so a score does
+not depend on how items are chunked, ranking ties are real ties (broken by item id), and the reasons the engine
+builds for a kept pair (the same contributions, term by term, `quantise`d with the same float operations in the
+same order) add up to its score exactly.
 
 Work per chunk of items is a few dense arrays of chunk × profiles cells (`CHUNK_CELLS`), reused memory, not a
 matrix of every item by every profile.
