@@ -77,7 +77,7 @@ class Matches:
         self._items: list[Item] = []  # every item scored so far; pairs point into it
         self._position: dict[str, int] = {}
         self._pairs: list[Pairs] = []
-        self._explained: dict[tuple[int, int], ScoredItem] = {}
+        self._explained: dict[int, ScoredItem] = {}  # by pair: position × profiles + profile id (one int: memory)
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
         self._covered: set[datetime] = set()
@@ -182,7 +182,8 @@ class Matches:
         offset = len(self._items)
         self._position.update((item.id, offset + i) for i, item in enumerate(ordered))
         self._items.extend(ordered)
-        self._pairs.append((positions + offset, profiles, quanta, meaning))
+        positions += offset  # in place: the arrays are this pass's own
+        self._pairs.append((positions, profiles, quanta, meaning))
         self._grouped, self._insides = None, {}
         self._version += 1  # pair indices from before point elsewhere now
         by_id = sorted(range(len(self._items)), key=[item.id for item in self._items].__getitem__)
@@ -192,7 +193,7 @@ class Matches:
     def _explain(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
                  meaning: NDArray[np.float64]) -> list[ScoredItem]:
         """The `ScoredItem`s of these pairs, each built once per planning pass."""
-        keys = list(zip(positions.tolist(), profiles.tolist(), strict=True))
+        keys = (positions.astype(np.int64) * len(self.matcher.profiles) + profiles).tolist()
         missing = [i for i, key in enumerate(keys) if key not in self._explained]
         if missing:
             built = self.matcher.explain(self._items, positions[missing], profiles[missing], meaning[missing],

@@ -64,6 +64,7 @@ from bot.scoring.batch import (
     QUANTUM,
     SCALE,
     BatchScorer,
+    PairBuffer,
     Pairs,
     Postings,
     Scan,
@@ -82,10 +83,11 @@ IDF_SHRINK_DOCS = 20
 SCAN_CACHE_ITEMS = 5_000
 _Described = tuple[str, str, int, int]  # a matched description word: label, field, count, weight in quanta
 _Term = tuple[int, str, float, float]  # a keyword or description word: class id, label, title/abstract weight
-_Explained = tuple[int, tuple[Reason, ...]]  # what some matched keywords add, in quanta, and why
+_Explained = tuple[int, tuple[Reason, ...], float]  # what some matched keywords add: in quanta, why, as a score
 _SAT = tuple(saturate(c) for c in range(64))
 _ID = attrgetter("id")
 _MERGE_PAIRS = 400_000
+_EXPLAIN_SLICE = 16_384
 _WEIGHT = attrgetter("weight")
 
 
@@ -150,9 +152,10 @@ class Matcher:
         if n == 0:
             return Matcher(self._ix, None, similar, 0, base=self)
         df = [0] * self._ix.n_classes
-        for item in items:
-            for c in self._scan(item)[0]:
-                df[c] += 1
+        with _gc_paused():  # the scans are kept, many small acyclic objects
+            for item in items:
+                for c in self._scan(item)[0]:
+                    df[c] += 1
         ref = _bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
         shrink = n / (n + IDF_SHRINK_DOCS)
         idf = [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]
@@ -214,7 +217,7 @@ class Matcher:
         batch = self._batch_scorer()
         step = batch.chunk_items
         bar = np.zeros(len(self._names), dtype=np.float64)  # passing pairs have quanta > 0
-        kept, pending, waiting = NO_PAIRS, [], 0
+        kept, pending = NO_PAIRS, PairBuffer()
         for start in range(0, len(ordered), step):
             chunk = ordered[start:start + step]
             rows, profiles, quanta, meaning = batch.chunk([self._scan(item) for item in chunk], self._excess(chunk),
@@ -222,12 +225,10 @@ class Matcher:
             if top is not None:
                 beats = quanta > bar[profiles]
                 rows, profiles, quanta, meaning = rows[beats], profiles[beats], quanta[beats], meaning[beats]
-            pending.append(((rows + start).astype(np.int32), profiles.astype(np.int32), quanta, meaning))
-            waiting += len(quanta)
-            if top is not None and waiting >= _MERGE_PAIRS:
-                kept = best_pairs(kept, pending, top, bar)
-                pending, waiting = [], 0
-        return best_pairs(kept, pending, top, bar)
+            pending.add(rows + start, profiles, quanta, meaning)
+            if top is not None and len(pending) >= _MERGE_PAIRS:
+                kept = best_pairs(kept, [pending.take()], top, bar)
+        return best_pairs(kept, [pending.take()], top, bar)
 
     def explain(self, ordered: Sequence[Item], positions: NDArray[np.int32], profiles: NDArray[np.int32],
                 meaning: NDArray[np.float64], *, memos: dict[int, dict[Any, Any]] | None = None) -> list[ScoredItem]:
@@ -240,25 +241,25 @@ class Matcher:
         current = -1
         memo: dict[Any, Any] = {}
         plain, names, terms, classes = self._plain, self._names, self._keyword_terms, self._keyword_classes
-        scored_item, quantum = ScoredItem, QUANTUM
-        for slot, position, p, semantic in zip(by_item.tolist(), positions[by_item].tolist(),
-                                               profiles[by_item].tolist(), meaning[by_item].tolist(), strict=True):
-            if position != current:
-                current, item = position, ordered[position]
-                memo = {} if memos is None else memos.setdefault(position, {})  # one memo per item
-                scan = memo.get(None)
-                if scan is None:
-                    scan = memo[None] = self._scan(item)
-                counts, authors = scan
-                get = counts.get
-            if plain[p] and p not in authors:  # keywords only: `_scored` without the steps that do nothing
-                matched = tuple(compress(terms[p], map(get, classes[p])))
-                found = memo.get(matched)
-                if found is None:
-                    found = memo[matched] = _keyword_reasons(matched, counts)
-                out[slot] = scored_item(item, names[p], found[0] * quantum, found[1])
-            else:
-                out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
+        scored_item = ScoredItem
+        with _gc_paused():  # many small acyclic objects: see `_gc_paused`
+            for slot, position, p, semantic in _as_python(by_item, positions, profiles, meaning):
+                if position != current:
+                    current, item = position, ordered[position]
+                    memo = {} if memos is None else memos.setdefault(position, {})  # one memo per item
+                    scan = memo.get(None)
+                    if scan is None:
+                        scan = memo[None] = self._scan(item)
+                    counts, authors = scan
+                    get = counts.get
+                if plain[p] and p not in authors:  # keywords only: `_scored` without the steps that do nothing
+                    matched = tuple(compress(terms[p], map(get, classes[p])))
+                    found = memo.get(matched)
+                    if found is None:
+                        found = memo[matched] = _keyword_reasons(matched, counts)
+                    out[slot] = scored_item(item, names[p], found[2], found[1])
+                else:
+                    out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
         return cast(list[ScoredItem], out)  # every slot filled: `by_item` is a permutation
 
     def pairs(self, items: Sequence[Item]) -> tuple[list[Item], Pairs]:
@@ -293,9 +294,9 @@ class Matcher:
             found = memo.get(matched)
             if found is None:
                 found = memo[matched] = _keyword_reasons(matched, counts)
-            total, reasons = found
+            total, reasons, score = found
             if self._plain[p] and not authors:
-                return ScoredItem(item, profile.name, total * QUANTUM, reasons)
+                return ScoredItem(item, profile.name, score, reasons)
             for label, field, n, q in self._described(p, counts):
                 total += q
                 extra.append(Reason(label, field, n, q * QUANTUM, DESCRIPTION))
@@ -431,7 +432,16 @@ def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
             reasons.append(Reason(label, "abstract", a, q * QUANTUM, KEYWORD))
     if len(reasons) > 1:
         reasons.sort(key=_WEIGHT, reverse=True)
-    return total, tuple(reasons)
+    return total, tuple(reasons), total * QUANTUM  # one score float for every profile these keywords explain
+
+
+def _as_python(order: NDArray[np.int64], positions: NDArray[np.int32], profiles: NDArray[np.int32],
+               meaning: NDArray[np.float64]) -> Iterator[tuple[int, int, int, float]]:
+    """(slot, position, profile id, meaning) in `order`, as Python numbers, converted a slice at a time: whole
+    lists of a planning pass's ~250,000 pairs would hold ~30 MB at once."""
+    for start in range(0, len(order), _EXPLAIN_SLICE):
+        at = order[start:start + _EXPLAIN_SLICE]
+        yield from zip(at.tolist(), positions[at].tolist(), profiles[at].tolist(), meaning[at].tolist(), strict=True)
 
 
 def _bm25_idf(n: int, df: float) -> float:

@@ -13,8 +13,12 @@ from itertools import chain, compress
 from bot.scoring.compile import Node
 from bot.scoring.text import author_key, same_first_name, text_keys
 
-Counts = dict[int, list[int]]  # class id → [title count, abstract count]
+Counts = dict[int, tuple[int, int]]  # class id → (title count, abstract count)
 HEADS_MAX = 200_000  # distinct tokens remembered by `Heads` before it starts again
+# One tuple object per distinct (title, abstract) count pair: an item holds ~150 classes, most of them (0, 1), and
+# its scan is kept for the whole planning pass, so sharing them saves ~70 bytes per class (~20 MB for 2,000 papers
+# against 10,000 profiles).
+_PAIRS: dict[tuple[int, int], tuple[int, int]] = {}
 
 
 class Heads(dict[tuple[str, ...], tuple[Node, ...]]):
@@ -34,7 +38,7 @@ def count_classes(heads: Heads, title: str, abstract: str) -> Counts:
     """Every class (term) found in the title and abstract, with its count in each; phrases follow the trie."""
     if len(heads) > HEADS_MAX:
         heads.clear()
-    counts: Counts = {}
+    counts: dict[int, list[int]] = {}
     for f, text in enumerate((title, abstract)):
         keys = text_keys(text) if text else []
         found = list(map(heads.__getitem__, keys))
@@ -55,10 +59,17 @@ def count_classes(heads: Heads, title: str, abstract: str) -> Counts:
                             _count(child, counts, f)
                             if child.children:
                                 _extend(child, keys, start + 2, counts, f)
-    return counts
+    pairs = _PAIRS
+    if len(pairs) > 10_000:  # only a pathological text has that many distinct counts
+        pairs.clear()
+    out: Counts = {}
+    for c, (t, a) in counts.items():
+        pair = (t, a)
+        out[c] = pairs.setdefault(pair, pair)
+    return out
 
 
-def _count(node: Node, counts: Counts, field: int) -> None:
+def _count(node: Node, counts: dict[int, list[int]], field: int) -> None:
     for c in node.classes:
         hit = counts.get(c)
         if hit is None:
@@ -66,7 +77,8 @@ def _count(node: Node, counts: Counts, field: int) -> None:
         hit[field] += 1
 
 
-def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: Counts, field: int) -> None:
+def _extend(node: Node, keys: Sequence[tuple[str, ...]], position: int, counts: dict[int, list[int]],
+            field: int) -> None:
     """Follow the trie from `node` along the tokens from `position`, counting every class reached."""
     if position >= len(keys):
         return
