@@ -289,3 +289,26 @@ def test_check_profile(keywords: list[str], exclude: list[str], expected: list[s
     assert len(warnings) == len(expected), warnings
     for warning, start in zip(warnings, expected, strict=True):
         assert warning.startswith(start)
+
+
+def test_pair_buffer_keeps_every_pair_across_growth_and_meaning_that_starts_late() -> None:
+    """The buffer planning gathers pairs in: what it gives back is exactly what was added, in order, whether the
+    meaning column was written from the start, only later, or never (then it is all zeros)."""
+    import numpy as np
+
+    from bot.scoring.batch import PairBuffer
+
+    rng = np.random.default_rng(7)
+    for meaning_from in (0, 5, None):
+        buffer, added = PairBuffer(), []
+        for chunk in range(12):
+            n = int(rng.integers(0, 30_000))  # crosses the first capacity (65,536) and doubles more than once
+            meaning = (rng.integers(0, 3, n) * 1.0 if meaning_from is not None and chunk >= meaning_from
+                       else np.zeros(n))
+            columns = (rng.integers(0, 1 << 20, n), rng.integers(0, 10_000, n), rng.random(n) * 1e7, meaning)
+            buffer.add(*columns)
+            added.append(columns)
+        taken = buffer.take()
+        assert len(buffer) == 0
+        for i in range(4):
+            assert np.array_equal(taken[i], np.concatenate([columns[i] for columns in added]))

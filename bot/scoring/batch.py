@@ -192,15 +192,20 @@ class PairBuffer:
 
     Why not a list of each chunk's arrays: a pass appends ~150 small results, which land in the heap between the
     chunks' temporaries and are not given back once merged (~50 MB more resident memory for 2,000 papers against
-    10,000 profiles). Large arrays are mapped and unmapped whole, and their unused tail costs no memory.
+    10,000 profiles). Large arrays are mapped and unmapped whole, and their unused tail costs no memory. The
+    meaning column starts as zeros the OS has not handed out yet and is written only where meaning added
+    something: without the semantic extra it costs nothing.
     """
 
-    __slots__ = ("_arrays", "_n")
-    _DTYPES = (np.int32, np.int32, np.float64, np.float64)
+    __slots__ = ("_arrays", "_meant", "_n")
+    _DTYPES = (np.int32, np.int32, np.float64)
 
     def __init__(self) -> None:
-        self._n = 0
-        self._arrays: list[NDArray[Any]] = [np.empty(0, dtype=dtype) for dtype in self._DTYPES]
+        self._n, self._meant = 0, False
+        self._arrays: list[NDArray[Any]] = self._empty()
+
+    def _empty(self) -> list[NDArray[Any]]:
+        return [np.empty(0, dtype=dtype) for dtype in self._DTYPES] + [np.zeros(0)]
 
     def __len__(self) -> int:
         return self._n
@@ -209,18 +214,21 @@ class PairBuffer:
         start, end = self._n, self._n + len(quanta)
         if end > len(self._arrays[0]):
             capacity = max(end, 2 * len(self._arrays[0]), 1 << 16)
-            grown = [np.empty(capacity, dtype=dtype) for dtype in self._DTYPES]
-            for old, new in zip(self._arrays, grown, strict=True):
+            grown = [np.empty(capacity, dtype=dtype) for dtype in self._DTYPES] + [np.zeros(capacity)]
+            for old, new in zip(self._arrays if self._meant else self._arrays[:3], grown, strict=False):
                 new[:start] = old[:start]
             self._arrays = grown
-        for array, values in zip(self._arrays, (positions, profiles, quanta, meaning), strict=True):
+        for array, values in zip(self._arrays, (positions, profiles, quanta), strict=False):
             array[start:end] = values
+        if meaning.any():
+            self._arrays[3][start:end] = meaning
+            self._meant = True
         self._n = end
 
     def take(self) -> Pairs:
         """The pairs added so far (views), the buffer emptied."""
         n, arrays = self._n, self._arrays
-        self._n, self._arrays = 0, [np.empty(0, dtype=dtype) for dtype in self._DTYPES]
+        self._n, self._meant, self._arrays = 0, False, self._empty()  # the views alone keep the arrays alive
         return arrays[0][:n], arrays[1][:n], arrays[2][:n], arrays[3][:n]
 
 
@@ -250,7 +258,8 @@ def best_pairs(kept: Pairs, pending: list[Pairs], top: int | None, bar: Floats) 
         bar[profiles[last]] = quanta[last]
         order = order[rank < top]
     positions = _drained(columns[0])[order]
-    meaning = _drained(columns[3])[order]
+    meaning = _drained(columns[3])
+    meaning = meaning[order] if meaning.any() else np.zeros(len(order))  # zeros: no page touched
     return positions, profiles[order], quanta[order], meaning
 
 
