@@ -77,7 +77,10 @@ class Matches:
         self._items: list[Item] = []  # every item scored so far; pairs point into it
         self._position: dict[str, int] = {}
         self._pairs: list[Pairs] = []
-        self._explained: dict[int, ScoredItem] = {}  # by pair: position × profiles + profile id (one int: memory)
+        # explained pairs (`_explain`): sorted pair numbers and their `ScoredItem`s, and a dict for late additions
+        self._known_keys: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._known: list[ScoredItem] = []
+        self._extra: dict[int, ScoredItem] = {}
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
         self._covered: set[datetime] = set()
@@ -121,7 +124,7 @@ class Matches:
         if self._picked:
             positions, found, _, meaning, _ = self._by_profile()
             chosen = np.unique(np.concatenate([pairs for pairs, _ in self._picked.values()]))
-            self._explain(positions[chosen], found[chosen], meaning[chosen])
+            self._explain_all(positions[chosen], found[chosen], meaning[chosen])
 
     def _pick(self, since: datetime, profiles: Sequence[str], *, limit: int | None, at_least: float = 0.0,
               skip: Collection[str] = ()) -> tuple[NDArray[np.int64], int]:
@@ -192,14 +195,58 @@ class Matches:
 
     def _explain(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
                  meaning: NDArray[np.float64]) -> list[ScoredItem]:
-        """The `ScoredItem`s of these pairs, each built once per planning pass."""
-        keys = (positions.astype(np.int64) * len(self.matcher.profiles) + profiles).tolist()
-        missing = [i for i, key in enumerate(keys) if key not in self._explained]
+        """The `ScoredItem`s of these pairs, each built once per planning pass (see `_explain_all`); pairs not
+        explained yet (alerts, a digest `prefetch` did not see) are kept in a small dict."""
+        keys = self._keys(positions, profiles)
+        found: list[ScoredItem | None] = [None] * len(keys)
+        known, explained, extra = self._known_keys, self._known, self._extra
+        missed = np.ones(len(keys), dtype=bool)
+        if len(known):
+            at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+            hit = np.flatnonzero(known[at] == keys)
+            for i, j in zip(hit.tolist(), at[hit].tolist(), strict=True):
+                found[i] = explained[j]
+            missed[hit] = False
+        missing = []
+        for i, key in zip(np.flatnonzero(missed).tolist(), keys[missed].tolist(), strict=True):
+            found[i] = extra.get(key)
+            if found[i] is None:
+                missing.append(i)
         if missing:
-            built = self.matcher.explain(self._items, positions[missing], profiles[missing], meaning[missing],
-                                         memos=self._memos)
-            self._explained.update(zip((keys[i] for i in missing), built, strict=True))
-        return [self._explained[key] for key in keys]
+            new_keys, built = self._build(positions[missing], profiles[missing], meaning[missing])
+            extra.update(zip(new_keys.tolist(), built, strict=True))
+            for i in missing:
+                found[i] = extra[int(keys[i])]
+        return cast(list[ScoredItem], found)
+
+    def _explain_all(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
+                     meaning: NDArray[np.float64]) -> None:
+        """Explain these pairs (most of a pass: ~250,000 for 10,000 digests) and keep them as a sorted array of
+        pair numbers beside a list of their `ScoredItem`s: a tenth of the memory of a dict of them."""
+        keys = self._keys(positions, profiles)
+        if len(self._known_keys):
+            keep = ~np.isin(keys, self._known_keys)
+            positions, profiles, meaning = positions[keep], profiles[keep], meaning[keep]
+        if not len(positions):
+            return
+        new_keys, built = self._build(positions, profiles, meaning)
+        if not len(self._known_keys):  # the usual pass: one prefetch
+            self._known_keys, self._known = new_keys, built
+            return
+        merged = np.concatenate((self._known_keys, new_keys))
+        order = np.argsort(merged, kind="stable")
+        everything = [*self._known, *built]
+        self._known_keys, self._known = merged[order], [everything[i] for i in order.tolist()]
+
+    def _keys(self, positions: NDArray[np.int32], profiles: NDArray[np.int32]) -> NDArray[np.int64]:
+        """Each pair as one number: position × profiles + profile id."""
+        return positions.astype(np.int64) * len(self.matcher.profiles) + profiles
+
+    def _build(self, positions: NDArray[np.int32], profiles: NDArray[np.int32],
+               meaning: NDArray[np.float64]) -> tuple[NDArray[np.int64], list[ScoredItem]]:
+        """The distinct pairs among these, in key order, and their `ScoredItem`s (`Matcher.explain`)."""
+        keys, first = np.unique(self._keys(positions, profiles), return_index=True)
+        return keys, self.matcher.explain(self._items, positions[first], profiles[first], meaning[first])
 
     def _capped(self, ranked: list[int], profiles: NDArray[np.int32], ids: Sequence[int]) -> list[int]:
         """`ranked` without the pairs past their profile's own `max_items` (`ids`: the profiles asked for)."""
