@@ -341,10 +341,10 @@ app.add_typer(outbox_app, name="outbox")
 
 @outbox_app.callback()
 def outbox(ctx: typer.Context, config: ConfigOption = Path(DEFAULT_CONFIG),
-           show_all: Annotated[bool, typer.Option("--all", help="Sent and expired ones too.")] = False,
+           show_all: Annotated[bool, typer.Option("--all", help="Sent, expired and cancelled ones too.")] = False,
            limit: Annotated[int, typer.Option(help="At most N rows, newest first.")] = 50,
            json_out: Annotated[bool, typer.Option("--json", help="One JSON object per delivery.")] = False) -> None:
-    """Pending, sending, failed and unknown deliveries (newest first)."""
+    """Pending, claimed, sending, failed and unknown deliveries (newest first)."""
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return
@@ -352,7 +352,7 @@ def outbox(ctx: typer.Context, config: ConfigOption = Path(DEFAULT_CONFIG),
     from bot.store import Store
 
     cfg = load_config(config)
-    states = None if show_all else ("pending", "sending", "failed", "unknown")
+    states = None if show_all else ("pending", "claimed", "sending", "failed", "unknown")
     with Store.open(cfg.bot.database) as store:
         rows = delivery_rows(store.deliveries(states, limit=limit))
     if json_out:

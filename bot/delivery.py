@@ -1,12 +1,17 @@
-"""The outbox state machine: claim → send → record, with no transaction held across a send.
+"""The outbox state machine: claim → begin → send → record, with no transaction held across a send.
 
-pending ─claim→ sending ─ok→ sent
-                  ├─ retryable (connect error, 4xx, 429, email lost after ".") → pending, later (backoff)
-                  ├─ permanent (5xx, invalid channel, auth) → failed
-                  ├─ Slack connection lost mid-post → unknown (never re-posted blindly)
-                  └─ too old to be useful → expired
-A process killed mid-send leaves the row `sending` with a lease; when the lease runs out another claim takes
-it again. An email retry reuses the Message-ID chosen at planning, so a receiving server can spot a duplicate.
+pending ─claim→ claimed ─begin_send→ sending ─ok→ sent
+   ▲               │ (expired, destination disabled, unsubscribed, nothing to say: recorded without a send)
+   └──release──────┘ (not started when the process stops, or the batch stopped)
+sending ├─ retryable (connect error, 4xx, 429, email lost after ".") → pending, later (backoff)
+        ├─ permanent (5xx, invalid channel, auth) → failed
+        ├─ Slack connection lost mid-post → unknown (never re-posted blindly; the admin is told)
+        └─ too old to be useful → expired
+Rows are held by this process (`bot.store.owner`) under a lease it renews while the batch is alive; what it did
+not start goes back at once when it stops, and the rows of a process that died on this machine are taken back
+at once by the next one. Only a row whose send had started can be in doubt: an email is sent again with the
+Message-ID chosen at planning (a receiving server or mail client can spot the duplicate); a Slack post is looked
+for in the channel's history by the metadata it carries, and posted only if it is not there.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -30,13 +36,16 @@ from bot.notify.slack import SlackNotifier
 from bot.planning import DISABLED, disabled_key, new_message_id, payload_matches
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
+from bot.store.owner import owner_gone, process_owner
 from bot.tokens import make_token
 from bot.web import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=10)
+LEASE = timedelta(minutes=2)  # renewed every RENEW_EVERY while the batch is alive: a crash costs at most this
+RENEW_EVERY = 30.0  # seconds
 MAX_ATTEMPTS = 8
+SLACK_PROGRESS = "slack-parts-sent:"  # meta prefix: how many parts of a Slack digest are posted ("…:<key>")
 MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6), "notice": timedelta(days=3)}
 
 
@@ -48,7 +57,7 @@ class DeliveryOutcome:
     recipient: str
     channel: str
     kind: str
-    status: str  # sent, skipped, retry, failed, unknown, expired
+    status: str  # sent, skipped, retry, failed, unknown, expired, cancelled, lost (taken over by another process)
     items: int = 0
     error: str | None = None
     stop_batch: bool = False
@@ -62,6 +71,10 @@ class Prepared:
     slack: list[SlackMessage] | None = None
     items: int = 0
     skip: bool = False
+
+
+def utcnow_aware() -> datetime:
+    return datetime.now(UTC)
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -89,6 +102,8 @@ class Deliverer:
         self.renderer = renderer
         self.secret = secret
         self._disabled: dict[str, str] = {}  # destinations disabled after a permanent error, read per batch
+        self.owner = process_owner()  # this process, as holder of the outbox rows it claims
+        self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
 
     def unsubscribe_link(self, row: Delivery) -> str | None:
         """The one-click link for an email row, signed for its address; stable across retries (planning time).
@@ -114,20 +129,55 @@ class Deliverer:
                       alerted=frozenset(e["id"] for e in payload.get("items", []) if e.get("alerted")))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:
-        """Claim due rows and send them: email over a few reused SMTP connections, Slack one by one."""
-        rows = self.store.claim(now=now, limit=limit, lease=LEASE)
+        """Claim due rows and send them: email over a few reused SMTP connections while Slack posts one by one.
+
+        The rows are held under a lease renewed while this runs; whatever was not started when it ends (done,
+        cancelled, or an exception) goes back to pending at once."""
+        owner = self.owner
+        gone = [holder for holder in self.store.holders() if holder != owner and owner_gone(holder)]
+        if gone:
+            log.warning("taking back the outbox rows of %d stopped process(es) (%s): rows they had not started "
+                        "go out as usual; one whose send had started is checked first", len(gone), ", ".join(gone))
+        rows = self.store.claim(now=now, limit=limit, lease=LEASE, owner=owner, gone=gone)
         if not rows:
             return []
+        started = time.monotonic()
+        self._now = lambda: now + timedelta(seconds=time.monotonic() - started)
         self._disabled = {k: v for k, v in self.store.meta_with_prefix(DISABLED).items() if v}
         outcomes: list[DeliveryOutcome] = []
         email_rows = [r for r in rows if r.channel == "email"]
         slack_rows = [r for r in rows if r.channel == "slack"]
-        async with AsyncExitStack() as stack:
-            if email_rows:
-                outcomes += await self._send_email_batch(stack, email_rows, now=now)
-            for row in slack_rows:
-                outcomes.append(await self._deliver_one(row, now=now, send=self._send_slack))
+        renewing = asyncio.create_task(self._renew_leases())
+        try:
+            async with AsyncExitStack() as stack:
+
+                async def emails() -> None:
+                    if email_rows:
+                        outcomes.extend(await self._send_email_batch(stack, email_rows, now=now))
+
+                async def posts() -> None:
+                    for row in slack_rows:
+                        outcomes.append(await self._deliver_one(row, now=now, send=self._send_slack))
+
+                await asyncio.gather(emails(), posts())
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
+            released = self.store.release(owner=owner, now=now)
+            if released:
+                log.info("gave back %d claimed deliveries not started; the next cycle sends them", released)
         return outcomes
+
+    async def _renew_leases(self) -> None:
+        """Keep this process's rows held while its batch is alive (a slow relay must not let another process
+        take them over)."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                self.store.renew(owner=self.owner, until=self._now() + LEASE)
+            except Exception as exc:  # noqa: BLE001 - the store is down: the sends go on, the lease may lapse
+                log.warning("could not renew the outbox lease (%s: %s)", type(exc).__name__, exc)
 
     async def _send_email_batch(self, stack: AsyncExitStack, rows: Sequence[Delivery], *,
                                 now: datetime) -> list[DeliveryOutcome]:
@@ -147,7 +197,7 @@ class Deliverer:
             while not queue.empty():
                 row = queue.get_nowait()
                 if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
-                    self.store.mark_retry(row.id, error="batch stopped", next_attempt_at=now + retry_delay(1))
+                    self.store.release(owner=self.owner, now=now, ids=[row.id], next_attempt_at=now + retry_delay(1))
                     continue
                 outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p))
                 outcomes.append(outcome)
@@ -188,8 +238,8 @@ class Deliverer:
         if webhook_env and not webhook_url:
             raise DeliveryError(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set",
                                 retry=True)
-        notifier = SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
-        progress = f"slack-parts-sent:{row.key}"
+        notifier = self._slack_notifier()
+        progress = f"{SLACK_PROGRESS}{row.key}"
         done = int(self.store.get_meta(progress) or 0)
         for index, message in enumerate(prepared.slack or []):
             if index < done:
@@ -197,8 +247,44 @@ class Deliverer:
             if webhook_url:
                 await notifier.post_webhook(webhook_url, message)
             else:
-                await notifier.post(row.address, message)
+                await notifier.post(row.address, message, tag=(row.key, index))
             self.store.set_meta(progress, str(index + 1))
+
+    def _slack_notifier(self) -> SlackNotifier:
+        settings = self.config.slack
+        return SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
+
+    async def _settle_slack(self, row: Delivery, prepared: Prepared, *, now: datetime) -> DeliveryOutcome | None:
+        """A Slack row whose send had started when its process died: find out which parts went out before going
+        on. None: go on and post what is missing; otherwise the row's outcome (all there, or no way to tell)."""
+        progress = f"{SLACK_PROGRESS}{row.key}"
+        done = int(self.store.get_meta(progress) or 0)
+        parts = len(prepared.slack or [])
+        try:
+            if row.address.startswith("webhook:"):
+                raise DeliveryError(f"{LEASE_LAPSED} mid-post to a Slack webhook", retry=False,
+                                    hint="A webhook cannot read the channel, so digestbot cannot tell.")
+            found = await self._slack_notifier().find_posted(row.address, row.key, since=row.send_started_at)
+        except DeliveryError as exc:
+            if exc.retry:  # ask again later; the row keeps its doubt (LEASE_LAPSED stays its last error)
+                self.store.release(owner=self.owner, now=now, ids=[row.id],
+                                   next_attempt_at=now + retry_delay(1, exc.retry_after))
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=exc.message)
+            error = f"{LEASE_LAPSED}; {exc.message}"
+            self.store.mark_unknown(row.id, owner=self.owner, error=error, at=now)
+            log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
+                        row.kind, row.recipient, error, row.id)
+            self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
+        while done in found:
+            done += 1
+        self.store.set_meta(progress, str(done))
+        log.info("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
+                 row.kind, row.recipient, done, parts, "nothing to post again" if done >= parts else "posting the rest")
+        if done >= parts:
+            self.store.mark_sent(row.id, owner=self.owner, at=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
+        return None
 
     def prepare(self, row: Delivery) -> Prepared:
         """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
@@ -216,31 +302,43 @@ class Deliverer:
         return Prepared(slack=self.renderer.render_slack(digest), items=len(digest.items))
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
+        owner = self.owner
         if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
-            self.store.mark_expired(row.id, error="too old to be useful; not sent", at=now)
+            self.store.mark_expired(row.id, owner=owner, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
-        if row.last_error == LEASE_LAPSED:
-            if row.channel == "slack":  # Slack has no idempotency key: never post again blindly
-                self.store.mark_unknown(row.id, error=LEASE_LAPSED, at=now)
-                log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
-                            row.kind, row.recipient, LEASE_LAPSED, row.id)
-                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=LEASE_LAPSED)
-            log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
-                        "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
-                        row.message_id)
         disabled = self._disabled.get(disabled_key(row.channel, row.address))
         if disabled:
-            self.store.mark_failed(row.id, error=f"destination disabled: {disabled}", at=now)
+            self.store.mark_failed(row.id, owner=owner, error=f"destination disabled: {disabled}", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
+        if row.channel == "email" and row.kind != "notice" and self.store.is_unsubscribed(row.address):
+            self.store.mark_cancelled(row.id, owner=owner, error="the reader unsubscribed before it was sent", at=now)
+            log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
         prepared = self.prepare(row)
         if prepared.skip:
-            self.store.mark_sent(row.id, at=now)
+            self.store.mark_sent(row.id, owner=owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
+        if row.last_error == LEASE_LAPSED:
+            if row.channel == "slack":  # Slack has no idempotency key: look before posting again
+                settled = await self._settle_slack(row, prepared, now=now)
+                if settled is not None:
+                    return settled
+            else:
+                log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
+                            "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
+                            row.message_id)
+        if not self.store.begin_send(row.id, owner=owner, now=self._now(), lease=LEASE):
+            log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
+                        row.kind, row.recipient, row.channel)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "lost")
+        row = replace(row, attempts=row.attempts + 1)
         try:
             await send(row, prepared)
         except DeliveryError as exc:
             return self._record(row, exc, now=now)
-        self.store.mark_sent(row.id, at=now)
+        if not self.store.mark_sent(row.id, owner=owner, at=now):
+            log.warning("%s to %s via %s was sent, but another process had taken the row over (this one's lease "
+                        "lapsed); it records the outcome", row.kind, row.recipient, row.channel)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
 
@@ -254,17 +352,20 @@ class Deliverer:
 
     def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
         """Turn a failed send into the row's next state; the message says where and what."""
-        error = exc.message
+        error, owner = exc.message, self.owner
         if exc.unknown and not exc.retry:
-            self.store.mark_unknown(row.id, error=error, at=now)
+            self.store.mark_unknown(row.id, owner=owner, error=error, at=now)
             status = "unknown"
         elif exc.retry and row.attempts < MAX_ATTEMPTS:
-            self.store.mark_retry(row.id, error=error, next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
+            self.store.mark_retry(row.id, owner=owner, error=error,
+                                  next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
             status = "retry"
         else:
-            self.store.mark_failed(row.id, error=error, at=now)
+            self.store.mark_failed(row.id, owner=owner, error=error, at=now)
             status = "failed"
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
+        if status == "unknown" and row.channel == "slack" and row.kind != "notice":
+            self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
         if exc.disable_destination and row.kind != "notice":
             self.store.set_meta(disabled_key(row.channel, row.address), error)
             self._disabled[disabled_key(row.channel, row.address)] = error

@@ -256,6 +256,8 @@ class Delivery:
     created_at: datetime
     next_attempt_at: datetime
     last_error: str | None = None
+    claimed_by: str | None = None  # the process holding it (`claimed`, `sending`)
+    send_started_at: datetime | None = None  # wall clock when its last send began
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,11 +85,20 @@ def notice_rows(destinations: list[tuple[str, str]], notice: Notice, key: str, *
 
 
 def delivery_problem_notice(kind: str, channel: str, address: str, error: str, now: datetime) -> Notice:
-    """A notice that sending itself is stuck: the SMTP login failed, or a Slack destination is gone."""
+    """A notice that sending itself is stuck: the SMTP login failed, a Slack destination is gone, or a Slack post
+    may or may not have gone out."""
     if kind == "auth-failed":
         return Notice(kind=kind, title="Email delivery is stopped: the SMTP server refused the login",
                       lines=(f"Error: {error}", "Digests stay in the outbox and are retried; check [smtp] username "
                              "and the password variable named by password_env. `digestbot outbox` lists them."),
+                      generated_at=now)
+    if kind == "slack-unknown":
+        return Notice(kind=kind, title=f"A Slack post to {address} may or may not have gone out",
+                      lines=(f"Error: {error}",
+                             "It is not posted again on its own: Slack has no idempotency key. Look in the channel; "
+                             "`digestbot outbox --state unknown` lists such posts and `digestbot outbox retry ID` "
+                             "posts one. With a bot token that has the channels:history scope (groups:history "
+                             "for a private channel), digestbot looks for the post itself and never needs this."),
                       generated_at=now)
     return Notice(kind=kind, title=f"Slack destination {address} is disabled",
                   lines=(f"Error: {error}",

@@ -21,6 +21,7 @@ from tests.slackapi import ScriptedSlack
 from tests.smtpsink import FaultySink
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=2)
 
 
 @pytest.fixture(autouse=True)
@@ -183,18 +184,79 @@ async def test_send_empty_sends_a_short_all_clear(store: Store, tmp_path: Path) 
         assert body is not None and "every source was fetched fine" in body.get_content()
 
 
-async def test_killed_between_send_and_record(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A process claims, sends, and dies before recording: email is resent once with the same Message-ID and a
-    warning; a Slack post is marked unknown instead of being posted again."""
+DEAD = "elsewhere/ns/4242/1"  # a holder on another machine: only its lease says when its rows are free again
+
+
+async def test_rows_claimed_but_never_started_go_out_plainly_after_a_crash(store: Store, tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A process claims email and Slack rows and dies before starting them: nothing about them is in doubt, so
+    once the lease is over both go out, once, with no warning (before, the Slack row lapsed to `unknown`)."""
     async with FaultySink(tmp_path / "mail") as sink, ScriptedSlack() as slack:
         config = make_config(sink.port, slack.base_url)
         plan(store)
         plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
-        [first, second] = store.claim(now=NOW, limit=10, lease=timedelta(minutes=10))  # ... and the process dies
-        assert {first.state, second.state} == {"sending"}
-        assert await deliver(config, store, NOW + timedelta(minutes=5)) == []  # lease still held
-        outcomes = await deliver(config, store, NOW + timedelta(minutes=11))
-        assert sorted(outcomes) == ["sent", "unknown"]
+        claimed = store.claim(now=NOW, limit=10, lease=LEASE, owner=DEAD)  # ... and the process dies
+        assert {d.state for d in claimed} == {"claimed"}
+        assert await deliver(config, store, NOW + timedelta(minutes=1)) == []  # lease still held
+        outcomes = await deliver(config, store, NOW + LEASE + timedelta(seconds=1))
+        assert sorted(outcomes) == ["sent", "sent"]
         assert [m["Message-ID"] for m in sink.messages()] == ["<fixed-id@example.org>"]
-        assert slack.requests == []
+        assert len(slack.posts) == 1
+        assert "lease lapsed" not in caplog.text
+
+
+async def test_email_whose_send_had_started_goes_again_with_its_message_id(store: Store, tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        (row,) = store.claim(now=NOW, limit=10, lease=LEASE, owner=DEAD)
+        assert store.begin_send(row.id, owner=DEAD, now=NOW, lease=LEASE)  # ... and the process dies mid-send
+        assert await deliver(config, store, NOW + LEASE + timedelta(seconds=1)) == ["sent"]
+        assert [m["Message-ID"] for m in sink.messages()] == ["<fixed-id@example.org>"]
         assert "same Message-ID <fixed-id@example.org>" in caplog.text
+        assert store.deliveries()[0].attempts == 2
+
+
+@pytest.mark.parametrize("posted", [True, False])
+async def test_slack_post_in_doubt_is_looked_for_in_the_channel_before_posting(store: Store, posted: bool) -> None:
+    """A Slack row whose post had started when its process died: digestbot reads the channel's history for the
+    metadata its posts carry. Found: recorded as sent, not posted again. Not found: posted, once."""
+    async with ScriptedSlack() as slack:
+        config = make_config(slack_url=slack.base_url)
+        plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
+        (row,) = store.claim(now=NOW, limit=10, lease=LEASE, owner=DEAD)
+        assert store.begin_send(row.id, owner=DEAD, now=NOW, lease=LEASE)
+        if posted:  # the dead process's post reached Slack before it died
+            deliverer = Deliverer(config, store, Renderer())
+            message = Renderer().render_slack(deliverer.digest_for(row))[0]
+            await deliverer._slack_notifier().post("C0PAPERS", message, tag=(row.key, 0))
+        assert await deliver(config, store, NOW + LEASE + timedelta(seconds=1)) == ["sent"]
+        assert len(slack.posts) == 1
+        assert [r.method for r in slack.requests] == (["chat.postMessage", "conversations.history"] if posted
+                                                       else ["conversations.history", "chat.postMessage"])
+        assert slack.posts[0].body["metadata"] == {"event_type": "digestbot_post",
+                                                   "event_payload": {"key": row.key, "part": 0}}
+        assert states(store) == ["sent"]
+
+
+@pytest.mark.parametrize("where", ["no history scope", "webhook"])
+async def test_slack_post_in_doubt_that_cannot_be_checked_is_unknown_and_the_admin_told(
+        store: Store, tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FaultySink(tmp_path / "mail") as sink, ScriptedSlack() as slack:
+        slack.history_scope = False
+        monkeypatch.setenv("TEST_WEBHOOK", slack.webhook_url())
+        config = make_config(sink.port, slack.base_url, admin_email="admin@example.org")
+        address = "webhook:TEST_WEBHOOK" if where == "webhook" else "C0PAPERS"
+        plan(store, channel="slack", address=address, key="digest:slack:papers:2026-11-23")
+        (row,) = store.claim(now=NOW, limit=10, lease=LEASE, owner=DEAD)
+        assert store.begin_send(row.id, owner=DEAD, now=NOW, lease=LEASE)
+        later = NOW + LEASE + timedelta(seconds=1)
+        assert await deliver(config, store, later) == ["unknown"]
+        assert slack.posts == []  # never posted again blindly
+        (unknown,) = store.deliveries(states={"unknown"})
+        assert "lease lapsed" in (unknown.last_error or "")
+        assert ("missing_scope" in (unknown.last_error or "")) == (where != "webhook")
+        assert await deliver(config, store, later) == ["sent"]  # the admin notice
+        (notice,) = sink.messages()
+        assert notice["To"] == "admin@example.org" and "may or may not have gone out" in notice["Subject"]

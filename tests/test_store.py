@@ -18,12 +18,13 @@ from sqlalchemy import event, inspect, text
 import bot.store
 from bot.errors import StoreError
 from bot.models import Item
-from bot.store import PlannedDelivery, Store
+from bot.store import LEASE_LAPSED, PlannedDelivery, Store
 from bot.store.engine import create_store_engine
 from bot.store.schema import metadata
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
+OWNER, OTHER = "here/ns/101/1", "there/ns/202/2"  # holders of outbox rows (never judged gone: not this host)
 TABLES = {"sources", "items", "deliveries", "meta", "unsubscribes", "alembic_version"}
 
 HEAD = ScriptDirectory(str(Path(bot.store.__file__).parent / "migrations")).get_current_head()
@@ -301,26 +302,58 @@ def test_last_covered(store: Store) -> None:
 def test_claim_is_exclusive_and_due_only(store: Store) -> None:
     store.plan([planned("d1")], now=T0)
     store.plan([planned("later")], now=T0 + timedelta(hours=1))
-    (claimed,) = store.claim(now=T0, limit=10, lease=LEASE)
-    assert (claimed.key, claimed.state, claimed.attempts, claimed.message_id) == ("d1", "sending", 1, "<d1@digestbot>")
+    (claimed,) = store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER)
+    assert (claimed.key, claimed.state, claimed.attempts, claimed.message_id) == ("d1", "claimed", 0, "<d1@digestbot>")
+    assert claimed.claimed_by == OWNER
     assert claimed.payload == {"items": []}
-    assert store.claim(now=T0, limit=10, lease=LEASE) == []
+    assert store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER) == []
 
 
 def test_claim_respects_limit_and_order(store: Store) -> None:
     store.plan([planned(f"k{i}") for i in range(5)], now=T0)
-    first = store.claim(now=T0, limit=2, lease=LEASE)
-    second = store.claim(now=T0, limit=10, lease=LEASE)
+    first = store.claim(now=T0, limit=2, lease=LEASE, owner=OWNER)
+    second = store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER)
     assert [d.key for d in first] == ["k0", "k1"]
     assert [d.key for d in second] == ["k2", "k3", "k4"]
 
 
-def test_expired_lease_is_reclaimed(store: Store) -> None:
-    store.plan([planned("d1")], now=T0)
-    (first,) = store.claim(now=T0, limit=1, lease=LEASE)
-    assert store.claim(now=T0 + LEASE, limit=1, lease=LEASE) == []  # lease still holds at its last instant
-    (again,) = store.claim(now=T0 + LEASE + timedelta(seconds=1), limit=1, lease=LEASE)
-    assert (again.id, again.attempts, again.state) == (first.id, 2, "sending")
+def test_expired_lease_is_reclaimed_and_only_a_started_send_is_in_doubt(store: Store) -> None:
+    store.plan([planned("not-started"), planned("started")], now=T0)
+    first = {d.key: d for d in store.claim(now=T0, limit=5, lease=LEASE, owner=OWNER)}
+    assert store.begin_send(first["started"].id, owner=OWNER, now=T0, lease=LEASE)
+    assert store.claim(now=T0 + LEASE, limit=5, lease=LEASE, owner=OTHER) == []  # holds at its last instant
+    again = {d.key: d for d in store.claim(now=T0 + LEASE + timedelta(seconds=1), limit=5, lease=LEASE, owner=OTHER)}
+    assert (again["not-started"].state, again["not-started"].attempts, again["not-started"].last_error) == (
+        "claimed", 0, None)  # never started: no doubt about it
+    assert (again["started"].attempts, again["started"].last_error) == (1, LEASE_LAPSED)
+    assert again["started"].send_started_at is not None
+    # the first holder lost both rows: it can neither start nor record them any more
+    assert not store.begin_send(first["not-started"].id, owner=OWNER, now=T0, lease=LEASE)
+    assert not store.mark_sent(first["started"].id, owner=OWNER, at=T0)
+    assert store.mark_sent(first["started"].id, owner=OTHER, at=T0)
+
+
+def test_rows_of_a_gone_holder_are_claimed_at_once(store: Store) -> None:
+    store.plan([planned("a"), planned("b")], now=T0)
+    store.claim(now=T0, limit=5, lease=LEASE, owner=OWNER)
+    assert store.holders() == [OWNER]
+    assert store.claim(now=T0, limit=5, lease=LEASE, owner=OTHER) == []
+    assert {d.key for d in store.claim(now=T0, limit=5, lease=LEASE, owner=OTHER, gone=[OWNER])} == {"a", "b"}
+    assert store.holders() == [OTHER]
+
+
+def test_renew_and_release(store: Store) -> None:
+    store.plan([planned("a"), planned("b"), planned("c")], now=T0)
+    rows = {d.key: d for d in store.claim(now=T0, limit=5, lease=LEASE, owner=OWNER)}
+    assert store.begin_send(rows["c"].id, owner=OWNER, now=T0, lease=LEASE)
+    assert store.renew(owner=OWNER, until=T0 + 3 * LEASE) == 3
+    assert store.claim(now=T0 + 2 * LEASE, limit=5, lease=LEASE, owner=OTHER) == []  # renewed: still held
+    assert store.release(owner=OTHER, now=T0) == 0  # not its rows
+    assert store.release(owner=OWNER, now=T0, ids=[rows["a"].id], next_attempt_at=T0 + LEASE) == 1
+    assert store.release(owner=OWNER, now=T0) == 1  # "b"; "c" had started: it is not given back blindly
+    states = {d.key: (d.state, d.attempts, d.claimed_by) for d in store.deliveries()}
+    assert states == {"a": ("pending", 0, None), "b": ("pending", 0, None), "c": ("sending", 1, OWNER)}
+    assert [d.key for d in store.claim(now=T0, limit=5, lease=LEASE, owner=OTHER)] == ["b"]  # "a" is due later
 
 
 def test_concurrent_claims_never_share_a_row(open_store: Callable[[], Store]) -> None:
@@ -334,7 +367,7 @@ def test_concurrent_claims_never_share_a_row(open_store: Callable[[], Store]) ->
     def work(index: int) -> None:
         barrier.wait()
         try:
-            while batch := workers[index].claim(now=T0, limit=3, lease=LEASE):
+            while batch := workers[index].claim(now=T0, limit=3, lease=LEASE, owner=OWNER):
                 claimed[index].extend(d.id for d in batch)
         except BaseException as exc:  # collected, asserted below
             errors.append(exc)
@@ -379,35 +412,38 @@ def test_concurrent_saves_report_each_item_new_once(open_store: Callable[[], Sto
 
 def test_mark_transitions(store: Store) -> None:
     store.plan([planned(k) for k in ("sent", "retry", "failed", "unknown", "expired")], now=T0)
-    ids = {d.key: d.id for d in store.claim(now=T0, limit=10, lease=LEASE)}
+    ids = {d.key: d.id for d in store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER)}
     later = T0 + timedelta(minutes=1)
-    assert store.mark_sent(ids["sent"], at=later)
-    assert store.mark_retry(ids["retry"], error="421 try later", next_attempt_at=T0 + timedelta(minutes=10))
-    assert store.mark_failed(ids["failed"], error="550 no such user", at=later)
-    assert store.mark_unknown(ids["unknown"], error="connection lost after DATA", at=later)
-    assert store.mark_expired(ids["expired"], at=later)
+    assert store.begin_send(ids["retry"], owner=OWNER, now=T0, lease=LEASE)
+    assert not store.mark_sent(ids["sent"], owner=OTHER, at=later)  # only the holder records an outcome
+    assert store.mark_sent(ids["sent"], owner=OWNER, at=later)
+    assert store.mark_retry(ids["retry"], owner=OWNER, error="421 try later",
+                            next_attempt_at=T0 + timedelta(minutes=10))
+    assert store.mark_failed(ids["failed"], owner=OWNER, error="550 no such user", at=later)
+    assert store.mark_unknown(ids["unknown"], owner=OWNER, error="connection lost after DATA", at=later)
+    assert store.mark_expired(ids["expired"], owner=OWNER, at=later)
     states = {d.key: (d.state, d.last_error) for d in store.deliveries()}
     assert states == {"sent": ("sent", None), "retry": ("pending", "421 try later"),
                       "failed": ("failed", "550 no such user"), "unknown": ("unknown", "connection lost after DATA"),
                       "expired": ("expired", "expired")}
-    assert not store.mark_sent(ids["failed"], at=later)  # only a sending row can be recorded
-    assert store.claim(now=T0 + timedelta(minutes=9), limit=10, lease=LEASE) == []
-    (retried,) = store.claim(now=T0 + timedelta(minutes=10), limit=10, lease=LEASE)
-    assert (retried.key, retried.attempts, retried.next_attempt_at) == ("retry", 2, T0 + timedelta(minutes=10))
+    assert not store.mark_sent(ids["failed"], owner=OWNER, at=later)  # only a held row can be recorded
+    assert store.claim(now=T0 + timedelta(minutes=9), limit=10, lease=LEASE, owner=OWNER) == []
+    (retried,) = store.claim(now=T0 + timedelta(minutes=10), limit=10, lease=LEASE, owner=OWNER)
+    assert (retried.key, retried.attempts, retried.next_attempt_at) == ("retry", 1, T0 + timedelta(minutes=10))
     assert [d.key for d in store.deliveries(states={"failed", "unknown"})] == ["unknown", "failed"]
     assert len(store.deliveries(limit=2)) == 2
 
 
 def test_requeue(store: Store) -> None:
     store.plan([planned("f"), planned("p")], now=T0)
-    failed, pending = store.claim(now=T0, limit=1, lease=LEASE)[0], store.deliveries(states={"pending"})[0]
-    store.mark_failed(failed.id, error="550", at=T0)
+    failed, pending = store.claim(now=T0, limit=1, lease=LEASE, owner=OWNER)[0], store.deliveries(states={"pending"})[0]
+    store.mark_failed(failed.id, owner=OWNER, error="550", at=T0)
     assert not store.requeue(pending.id, now=T0)  # only failed/unknown/expired rows
     later = T0 + timedelta(days=1)
     assert store.requeue(failed.id, now=later)
-    assert store.claim(now=later - timedelta(seconds=1), limit=5, lease=LEASE)[0].key == "p"
-    (again,) = store.claim(now=later, limit=5, lease=LEASE)
-    assert (again.key, again.attempts, again.last_error) == ("f", 1, "requeued by hand; before: 550")
+    assert store.claim(now=later - timedelta(seconds=1), limit=5, lease=LEASE, owner=OWNER)[0].key == "p"
+    (again,) = store.claim(now=later, limit=5, lease=LEASE, owner=OWNER)
+    assert (again.key, again.attempts, again.last_error) == ("f", 0, "requeued by hand; before: 550")
 
 
 def test_alerted_item_ids(store: Store) -> None:
@@ -419,8 +455,8 @@ def test_alerted_item_ids(store: Store) -> None:
         planned("o1", kind="alert", recipient="bo", item_ids=("arxiv:6",)),
         planned("s1", kind="alert", channel="slack", item_ids=("arxiv:7",)),
     ], now=T0)
-    claimed = {d.key: d.id for d in store.claim(now=T0, limit=10, lease=LEASE)}
-    store.mark_failed(claimed["a3"], error="550", at=T0)
+    claimed = {d.key: d.id for d in store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER)}
+    store.mark_failed(claimed["a3"], owner=OWNER, error="550", at=T0)
     assert store.alerted_item_ids("ana", "email") == {"arxiv:1", "arxiv:2", "arxiv:3"}
 
 

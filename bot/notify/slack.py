@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -39,6 +40,12 @@ MALFORMED_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_to
                               "invalid_arguments", "too_many_attachments"})
 _HINT = "Check the Slack token/webhook and that the bot is in the channel; the destination stays disabled."
 
+METADATA_EVENT = "digestbot_post"  # message metadata on every post: {"key": outbox key, "part": index}
+HISTORY_PAGES = 5  # 1,000 messages back at most when looking for a post
+HISTORY_MARGIN = timedelta(minutes=10)  # clocks differ: look back this much before the send began
+HISTORY_HINT = ("Give the bot token the channels:history scope (groups:history for a private channel) and "
+                "digestbot finds out by itself; until then it is not posted again (`digestbot outbox retry ID`).")
+PostTag = tuple[str, int]  # (outbox key, part index)
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -57,20 +64,63 @@ class SlackNotifier:
     def __repr__(self) -> str:
         return f"SlackNotifier(base_url={self._settings.base_url!r}, token={'set' if self._client else 'none'})"
 
-    async def post(self, channel: str, message: SlackMessage) -> None:
-        """chat.postMessage to `channel`; raises DeliveryError classified for the outbox."""
+    async def post(self, channel: str, message: SlackMessage, *, tag: PostTag | None = None) -> None:
+        """chat.postMessage to `channel`; raises DeliveryError classified for the outbox.
+
+        `tag` (outbox key and part) goes along as message metadata, so that after a crash mid-post `find_posted`
+        can tell whether this post went out."""
         client = self._client
         if client is None:
             raise DeliveryError(f"no Slack token to post to {channel}", retry=False, disable_destination=True,
                                 hint=f"Set the {self._settings.token_env or 'Slack token'} environment variable.")
         where = f"Slack channel {channel}"
+        metadata = ({"event_type": METADATA_EVENT, "event_payload": {"key": tag[0], "part": tag[1]}}
+                    if tag is not None else None)
 
         async def attempt() -> None:
             await client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks,
-                                          unfurl_links=False, unfurl_media=False)
+                                          unfurl_links=False, unfurl_media=False, metadata=metadata)
 
         await self._post_twice_at_most(where, attempt)
         log.info("posted %d blocks to %s", len(message.blocks), where)
+
+    async def find_posted(self, channel: str, key: str, *, since: datetime | None) -> set[int]:
+        """The parts of outbox row `key` found in the channel's recent history (by the metadata `post` tags them
+        with), newest first, at most `HISTORY_PAGES` pages back, from `since` (less a margin) when known.
+
+        Needs the channels:history scope (groups:history for a private channel). Raises DeliveryError: with
+        `retry` when Slack could not be asked now, without it when the history cannot be read at all.
+        """
+        client = self._client
+        where = f"Slack channel {channel}"
+        if client is None:
+            raise DeliveryError(f"no Slack token to read {where}", retry=False)
+        oldest = f"{(since - HISTORY_MARGIN).timestamp():.6f}" if since is not None else None
+        found: set[int] = set()
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            try:
+                response = await client.conversations_history(channel=channel, include_all_metadata=True,
+                                                               limit=200, oldest=oldest, cursor=cursor)
+            except SlackApiError as exc:
+                error = _api_error(exc.response.data)
+                if exc.response.status_code == 429 or error not in PERMANENT_API_ERRORS:
+                    raise DeliveryError(f"cannot read the history of {where} now ({error})", retry=True,
+                                        retry_after=_retry_after(exc.response.headers)) from None
+                raise DeliveryError(f"cannot read the history of {where} ({error}) to tell whether a post went "
+                                    "out", retry=False, hint=HISTORY_HINT) from None
+            except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
+                raise DeliveryError(f"cannot read the history of {where} now ({type(exc).__name__})",
+                                    retry=True) from None
+            for message in response.get("messages") or ():
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == key:
+                    found.add(int(payload.get("part", 0)))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not response.get("has_more") or not cursor:
+                break
+        return found
 
     async def post_webhook(self, url: str, message: SlackMessage) -> None:
         """POST to an incoming webhook; the URL (a secret) never appears in logs or errors."""

@@ -1,12 +1,19 @@
-"""The outbox: planned deliveries, keyed for exactly-once, claimed with a lease, then recorded.
+"""The outbox: planned deliveries, keyed for exactly-once, claimed by one process with a lease, then recorded.
 
 States::
 
-    pending ──claim──► sending ──mark_sent──► sent
-       ▲                  │ ├──mark_failed──► failed ─┐
-       │                  │ ├──mark_unknown─► unknown ┼─requeue─► pending
-       └───mark_retry─────┘ └──mark_expired─► expired ┘
-    (a `sending` row whose lease ran out is claimable again: its process died mid-send)
+    pending ──claim──► claimed ──begin_send──► sending ──mark_sent──► sent
+       ▲  ▲              │  (not sent yet)          ├──mark_failed──► failed ──┐
+       │  └──release─────┤                          ├──mark_unknown─► unknown ─┼─requeue─► pending
+       │                 └──mark_* (expired, failed,├──mark_expired─► expired ─┘
+       └───mark_retry────────────────────────────────┘    cancelled (unsubscribed before it went out)
+
+Only a `sending` row can be ambiguous: its send had started. A `claimed` row whose holder is gone (its lease ran
+out, or `claim` was told the holder died) is simply taken again; a `sending` one is taken with `LEASE_LAPSED` as
+its last error, and the deliverer decides (email: send again with the same Message-ID; Slack: look for the post).
+Every change of a held row names its holder (`claimed_by`) and applies only if that process still holds it: a
+process whose lease lapsed cannot record an outcome over the one that took the row over. Holders renew their
+lease while their batch is alive (`renew`) and give back what they did not start when they stop (`release`).
 
 Payload contract: `payload["items"]` is a list of dicts, each with at least `"id"` (the canonical `Item.id`);
 the planner adds whatever else the renderer needs (title, url, score, reasons, ...). The payload must be
@@ -70,11 +77,18 @@ def plan(connection: Connection, planned: Sequence[PlannedDelivery], now: dateti
 LEASE_LAPSED = "lease lapsed: the process sending this stopped before recording the outcome"
 
 
-def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-    """Take due rows: pending and due, or sending with a lapsed lease. SKIP LOCKED lets processes share work."""
+HELD_STATES = ("claimed", "sending")
+
+
+def claim(connection: Connection, now: datetime, limit: int, lease: timedelta, owner: str,
+          gone: Collection[str] = ()) -> list[Delivery]:
+    """Take up to `limit` due rows for `owner`: pending and due, or held by a process whose lease ran out or that
+    is `gone`. SKIP LOCKED lets processes share work. A taken-over `sending` row is marked `LEASE_LAPSED`."""
+    lapsed = or_(deliveries.c.lease_until < now, deliveries.c.claimed_by.in_(list(gone))) if gone else (
+        deliveries.c.lease_until < now)
     due = or_(
         and_(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now),
-        and_(deliveries.c.state == "sending", deliveries.c.lease_until < now),
+        and_(deliveries.c.state.in_(HELD_STATES), lapsed),
     )
     ids = (
         select(deliveries.c.id)
@@ -87,7 +101,7 @@ def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -
     statement = (
         update(deliveries)
         .where(deliveries.c.id.in_(ids))
-        .values(state="sending", lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now,
+        .values(state="claimed", claimed_by=owner, lease_until=now + lease, updated_at=now,
                 last_error=case((deliveries.c.state == "sending", LEASE_LAPSED), else_=deliveries.c.last_error))
         .returning(*deliveries.c)
     )
@@ -95,14 +109,55 @@ def claim(connection: Connection, now: datetime, limit: int, lease: timedelta) -
     return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
 
 
-def transition(connection: Connection, delivery_id: int, from_states: Collection[str], **values: Any) -> bool:
-    """Move one row to a new state if it is in one of `from_states`; False if it was not."""
+def begin_send(connection: Connection, delivery_id: int, owner: str, *, now: datetime, lease: timedelta,
+               wall: datetime) -> bool:
+    """`claimed` → `sending` for its holder, counted as an attempt: from here on a crash leaves it ambiguous."""
     statement = (
         update(deliveries)
-        .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(list(from_states)))
-        .values(**values)
+        .where(deliveries.c.id == delivery_id, deliveries.c.state == "claimed", deliveries.c.claimed_by == owner)
+        .values(state="sending", attempts=deliveries.c.attempts + 1, lease_until=now + lease, send_started_at=wall,
+                updated_at=now)
     )
     return connection.execute(statement).rowcount == 1
+
+
+def renew(connection: Connection, owner: str, until: datetime) -> int:
+    """Extend the lease of every row `owner` holds; how many it holds."""
+    statement = (update(deliveries)
+                 .where(deliveries.c.claimed_by == owner, deliveries.c.state.in_(HELD_STATES))
+                 .values(lease_until=until))
+    return int(connection.execute(statement).rowcount)
+
+
+def release(connection: Connection, owner: str, now: datetime, ids: Collection[int] | None = None,
+            next_attempt_at: datetime | None = None) -> int:
+    """Give back `claimed` rows of `owner` (all, or `ids`) not started: pending again, no attempt counted."""
+    condition = [deliveries.c.claimed_by == owner, deliveries.c.state == "claimed"]
+    if ids is not None:
+        condition.append(deliveries.c.id.in_(list(ids)))
+    values: dict[str, Any] = {"state": "pending", "claimed_by": None, "lease_until": None, "updated_at": now}
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    return int(connection.execute(update(deliveries).where(*condition).values(**values)).rowcount)
+
+
+def holders(connection: Connection) -> list[str]:
+    """Every process holding a row now (for `bot.store.owner.owner_gone`)."""
+    query = (select(deliveries.c.claimed_by).distinct()
+             .where(deliveries.c.state.in_(HELD_STATES), deliveries.c.claimed_by.is_not(None)))
+    return [str(owner) for owner in connection.execute(query).scalars()]
+
+
+def transition(connection: Connection, delivery_id: int, from_states: Collection[str], owner: str | None = None,
+               **values: Any) -> bool:
+    """Move one row to a new state if it is in one of `from_states` (and, with `owner`, held by it); False if not.
+    Leaving a held state drops the holder and the lease."""
+    condition = [deliveries.c.id == delivery_id, deliveries.c.state.in_(list(from_states))]
+    if owner is not None:
+        condition.append(deliveries.c.claimed_by == owner)
+    if values.get("state") not in HELD_STATES:
+        values = {"claimed_by": None, "lease_until": None, **values}
+    return connection.execute(update(deliveries).where(*condition).values(**values)).rowcount == 1
 
 
 def last_covered(connection: Connection, recipient: str, channel: str, kind: str) -> datetime | None:
@@ -196,4 +251,6 @@ def _delivery(row: Row[Any]) -> Delivery:
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
         last_error=row.last_error,
+        claimed_by=row.claimed_by,
+        send_started_at=row.send_started_at,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -228,45 +228,71 @@ class Store:
         with self._read() as connection:
             return outbox.has_delivery(connection, key)
 
-    def claim(self, *, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        """Atomically move up to `limit` due rows to `sending` with a lease; each is counted as an attempt."""
+    def claim(self, *, now: datetime, limit: int, lease: timedelta, owner: str,
+              gone: Collection[str] = ()) -> list[Delivery]:
+        """Atomically move up to `limit` due rows to `claimed` for `owner`, with a lease (`outbox.claim`); rows of
+        the processes in `gone` are due whatever their lease says."""
         with self._write() as connection:
-            return outbox.claim(connection, now, limit, lease)
+            return outbox.claim(connection, now, limit, lease, owner, gone)
 
-    def mark_sent(self, delivery_id: int, *, at: datetime) -> bool:
-        """Record a send. Like every mark_*, only applies to a `sending` row and says whether it did."""
-        return self._transition(delivery_id, ("sending",), state="sent", sent_at=at, lease_until=None, updated_at=at)
+    def begin_send(self, delivery_id: int, *, owner: str, now: datetime, lease: timedelta) -> bool:
+        """`claimed` → `sending` (an attempt): False if `owner` no longer holds the row (then do not send it)."""
+        with self._write() as connection:
+            return outbox.begin_send(connection, delivery_id, owner, now=now, lease=lease, wall=datetime.now(UTC))
 
-    def mark_retry(self, delivery_id: int, *, error: str, next_attempt_at: datetime) -> bool:
+    def renew(self, *, owner: str, until: datetime) -> int:
+        """Extend the lease of every row `owner` holds to `until`; how many it holds."""
+        with self._write() as connection:
+            return outbox.renew(connection, owner, until)
+
+    def release(self, *, owner: str, now: datetime, ids: Collection[int] | None = None,
+                next_attempt_at: datetime | None = None) -> int:
+        """Give back the `claimed` rows of `owner` (all, or `ids`) that it did not start; how many."""
+        with self._write() as connection:
+            return outbox.release(connection, owner, now, ids, next_attempt_at)
+
+    def holders(self) -> list[str]:
+        """The processes holding outbox rows now."""
+        with self._read() as connection:
+            return outbox.holders(connection)
+
+    def mark_sent(self, delivery_id: int, *, owner: str, at: datetime) -> bool:
+        """Record a send (or a skip: nothing to say). Like every mark_*, applies only to a row `owner` still holds
+        (`claimed` or `sending`) and says whether it did."""
+        return self._transition(delivery_id, owner, state="sent", sent_at=at, updated_at=at)
+
+    def mark_retry(self, delivery_id: int, *, owner: str, error: str, next_attempt_at: datetime) -> bool:
         """Back to pending, due again at `next_attempt_at`."""
-        return self._transition(delivery_id, ("sending",), state="pending", last_error=_clip(error),
-                                next_attempt_at=next_attempt_at, lease_until=None)
+        return self._transition(delivery_id, owner, state="pending", last_error=_clip(error),
+                                next_attempt_at=next_attempt_at)
 
-    def mark_failed(self, delivery_id: int, *, error: str, at: datetime) -> bool:
+    def mark_failed(self, delivery_id: int, *, owner: str, error: str, at: datetime) -> bool:
         """Permanent failure: not retried unless someone requeues it."""
-        return self._transition(delivery_id, ("sending",), state="failed", last_error=_clip(error),
-                                lease_until=None, updated_at=at)
+        return self._transition(delivery_id, owner, state="failed", last_error=_clip(error), updated_at=at)
 
-    def mark_unknown(self, delivery_id: int, *, error: str, at: datetime) -> bool:
+    def mark_unknown(self, delivery_id: int, *, owner: str, error: str, at: datetime) -> bool:
         """The send may or may not have happened (connection lost after the data went out): no blind retry."""
-        return self._transition(delivery_id, ("sending",), state="unknown", last_error=_clip(error),
-                                lease_until=None, updated_at=at)
+        return self._transition(delivery_id, owner, state="unknown", last_error=_clip(error), updated_at=at)
 
-    def mark_expired(self, delivery_id: int, *, at: datetime, error: str = "expired") -> bool:
-        """Too old to be worth sending (catch-up policy); applies to pending or sending rows."""
-        return self._transition(delivery_id, ("pending", "sending"), state="expired", last_error=_clip(error),
-                                lease_until=None, updated_at=at)
+    def mark_expired(self, delivery_id: int, *, owner: str, at: datetime, error: str = "expired") -> bool:
+        """Too old to be worth sending (catch-up policy)."""
+        return self._transition(delivery_id, owner, state="expired", last_error=_clip(error), updated_at=at)
+
+    def mark_cancelled(self, delivery_id: int, *, owner: str, at: datetime, error: str) -> bool:
+        """Not sent, and never to be: its reader unsubscribed before it went out."""
+        return self._transition(delivery_id, owner, state="cancelled", last_error=_clip(error), updated_at=at)
 
     def requeue(self, delivery_id: int, *, now: datetime) -> bool:
         """A person's "try again": failed/unknown/expired back to pending, due now, attempts counted afresh."""
         current = self.get_delivery(delivery_id)
         note = _clip(f"requeued by hand; before: {current.last_error if current is not None else None}")
-        return self._transition(delivery_id, RETRYABLE_STATES, state="pending", next_attempt_at=now, attempts=0,
-                                lease_until=None, updated_at=now, last_error=note)
-
-    def _transition(self, delivery_id: int, from_states: Collection[str], **values: Any) -> bool:
         with self._write() as connection:
-            return outbox.transition(connection, delivery_id, from_states, **values)
+            return outbox.transition(connection, delivery_id, RETRYABLE_STATES, state="pending", next_attempt_at=now,
+                                     attempts=0, updated_at=now, last_error=note)
+
+    def _transition(self, delivery_id: int, owner: str, **values: Any) -> bool:
+        with self._write() as connection:
+            return outbox.transition(connection, delivery_id, outbox.HELD_STATES, owner, **values)
 
     def deliveries(self, states: Collection[str] | None = None, limit: int = 100) -> list[Delivery]:
         """Outbox rows, newest first, optionally only in the given states."""

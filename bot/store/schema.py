@@ -35,7 +35,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-DELIVERY_STATES = ("pending", "sending", "sent", "failed", "unknown", "expired")
+DELIVERY_STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "expired", "cancelled")
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -122,8 +122,12 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("last_error", Text),
-    CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'expired')", name="state"),
+    Column("claimed_by", String),  # the process that holds the row (`claimed` or `sending`): see `bot.store.owner`
+    Column("send_started_at", UTCDateTime),  # wall clock when its send began (to look for a Slack post of it)
+    CheckConstraint("state IN ('pending', 'claimed', 'sending', 'sent', 'failed', 'unknown', 'expired', 'cancelled')",
+                    name="state"),
     Index(None, "state", "next_attempt_at"),
+    Index(None, "claimed_by"),
     Index(None, "recipient", "channel", "kind"),
     Index(None, "kind", "recipient", "channel", "covers_until"),
 )
