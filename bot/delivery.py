@@ -279,8 +279,9 @@ class Deliverer:
         while done in found:
             done += 1
         self.store.set_meta(progress, str(done))
-        log.info("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
-                 row.kind, row.recipient, done, parts, "nothing to post again" if done >= parts else "posting the rest")
+        log.warning("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
+                    row.kind, row.recipient, done, parts,
+                    "nothing to post again" if done >= parts else "posting the rest")
         if done >= parts:
             self.store.mark_sent(row.id, owner=self.owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
