@@ -260,3 +260,42 @@ async def test_slack_post_in_doubt_that_cannot_be_checked_is_unknown_and_the_adm
         assert await deliver(config, store, later) == ["sent"]  # the admin notice
         (notice,) = sink.messages()
         assert notice["To"] == "admin@example.org" and "may or may not have gone out" in notice["Subject"]
+
+
+async def test_two_healthy_processes_never_send_the_same_mail_when_a_batch_outlives_the_lease(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow relay (0.4 s a message, one connection) makes process A's batch last ~2.4 s with a 0.5 s lease.
+    A renews its lease while the batch is alive, so process B, delivering every 0.1 s, never takes A's queued
+    rows; and had it taken one, A would not send it (only the holder starts a send)."""
+    import asyncio
+
+    from bot import delivery
+
+    monkeypatch.setattr(delivery, "LEASE", timedelta(seconds=0.5))
+    monkeypatch.setattr(delivery, "RENEW_EVERY", 0.1)
+
+    class SlowRelay(FaultySink):
+        async def on_data(self, server: Any, envelope: Any) -> str:
+            await asyncio.sleep(0.4)
+            return await super().on_data(server, envelope)
+
+    async with SlowRelay(tmp_path / "mail") as sink:
+        base = make_config(sink.port)
+        assert base.smtp is not None
+        config = base.model_copy(update={"smtp": base.smtp.model_copy(update={"concurrency": 1})})
+        now = datetime.now(UTC)
+        payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
+        store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
+                                    address=f"r{i}@example.org", period_key="today", payload=payload,
+                                    message_id=f"<r{i}@example.org>") for i in range(6)], now=now)
+        first, second = Deliverer(config, store, Renderer()), Deliverer(config, store, Renderer())
+        first.owner, second.owner = "process-a", "process-b"
+        batch = asyncio.create_task(first.deliver_due(now=datetime.now(UTC)))
+        taken_by_b = []
+        while not batch.done():
+            await asyncio.sleep(0.1)
+            taken_by_b += await second.deliver_due(now=datetime.now(UTC))
+        assert [o.status for o in await batch] == ["sent"] * 6
+        assert taken_by_b == []
+        received = sorted(str(m["To"]) for m in sink.messages())
+        assert received == [f"r{i}@example.org" for i in range(6)]  # each once
