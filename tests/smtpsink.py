@@ -1,8 +1,8 @@
 """A MaildirSink that fails on cue, for the SMTP fault tests (and the end-to-end test).
 
 Faults are consumed one per message, in order: "ok", "drop-mid-data" (hang up after reading part of the body,
-before the final "."), "drop-after-dot" (store the message, then hang up without replying), or any SMTP reply
-such as "421 4.3.0 try later" / "550 5.7.1 rejected" given after the final ".".
+before the final "."), "drop-after-dot" (store the message, then hang up without replying), "hang-auth" (never
+answer AUTH), or any SMTP reply such as "421 4.3.0 try later" / "550 5.7.1 rejected" given after the final ".".
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from bot.notify.maildir import MaildirSink
 
 
 class _FaultySMTP(SMTP):
+    async def smtp_AUTH(self, arg: str) -> None:
+        sink = self.event_handler.sink
+        if sink.faults and sink.faults[0] == "hang-auth":  # a server that never answers the login
+            sink.faults.popleft()
+            await asyncio.sleep(3600)
+            return
+        await super().smtp_AUTH(arg)
+
     async def smtp_DATA(self, arg: str) -> None:
         sink = self.event_handler.sink
         if self.envelope.rcpt_tos and sink.faults and sink.faults[0] == "drop-mid-data":

@@ -299,3 +299,33 @@ async def test_two_healthy_processes_never_send_the_same_mail_when_a_batch_outli
         assert taken_by_b == []
         received = sorted(str(m["To"]) for m in sink.messages())
         assert received == [f"r{i}@example.org" for i in range(6)]  # each once
+
+
+async def test_a_stopped_batch_gives_back_at_once_what_it_had_not_started(store: Store, tmp_path: Path) -> None:
+    """Cancelled mid-batch (what a daemon's shutdown does to a cycle that outlives the drain): the rows it had
+    not started are pending again at once, for any process; only the one in flight stays in doubt."""
+    import asyncio
+
+    class SlowRelay(FaultySink):
+        async def on_data(self, server: Any, envelope: Any) -> str:
+            await asyncio.sleep(2)
+            return await super().on_data(server, envelope)
+
+    async with SlowRelay(tmp_path / "mail") as sink:
+        base = make_config(sink.port)
+        assert base.smtp is not None
+        config = base.model_copy(update={"smtp": base.smtp.model_copy(update={"concurrency": 1})})
+        now = datetime.now(UTC)
+        payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
+        store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
+                                    address=f"r{i}@example.org", period_key="today", payload=payload,
+                                    message_id=f"<r{i}@example.org>") for i in range(4)], now=now)
+        batch = asyncio.create_task(Deliverer(config, store, Renderer()).deliver_due(now=now))
+        while not store.deliveries(states={"sending"}):
+            await asyncio.sleep(0.05)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        assert sorted(d.state for d in store.deliveries()) == ["pending", "pending", "pending", "sending"]
+        again = store.claim(now=now, limit=10, lease=timedelta(minutes=2), owner="another")
+        assert len(again) == 3  # at once, without waiting for a lease

@@ -171,6 +171,21 @@ async def test_auth_failure_stops_the_batch_and_never_shows_the_password(
     assert "hunter2" not in str(caught.value) + (caught.value.hint or "") + caplog.text  # ... and shown nowhere
 
 
+async def test_login_timeout_is_retried_later_not_a_permanent_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay that never answers AUTH (overloaded, a network hiccup): a timeout is a connection problem, so the
+    digest is retried later; it was counted a failed login for good before."""
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "pw")
+    async with FaultySink(tmp_path / "Maildir", "hang-auth", auth_require_tls=False,
+                          authenticator=lambda *args: AuthResult(success=True)) as server:
+        smtp = settings(server.port, username="digest", password_env="TEST_SMTP_PASSWORD", timeout=1.0)
+        async with EmailNotifier(smtp) as notifier:
+            with pytest.raises(DeliveryError) as caught:
+                await notifier.send(message())
+    assert caught.value.retry and not caught.value.unknown and not caught.value.stop_batch
+    assert "timed out" in str(caught.value).lower() or "timeout" in str(caught.value).lower(), str(caught.value)
+
+
 def test_build_message_sanitises_every_header() -> None:
     rendered = RenderedEmail(subject="a\nb", text="t", html="<p>h</p>")
     built = build_message(rendered, sender=SENDER, to="ada@example.org\r\nBcc: x@evil", message_id="<m@x>\n",

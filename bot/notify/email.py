@@ -22,6 +22,7 @@ from aiosmtplib import (
     SMTPException,
     SMTPResponseException,
     SMTPServerDisconnected,
+    SMTPTimeoutError,
 )
 from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
@@ -234,8 +235,8 @@ class EmailNotifier:
             raise DeliveryError(f"SMTP login as {s.username!r} failed at {self._where}: {exc.code}",
                                 retry=exc.code < 500, stop_batch=True, hint=hint) from None
         except SMTPException as exc:  # AUTH not offered, no common mechanism
-            if isinstance(exc, SMTPServerDisconnected):
-                raise
+            if isinstance(exc, SMTPServerDisconnected | SMTPTimeoutError):
+                raise  # the connection, not the login: retried later like any connection problem
             raise DeliveryError(f"SMTP login at {self._where} impossible: {_reason(exc)}", retry=False,
                                 stop_batch=True, hint=hint) from None
 
