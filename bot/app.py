@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,11 @@ class CycleReport:
     refreshed: list[RefreshResult] = field(default_factory=list)
     planned: PlanResult = field(default_factory=PlanResult)
     delivered: list[DeliveryOutcome] = field(default_factory=list)
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password, for the log."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def utcnow() -> datetime:
@@ -122,9 +128,20 @@ class App:
             self._secret = load_secret(self.store, self.config.bot.secret_env)
         return self._secret
 
+    # Settings a running process cannot change: it holds the database and the HTTP endpoint open.
+    RESTART_KEYS = ("database", "http_port", "http_host")
+
     def reload(self, config: Config) -> None:
-        """Use a new (already validated) config from the next cycle on; the database stays the same."""
-        self.config = config
+        """Use a new (already validated) config from the next cycle on. The database and the HTTP endpoint stay
+        as they are until a restart, and the log says so rather than ignoring the edit."""
+        before = self.config.bot
+        kept = {key: getattr(before, key) for key in self.RESTART_KEYS}
+        for key, value in kept.items():
+            if getattr(config.bot, key) != value:
+                shown = value if key != "database" else _redacted(str(value))
+                log.warning("bot.%s changed in the config: it takes effect after a restart; until then %s stays "
+                            "in use", key, shown)
+        self.config = config.model_copy(update={"bot": config.bot.model_copy(update=kept)})
 
     def matcher(self, now: datetime) -> Matcher:
         """The profiles, compiled once per config (a reload recompiles), with the corpus (`scoring_corpus`)

@@ -384,6 +384,23 @@ def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(
               "the next cycle sends it", markup=False)
 
 
+@app.command()
+def resubscribe(address: Annotated[str, typer.Argument(help="The email address to send to again.")],
+                config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
+    """Undo an unsubscribe (an admin's explicit decision; readers can undo their own from the unsubscribed page).
+
+    Editing the config never does this: an unsubscribe is the reader's, and outlives removing and re-adding them.
+    """
+    from bot.store import Store
+
+    cfg = load_config(config)
+    with Store.open(cfg.bot.database) as store:
+        if not store.is_unsubscribed(address):
+            raise BotError(f"{address} is not unsubscribed", hint="`digestbot status` shows who is.")
+        store.resubscribe(address)
+    out.print(f"{address} is subscribed again; its next digest is planned as usual", markup=False)
+
+
 def main() -> None:
     """Entry point: run the command; a BotError becomes "error: ..." plus a hint, exit 1."""
     try:

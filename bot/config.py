@@ -62,6 +62,20 @@ def _check_env_name(value: str | None) -> str | None:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _one_line(value: str | None) -> str | None:
+    """Names go into log lines, outbox keys and mail headers: a line break in one would split or forge them."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError(f"must be one line without control characters, got {value!r}")
+    return value
+
+
+def one_line_error(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -97,6 +111,24 @@ class BotSettings(_Strict):
             return "on" if value else "off"
         if value not in SEMANTIC_MODES:
             raise ValueError(f"expected \"auto\", \"on\" or \"off\", got {value!r}")
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        """Parsed as the store will parse it, so that a bad URL is a config error here, not a traceback later."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        hint = "expected a URL like \"sqlite:///data/digestbot.db\" or \"postgresql+psycopg://user@host:5432/db\""
+        try:
+            url = make_url(value)
+            url.port  # noqa: B018 - parsed lazily: a port that is not a number raises here
+        except (ArgumentError, ValueError) as exc:
+            shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)  # never a password in an error message
+            raise ValueError(f"{hint}, got {shown!r} ({one_line_error(exc)})") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"{hint}: digestbot stores in SQLite or PostgreSQL, got {url.drivername!r}")
         return value
 
     @field_validator("public_url")
@@ -170,6 +202,7 @@ class SlackSettings(_Strict):
 
 class SourceConfig(_Strict):
     name: str = Field(min_length=1)
+    _v_name = field_validator("name")(_one_line)
     kind: Literal["hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css"]
     url: str = Field(min_length=1)
     every: str = "1h"
@@ -313,6 +346,7 @@ class _Recipient(_Strict):
 class SubscriberConfig(_Recipient):
     name: str = Field(min_length=1)
     email: str
+    _v_name = field_validator("name")(_one_line)
 
     @field_validator("email")
     @classmethod
@@ -325,6 +359,7 @@ class SubscriberConfig(_Recipient):
 class SlackChannelConfig(_Recipient):
     channel: str = Field(min_length=1)
     name: str | None = None
+    _v_names = field_validator("channel", "name")(_one_line)
     webhook_env: str | None = None
 
     _v_env = field_validator("webhook_env")(_check_env_name)
@@ -432,6 +467,13 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", problems=[f"{path}: TOML syntax error: {exc}"],
                           hint="Fix the syntax at the line and column given.") from None
+    if not any(data.get(key) for key in ("profiles", "sources", "subscribers", "slack_channels")):
+        # An emptied or truncated file (an editor's half-write, `: > config.toml`) must not look like "no readers"
+        what = "is empty" if not data else "configures nothing"
+        message = (f"{path} {what}: no [profiles], [[sources]], [[subscribers]] or [[slack_channels]]")
+        raise ConfigError(message, problems=[message],
+                          hint="A running digestbot keeps its last good config; restore the file (see "
+                               "config.example.toml).")
     try:
         return parse_config(data)
     except ConfigError as exc:

@@ -183,8 +183,13 @@ class SqliteLeadership(Leadership):
             return False
         info = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
                 "since": datetime.now(UTC).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        except OSError as exc:  # e.g. the disk is full: say so, and hold nothing
+            os.close(fd)
+            raise StoreError(f"cannot write the lock file {self.path}: {exc.strerror or exc}",
+                             hint="Is the disk full? digestbot needs a little room beside its database.") from exc
         self._fd = fd
         return True
 

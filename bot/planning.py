@@ -8,7 +8,6 @@ recipients and items, not with recipients × queries or recipients × profiles.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,6 @@ from bot.store import PlannedDelivery, Store
 
 log = logging.getLogger(__name__)
 
-CONFIGURED_ADDRESSES = "configured-addresses"  # meta: the subscriber addresses at the last planning
 FIRST_SEEN = "first-seen:"  # meta prefix: when the planner first met a recipient ("first-seen:email:ada")
 DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent error ("" = enabled again)
 
@@ -301,26 +299,6 @@ def new_message_id(config: Config) -> str:
     return make_msgid(idstring="digestbot", domain=domain)
 
 
-def honour_readded(config: Config, store: Store, unsubscribed: set[str]) -> set[str]:
-    """An unsubscribe holds until the admin removes the subscriber from the config and adds them back.
-
-    The addresses configured at the previous planning are remembered; one that was unsubscribed, then missing
-    from the config, and now is back, is subscribed again. Returns the addresses still unsubscribed.
-    """
-    current = sorted({s.email.lower() for s in config.subscribers})
-    held = store.get_meta(CONFIGURED_ADDRESSES)
-    if held != json.dumps(current):
-        store.set_meta(CONFIGURED_ADDRESSES, json.dumps(current))
-    if held is None:
-        return unsubscribed
-    previous = set(json.loads(held))
-    for address in [a for a in unsubscribed if a.lower() in current and a.lower() not in previous]:
-        store.resubscribe(address)
-        unsubscribed.discard(address)
-        log.info("%s was removed from the config and added again: subscribed again", address)
-    return unsubscribed
-
-
 class Planner:
     """One planning pass. What the store knows about every recipient is read up front in a few queries."""
 
@@ -420,7 +398,7 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     Alerts go first (one transaction), so a digest planned in the same cycle already knows which of its items
     were alerted and marks them instead of repeating them as news.
     """
-    unsubscribed = honour_readded(config, store, store.unsubscribed())
+    unsubscribed = store.unsubscribed()  # a reader's decision: undone only by the reader or `digestbot resubscribe`
     disabled = {key for key, reason in store.meta_with_prefix(DISABLED).items() if reason}
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
     recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed

@@ -84,6 +84,16 @@ def escape_slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# mrkdwn has no escape for its formatting characters: in scraped text they become look-alikes, so a title like
+# "*Not* bold: `x`" reads the same and formats nothing (nor breaks the bold we put around titles)
+_MRKDWN_LOOKALIKES = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+
+
+def plain_slack(text: str) -> str:
+    """Scraped text for a Slack message: `escape_slack`, and no formatting characters (see above)."""
+    return escape_slack(text.translate(_MRKDWN_LOOKALIKES))
+
+
 def safe_url(url: str | None) -> str | None:
     """Only absolute http(s) links survive (no `javascript:`, no whitespace tricks)."""
     if not url:
@@ -336,18 +346,19 @@ def slack_link(url: str, label: str) -> str:
 
 
 def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
-    link = slack_link(view.url, view.title) if view.url else ""
+    title = view.title.translate(_MRKDWN_LOOKALIKES)
+    link = slack_link(view.url, title) if view.url else ""
     if not link or len(link) > SLACK_LINK_LIMIT:  # quoting and escaping can grow a URL many times over
-        link = escape_slack(view.title)
+        link = escape_slack(title)
     lines = [f"*{link}*"]
     byline = " · ".join(x for x in (view.authors, *view.metrics) if x)
     if byline:
-        lines.append(escape_slack(byline))
+        lines.append(plain_slack(byline))
     if view.explain:
         alerted = " · already sent as an alert" if view.alerted else ""
-        lines.append(f"_{escape_slack(view.explain)}_ · {escape_slack(view.profile)}{alerted}")
+        lines.append(f"_{plain_slack(view.explain)}_ · {plain_slack(view.profile)}{alerted}")
     if with_snippet and view.snippet:
-        lines.append(escape_slack(view.snippet))
+        lines.append(plain_slack(view.snippet))
     return "\n".join(lines)
 
 

@@ -129,7 +129,23 @@ async def unsubscribe(request: web.Request) -> web.Response:
         response.headers["Retry-After"] = "300"
         return response
     log.info("unsubscribed an address by link")  # not the address itself: logs get shared
-    return _render(request, "unsubscribe_done.html.j2", address=address)
+    return _render(request, "unsubscribe_done.html.j2", address=address, token=request.match_info["token"])
+
+
+async def resubscribe(request: web.Request) -> web.Response:
+    """The reader changed their mind (the button on the unsubscribed page): the same signed token undoes it."""
+    address = _address_from(request)
+    if isinstance(address, web.Response):
+        return address
+    store = request.app[_STORE]
+    try:
+        await asyncio.to_thread(store.resubscribe, address)
+    except Exception:  # the database is down
+        log.exception("could not record a resubscribe")
+        return _problem_page(503, "Please try again", "We could not record this just now. Try again in a few "
+                             "minutes.")
+    log.info("subscribed an address again by link")
+    return _render(request, "resubscribe_done.html.j2", address=address)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -156,6 +172,7 @@ def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utc
     app[_SETTINGS] = _Settings(secret, clock, health, max_age)
     app.router.add_get("/unsubscribe/{token}", confirm_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
+    app.router.add_post("/resubscribe/{token}", resubscribe)
     app.router.add_get("/healthz", healthz)
     if metrics is not None:
         render = metrics

@@ -75,6 +75,25 @@ def test_each_mistake_is_reported_with_its_key(tmp_path: Path, edit: str, expect
     assert any(expected in p for p in problems), problems
 
 
+@pytest.mark.parametrize(("edit", "expected"), [
+    ('[bot]\ndatabase = "postgresql+psycopg://ada:s3cret@db:port/papers"\n' + BASE,
+     "bot.database: expected a URL like"),
+    ('[bot]\ndatabase = "mysql://db/papers"\n' + BASE, "digestbot stores in SQLite or PostgreSQL"),
+    (BASE.replace('name = "ada"', 'name = "ada\\nERROR forged log line"'),
+     "subscribers[0].name: must be one line without control characters"),
+    (BASE + '[[slack_channels]]\nchannel = "C1\\r\\nINFO forged"\nprofiles = ["rlhf"]\n',
+     "slack_channels[0].channel: must be one line"),
+    ("", "is empty: no [profiles]"),
+    ("# only a comment\n\n", "is empty"),
+    ('[bot]\nmax_age = "3d"\n', "configures nothing"),
+])
+def test_a_broken_database_url_a_multi_line_name_or_an_empty_file_is_refused(tmp_path: Path, edit: str,
+                                                                            expected: str) -> None:
+    problems = problems_of(tmp_path, edit)
+    assert any(expected in p for p in problems), problems
+    assert "s3cret" not in " ".join(problems)
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     text = BASE.replace("[smtp]", "[smpt]") + 'timezone = "Mars/Olympus"\nschedule = "hourly"\n'
     problems = problems_of(tmp_path, text)

@@ -97,6 +97,20 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         config.write_text(good + NEW_SOURCE.format(fixtures=FIXTURES))  # a valid edit: a new source
         wait_for(lambda: fetched(db, "hf-july"), "the new source to be fetched")
         assert "config reloaded" in log.read_text()
+
+        time.sleep(0.05)
+        config.write_text("")  # emptied (`: > config.toml`, an editor's half-write): not "no readers"
+        wait_for(lambda: "is empty: no [profiles]" in log.read_text(), "the emptied file to be rejected")
+        assert proc.poll() is None
+
+        time.sleep(0.05)  # a valid edit that moves the database and the endpoint: said, not silently ignored
+        moved = good.replace(f"sqlite:///{db}", f"sqlite:///{db}.moved")
+        config.write_text(moved.replace("http_port = 0", 'http_port = 0\nhttp_host = "0.0.0.0"'))
+        wait_for(lambda: "bot.database changed in the config: it takes effect after a restart" in log.read_text(),
+                 "the database change to be reported")
+        assert "bot.http_host changed in the config: it takes effect after a restart" in log.read_text()
+        assert httpx.get(endpoint[1] + "/healthz", timeout=5).status_code == 200  # the same endpoint, still
+        assert not Path(f"{db}.moved").exists()  # and the same database
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)

@@ -123,7 +123,10 @@ def test_alert_once_then_digest_marks_it(store: Store) -> None:
     assert alerted == {"arxiv:2611.00001": True, "arxiv:2611.00002": False}
 
 
-def test_unsubscribed_address_gets_nothing_until_readded(store: Store) -> None:
+def test_an_unsubscribe_outlives_config_edits_and_only_an_explicit_resubscribe_undoes_it(store: Store) -> None:
+    """An emptied config, the reader removed and added back: still unsubscribed (this used to subscribe everyone
+    who had unsubscribed again, after a truncated config was restored). `digestbot resubscribe` or the reader's
+    own button undoes it."""
     cfg = config(email="Ada@Example.org")
     plan(cfg, store, at("2026-11-22T08:00:00+01:00"))
     store.save_items("s", [item(1, "DPO")], seen_at=at("2026-11-22T12:00:00+01:00"))
@@ -132,10 +135,12 @@ def test_unsubscribed_address_gets_nothing_until_readded(store: Store) -> None:
     assert plan(cfg, store, at("2026-11-24T07:00:00+01:00")) == []  # the config still lists ada: no matter
     without = parse_config({"smtp": {"host": "127.0.0.1", "sender": "digest@example.org"},
                             "profiles": {"rlhf": {"keywords": ["DPO"]}}})
-    plan(without, store, at("2026-11-24T08:00:00+01:00"))  # the admin removes ada ...
+    plan(without, store, at("2026-11-24T08:00:00+01:00"))  # ada is removed (or the file emptied) ...
     store.save_items("s", [item(2, "DPO two")], seen_at=at("2026-11-24T09:00:00+01:00"))
-    assert plan(cfg, store, at("2026-11-25T07:00:00+01:00")) == ["digest:email:ada:2026-11-25"]  # ... and re-adds
-    assert not store.is_unsubscribed("ada@example.org")
+    assert plan(cfg, store, at("2026-11-25T07:00:00+01:00")) == []  # ... and back: still unsubscribed
+    assert store.is_unsubscribed("ada@example.org")
+    store.resubscribe("ada@example.org")
+    assert plan(cfg, store, at("2026-11-26T07:00:00+01:00")) == ["digest:email:ada:2026-11-26"]
 
 
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "America/Los_Angeles", "Asia/Kolkata"])

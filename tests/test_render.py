@@ -165,6 +165,18 @@ def test_slack_shows_hostile_title_literally(renderer: Renderer) -> None:
                                  "&lt;https://evil|x&gt;>*")
 
 
+def test_slack_formatting_characters_in_scraped_text_format_nothing(renderer: Renderer) -> None:
+    """mrkdwn has no escape: a title with `*`, `_`, `~` or backticks would bold, italicise, strike or code part of
+    the post (and break the bold around it). They are shown as look-alikes instead."""
+    title = "*Not* _so_ ~fast~: `rm -rf` and a_b*c"
+    digest = make_digest(items=(scored(1, title=title),), channel="slack")
+    item_block = renderer.render_slack(digest)[0].blocks[2]["text"]["text"]
+    shown = item_block.split("|", 1)[1].split(">*", 1)[0]  # the link's label
+    assert not set("*_~`") & set(shown), shown
+    assert shown == "\u2217Not\u2217 \u02cdso\u02cd \u223cfast\u223c: \u02cbrm -rf\u02cb and a\u02cdb\u2217c"
+    assert item_block.startswith("*<") and item_block.count("*") == 2  # only our own bold
+
+
 def test_slack_link_cannot_be_broken_by_the_url() -> None:
     assert slack_link("https://e.org/a|b>c?x=1&y=2", "t") == "<https://e.org/a%7Cb%3Ec?x=1&amp;y=2|t>"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,6 +93,24 @@ async def test_one_click_post_unsubscribes_and_is_idempotent(store: Store, serve
         assert "You are unsubscribed" in response.text and "Ana@Example.org" in response.text
     assert store.is_unsubscribed("ana@example.org")
     assert store.unsubscribed() == {"ana@example.org"}
+
+
+async def test_the_reader_can_undo_an_unsubscribe_from_the_page_and_only_with_the_token(store: Store,
+                                                                                        serve: Serve) -> None:
+    client = await serve(store, clock=Clock(T0 + timedelta(days=1)))
+    token = token_for("ana@example.org")
+    done = await client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+    action = re.search(r'<form method="post" action="([^"]+)"', done.text)
+    assert action is not None and "Subscribe again" in done.text
+    assert store.is_unsubscribed("ana@example.org")
+    forged = await client.post(f"/resubscribe/{token[:-2]}xx")
+    assert forged.status_code == 400 and store.is_unsubscribed("ana@example.org")
+    again = await client.post(httpx.URL(f"/unsubscribe/{token}").join(action.group(1)))
+    assert again.status_code == 200
+    assert_html_safe(again)
+    assert "You are subscribed again" in again.text
+    assert not store.is_unsubscribed("ana@example.org")
+    assert (await client.get(f"/resubscribe/{token}")).status_code == 405  # a GET changes nothing
 
 
 async def test_post_without_the_one_click_body_also_unsubscribes(store: Store, serve: Serve) -> None:
