@@ -5,6 +5,7 @@
      ├── FetchError          a source could not be fetched (HTTP status, timeout, too large, bad scheme)
      ├── ParseError          a page could not be turned into items (garbage, or "layout changed?")
      ├── StoreError          the database refused (migrations, locked, unreachable)
+     │   └── StoreUnreachable   its server did not answer (`digestbot run` waits for it)
      └── DeliveryError       a send failed; `retry` says whether trying again can help
 
 `cli.py` is the only place that turns these into a message and an exit code.
@@ -64,6 +65,12 @@ class StoreError(BotError):
     """The database could not be opened, migrated or written."""
 
     hint = "Check `bot.database` in the config and that the database is reachable and writable."
+
+
+class StoreUnreachable(StoreError):
+    """The database server did not answer (down, restarting, not yet up): worth waiting for."""
+
+    hint = "Check that the database server is running and `bot.database` points at it."
 
 
 class DeliveryError(BotError):

@@ -20,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app import App, utcnow
 from bot.config import Config, load_config
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, StoreUnreachable
 from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
 from bot.models import Notice
@@ -29,6 +29,7 @@ from bot.planning import new_message_id
 from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)
+START_RETRY_FIRST, START_RETRY_MAX = 1.0, 30.0  # seconds between tries to reach the database at start-up
 
 DRAIN_SECONDS = 60.0
 
@@ -175,8 +176,45 @@ async def run_daemon(config_path: Path, *, tick_seconds: float = 60.0) -> None:
     taken the whole time the bot could send.
     """
     config = load_config(config_path)
-    with Leadership.for_url(config.bot.database, purpose="run") as leadership:  # SQLite: one daemon per file
-        await _serve(config_path, config, leadership, tick_seconds)
+    delay = START_RETRY_FIRST
+    while True:
+        try:
+            with Leadership.for_url(config.bot.database, purpose="run") as leadership:  # SQLite: one per file
+                await _serve(config_path, config, leadership, tick_seconds)
+            return
+        except StoreUnreachable as exc:  # e.g. started while PostgreSQL restarts: wait for it, as cycles do
+            log.error("%s; digestbot starts once it answers (trying again in %.0fs)", exc.message, delay)
+            if await _stop_requested_within(delay):
+                log.info("stopped before the database answered")
+                return
+            delay = min(delay * 2, START_RETRY_MAX)
+            config = _reread(config_path, config)
+
+
+def _reread(config_path: Path, config: Config) -> Config:
+    """The config file again (the admin may be fixing `bot.database`), or the last good one."""
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        log.error("config edit rejected, keeping the last good config: %s", "; ".join(exc.problems))
+        return config
+
+
+async def _stop_requested_within(seconds: float) -> bool:
+    """Wait, and say whether SIGTERM or SIGINT came meanwhile."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return stop.is_set()
 
 
 async def _serve(config_path: Path, config: Config, leadership: Leadership, tick_seconds: float) -> None:

@@ -3,16 +3,24 @@ the last good config, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import make_url
 
 from bot.store import Store
+from tests.conftest import PG_ENV, _pg_schema_url
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -116,4 +124,76 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
     assert "digestbot stopped after" in log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+class Forwarder:
+    """A TCP port that forwards to PostgreSQL only once `up()` is called: a database that is not up yet."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]  # nothing listens here until up()
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    def up(self) -> None:
+        target = self.target
+
+        class Pipe(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.create_connection(target) as upstream:
+                    def pump(src: socket.socket, dst: socket.socket) -> None:
+                        with contextlib.suppress(OSError):
+                            while data := src.recv(65536):
+                                dst.sendall(data)
+                        with contextlib.suppress(OSError):
+                            dst.shutdown(socket.SHUT_WR)
+                    back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+                    back.start()
+                    pump(self.request, upstream)
+                    back.join()
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Pipe)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def test_run_started_while_the_database_is_down_waits_for_it(tmp_path: Path) -> None:
+    """`digestbot run` started while PostgreSQL is down (restarting, not up yet) waits and says so; it used to
+    exit with rc=1 and stay down."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set")
+    schemas = _pg_schema_url(base)
+    url = make_url(next(schemas))
+    forwarder = Forwarder((url.host or "127.0.0.1", url.port or 5432))
+    config = tmp_path / "config.toml"
+    log = tmp_path / "daemon.log"
+    late = url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False)
+    config.write_text(CONFIG.format(db="", fixtures=FIXTURES).replace('"sqlite:///"', f'"{late}"'))
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config), "--tick", "0.3"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: log.read_text().count("digestbot starts once it answers") >= 2, "two tries to be logged")
+        assert proc.poll() is None, log.read_text()  # still there, waiting
+        assert "database unreachable" in log.read_text()
+        forwarder.up()
+        wait_for(lambda: "digestbot running" in log.read_text(), "the daemon to start once the database answers",
+                 timeout=40)
+        wait_for(lambda: "HTTP endpoint on" in log.read_text(), "the endpoint")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        forwarder.close()
+        with contextlib.suppress(StopIteration):
+            next(schemas)  # drops the schema
+    assert code == 0, log.read_text()
     assert "Traceback" not in log.read_text()

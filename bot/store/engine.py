@@ -19,11 +19,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.schema import Table
 
-from bot.errors import StoreError
+from bot.errors import StoreError, StoreUnreachable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_S = 10.0
@@ -127,6 +127,9 @@ def transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
             with connection.begin():
                 yield connection
     except DBAPIError as exc:
+        if engine.dialect.name != "sqlite" and isinstance(exc, OperationalError) and (
+                exc.connection_invalidated or _cannot_connect(exc)):
+            raise StoreUnreachable(f"database unreachable: {_first_line(exc)}") from exc
         raise StoreError(f"database error: {_first_line(exc)}", hint=_hint_for(exc)) from exc
 
 
@@ -152,6 +155,12 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _cannot_connect(exc: DBAPIError) -> bool:
+    message = str(exc.orig).lower()
+    return any(word in message for word in ("connect", "connection", "server closed", "shutting down",
+                                            "starting up", "terminating", "timeout"))
 
 
 def _first_line(exc: DBAPIError) -> str:
