@@ -21,7 +21,7 @@ import pytest
 
 from bot.errors import FetchError
 from bot.models import Page, Source
-from bot.sources.fetch import MAX_RETRY_AFTER, Fetcher, _retry_after, backoff_delay
+from bot.sources.fetch import MAX_RETRY_AFTER, Fetcher, _retry_after, backoff_delay, is_internal_host
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -180,6 +180,35 @@ async def test_redirect_to_non_http_scheme_refused(server: LocalHTTPServer, fetc
     server.route("/sneaky", Reply(302, headers={"Location": "file:///etc/passwd"}))
     with pytest.raises(FetchError, match="non-HTTP"):
         await fetcher.fetch(src(server.url("/sneaky")))
+
+
+async def test_a_public_source_cannot_redirect_to_an_internal_address(server: LocalHTTPServer) -> None:
+    """The source at 127.0.0.1 plays a public site (the one seam: how its address is classified); it answers 302
+    to a port on another loopback address, where a listener counts connections: none may arrive."""
+    with socket.socket() as internal:
+        internal.bind(("127.0.0.2", 0))
+        internal.listen()
+        internal.setblocking(False)
+        server.route("/moved", Reply(302, headers={"Location": f"http://127.0.0.2:{internal.getsockname()[1]}/"}))
+        async with make_fetcher() as fetcher:
+            real = fetcher.is_internal
+
+            async def origin_is_public(host: str) -> bool:
+                return False if host == "127.0.0.1" else await real(host)
+
+            fetcher.is_internal = origin_is_public
+            with pytest.raises(FetchError, match=r"redirect to an internal address \(127\.0\.0\.2\) refused"):
+                await fetcher.fetch(src(server.url("/moved")))
+        with pytest.raises(BlockingIOError):
+            internal.accept()  # nobody knocked
+
+
+@pytest.mark.parametrize(("host", "internal"), [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("192.168.0.10", True), ("169.254.169.254", True), ("::1", True),
+    ("[fe80::1]", True), ("localhost", True), ("8.8.8.8", False), ("2606:4700::1111", False),
+])
+async def test_internal_addresses_are_recognised(host: str, internal: bool) -> None:
+    assert await is_internal_host(host) is internal
 
 
 async def test_deadline_bounds_a_slow_answer(server: LocalHTTPServer) -> None:

@@ -15,10 +15,13 @@ hint. `host_not_before` maps "host[:port]" to the UTC time before which that hos
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
+import socket
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -62,6 +65,24 @@ class _Reply:
     body: bytes = b""
 
 
+async def is_internal_host(host: str) -> bool:
+    """Whether `host` is, or resolves to, an address that is not public: loopback, private, link-local, or
+    otherwise reserved. A name that does not resolve is not judged internal (its request fails anyway)."""
+    try:
+        addresses = {ipaddress.ip_address(host.strip("[]"))}
+    except ValueError:
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return False
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found}
+    return any(not address.is_global for address in addresses)
+
+
+def _hostname(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
 class Fetcher:
     """Fetches sources politely; use as `async with Fetcher(ua) as fetcher: page = await fetcher.fetch(src)`."""
 
@@ -79,6 +100,7 @@ class Fetcher:
         self.host_not_before: dict[str, datetime] = {}
         self._next_slot: dict[str, float] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self.is_internal: Callable[[str], Awaitable[bool]] = is_internal_host  # redirects may not lead there
         self._client = httpx.AsyncClient(
             headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -167,7 +189,10 @@ class Fetcher:
         await asyncio.sleep(max(0.0, min(delay, remaining)))
 
     async def _follow(self, url: str, headers: dict[str, str], deadline_at: float) -> _Reply:
-        """GET `url`, following at most MAX_REDIRECTS redirects, to http(s) URLs only."""
+        """GET `url`, following at most MAX_REDIRECTS redirects, to http(s) URLs only, and never from a public
+        address to this machine or a private network (a source must not make digestbot probe, say, its own
+        database port); the configured URL itself may be local."""
+        public_origin: bool | None = None
         for _ in range(MAX_REDIRECTS + 1):
             reply = await self._get(url, headers, deadline_at)
             location = reply.headers.get("location")
@@ -177,6 +202,12 @@ class Fetcher:
             if urlsplit(target).scheme.lower() not in ("http", "https"):
                 raise FetchError(f"{url}: redirect to a non-HTTP URL {target!r} refused",
                                  hint="Check the source URL; only http(s) redirects are followed.")
+            if public_origin is None:
+                public_origin = not await self.is_internal(_hostname(url))
+            if public_origin and await self.is_internal(_hostname(target)):
+                raise FetchError(f"{url}: redirect to an internal address ({_hostname(target)}) refused",
+                                 hint="A public source may not lead digestbot to this machine or its private "
+                                      "network; if that is really where the feed lives, configure that URL.")
             url = target
         raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects",
                          hint="The URL redirects in a loop or too often; put the final URL in the config.")
