@@ -216,3 +216,50 @@ def test_parse_error_is_one_line_whatever_the_path(tmp_path: Path) -> None:
     [line] = [line for line in result.stderr.splitlines() if "layout changed?" in line]
     assert line.startswith(f"error: {page}: ")
     assert any(line.startswith("hint: ") and line.endswith("may have changed.") for line in result.stderr.splitlines())
+
+
+MINIMAL = """
+[bot]
+database = "{database}"
+
+[profiles.p]
+keywords = ["DPO"]
+"""
+
+
+def test_a_full_disk_and_a_bad_database_port_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    """`once` whose lock file cannot be written (the disk is full: a lock file that is /dev/full) and a database
+    URL with a port that is no number: both say what is wrong, exit 1, and `check-config` catches the URL."""
+    db = tmp_path / "db.sqlite3"
+    (tmp_path / "db.sqlite3.lock").symlink_to("/dev/full")
+    config = tmp_path / "config.toml"
+    config.write_text(MINIMAL.format(database=f"sqlite:///{db}"))
+    result = digestbot("once", "--config", str(config))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot write the lock file" in result.stderr and "Is the disk full?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    config.write_text(MINIMAL.format(database="postgresql+psycopg://ada:s3cret@db.example.org:fivefour/papers"))
+    for command in ("check-config", "once", "outbox", "status"):
+        result = digestbot(command, "--config", str(config))
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "bot.database: expected a URL like" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+
+
+def test_resubscribe_undoes_an_unsubscribe_only_when_asked(tmp_path: Path) -> None:
+    from bot.store import Store
+
+    config = tmp_path / "config.toml"
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    config.write_text(MINIMAL.format(database=url))
+    from datetime import UTC, datetime
+
+    with Store.open(url) as store:
+        store.unsubscribe("ada@example.org", at=datetime(2026, 12, 1, tzinfo=UTC))
+    result = digestbot("resubscribe", "bo@example.org", "--config", str(config))
+    assert result.returncode == 1 and "bo@example.org is not unsubscribed" in result.stderr
+    result = digestbot("resubscribe", "Ada@Example.org", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    with Store.open(url) as store:
+        assert not store.is_unsubscribed("ada@example.org")
