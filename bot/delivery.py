@@ -274,7 +274,8 @@ class Deliverer:
             self.store.mark_unknown(row.id, owner=self.owner, error=error, at=now)
             log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
                         row.kind, row.recipient, error, row.id)
-            self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
+            if row.kind != "notice":  # a notice about a notice could go on for ever
+                self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
         while done in found:
             done += 1

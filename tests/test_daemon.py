@@ -90,7 +90,7 @@ def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:
         endpoint = re.search(r"HTTP endpoint on (http://127\.0\.0\.1:\d+)", log.read_text())
         assert endpoint, log.read_text()
         health = httpx.get(endpoint[1] + "/healthz", timeout=5)
-        assert health.status_code == 200 and health.json()["ok"] is True
+        assert health.status_code == 200 and health.json()["ok"] is True and health.json()["unknown_deliveries"] == 0
         wait_for(lambda: 'digestbot_fetches_total{source="hf",status="ok"} 1.0'
                  in httpx.get(endpoint[1] + "/metrics", timeout=5).text, "the fetch to be counted in /metrics")
 

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 
 import bot.store
-from bot.errors import StoreError
+from bot.errors import StoreError, StoreUnreachable
 from bot.models import Item
 from bot.store import LEASE_LAPSED, PlannedDelivery, Store
 from bot.store.engine import create_store_engine
@@ -112,13 +112,14 @@ def test_openers_creating_one_sqlite_file_together_all_open_it(tmp_path: Path) -
 @pytest.mark.parametrize(("url", "needle"), [
     ("not a url", "invalid database URL"),
     ("nosuchdb://x/y", "no database driver"),
-    ("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2", "database error"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2", "database unreachable"),
 ])
 def test_open_errors_are_store_errors_with_hints(url: str, needle: str) -> None:
     with pytest.raises(StoreError) as caught:
         Store.open(url)
     assert needle in caught.value.message
     assert caught.value.hint
+    assert isinstance(caught.value, StoreUnreachable) == ("unreachable" in needle)  # what `run` waits for
 
 
 def test_database_from_newer_version_is_refused(tmp_path: Path) -> None:
