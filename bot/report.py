@@ -16,7 +16,7 @@ from bot.models import Delivery
 from bot.store import Store
 
 _STATUS_STYLE = {"ok": "green", "sent": "green", "not-modified": "cyan", "skipped": "dim", "failed": "red",
-                 "unknown": "yellow", "retry": "yellow", "expired": "dim"}
+                 "unknown": "yellow", "retry": "yellow", "expired": "dim", "cancelled": "dim", "lost": "dim"}
 
 
 def _styled(status: str) -> str:
@@ -114,8 +114,8 @@ def delivery_rows(deliveries: list[Delivery]) -> list[dict[str, Any]]:
 
 
 def print_deliveries(console: Console, rows: list[dict[str, Any]]) -> None:
-    styles = {"pending": "cyan", "sending": "cyan", "sent": "green", "failed": "red", "unknown": "yellow",
-              "expired": "dim"}
+    styles = {"pending": "cyan", "claimed": "cyan", "sending": "cyan", "sent": "green", "failed": "red",
+              "unknown": "yellow", "expired": "dim", "cancelled": "dim"}
     table = Table("id", "kind", "to", "via", "period", "state", "tries", "next try", "last error",
                   title=f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
     for r in rows:

@@ -329,3 +329,19 @@ async def test_a_stopped_batch_gives_back_at_once_what_it_had_not_started(store:
         assert sorted(d.state for d in store.deliveries()) == ["pending", "pending", "pending", "sending"]
         again = store.claim(now=now, limit=10, lease=timedelta(minutes=2), owner="another")
         assert len(again) == 3  # at once, without waiting for a lease
+
+
+async def test_mail_owed_to_an_address_that_unsubscribed_since_is_cancelled_not_sent(store: Store,
+                                                                                      tmp_path: Path) -> None:
+    """A digest planned, refused once with a 451 (so it waits in the outbox), then its reader unsubscribes: the
+    retry must not go out (it did, in the fault run). Slack rows and admin notices are not affected."""
+    async with FaultySink(tmp_path / "mail", "451 4.3.0 try again later") as sink:
+        config = make_config(sink.port)
+        plan(store)
+        assert await deliver(config, store, NOW) == ["retry"]
+        store.unsubscribe("Ada@Example.org", at=NOW + timedelta(minutes=1))
+        assert await deliver(config, store, NOW + timedelta(hours=1)) == ["cancelled"]
+        assert sink.messages() == []
+        (row,) = store.deliveries()
+        assert (row.state, row.last_error) == ("cancelled", "the reader unsubscribed before it was sent")
+        assert store.requeue(row.id, now=NOW) is False  # not something to try again
