@@ -5,6 +5,7 @@ Rows are planned straight into the store (as the planner would) and delivered by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -345,3 +346,30 @@ async def test_mail_owed_to_an_address_that_unsubscribed_since_is_cancelled_not_
         (row,) = store.deliveries()
         assert (row.state, row.last_error) == ("cancelled", "the reader unsubscribed before it was sent")
         assert store.requeue(row.id, now=NOW) is False  # not something to try again
+
+
+async def test_list_unsubscribe_reaches_the_server_as_plain_angle_bracketed_uris(store: Store, tmp_path: Path) -> None:
+    """Read from the raw bytes the SMTP server received, as Gmail and Yahoo read them: `List-Unsubscribe` must
+    hold `<mailto:…>, <https://…>` as they are, not RFC 2047 encoded-words (which the email package made of any
+    URI longer than a folded line), and the other structured headers too."""
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = parse_config({
+            "bot": {"public_url": "https://digest.example.org/papers", "admin_email": "admin@example.org"},
+            "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none", "sender": "Paper digest "
+                     "<digest@example.org>"},
+            "profiles": {"p": {"keywords": ["DPO"]}},
+        })
+        plan(store, address="ada.lovelace-and-a-long-name@example.org")
+        outcomes = await Deliverer(config, store, Renderer(), secret=b"k" * 32).deliver_due(now=NOW)
+        assert [o.status for o in outcomes] == ["sent"]
+        (path,) = sink.paths()
+        raw = path.read_bytes()
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].decode("ascii")
+    unfolded = re.sub(r"\r?\n[ \t]", " ", head)  # folding whitespace, as a reader of the header undoes it
+    (unsubscribe,) = [line for line in unfolded.splitlines() if line.startswith("List-Unsubscribe:")]
+    assert re.fullmatch(r"List-Unsubscribe: <mailto:admin@example\.org\?subject=unsubscribe%20\S+>, "
+                        r"<https://digest\.example\.org/papers/unsubscribe/[A-Za-z0-9._-]+>", unsubscribe), unsubscribe
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in unfolded.splitlines()
+    for name in ("List-Unsubscribe", "List-Id", "Message-ID", "From", "To"):
+        (line,) = [x for x in unfolded.splitlines() if x.startswith(f"{name}:")]
+        assert "=?" not in line, line

@@ -9,10 +9,13 @@ retry reuses the Message-ID, so a receiving system can drop the duplicate).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import ssl
 from datetime import UTC, datetime
+from email.generator import BytesGenerator
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from types import TracebackType
 
@@ -24,7 +27,7 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
+from aiosmtplib.email import extract_recipients, extract_sender
 
 from bot.config import SmtpSettings
 from bot.errors import DeliveryError
@@ -65,6 +68,20 @@ def build_message(rendered: RenderedEmail, *, sender: str, to: str, message_id: 
     message.set_content(rendered.text, subtype="plain", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return message
+
+
+# RFC 5322's line limit, not the 78 characters it recommends: the email package folds a header whose word does not
+# fit 78 characters by turning it into RFC 2047 encoded-words, and a `List-Unsubscribe` of
+# `=?utf-8?q?=3Chttps=3A//…?=` is no link to Gmail or Yahoo (RFC 2369 wants angle-bracketed URIs, folded only at
+# whitespace). Headers here are one line, far below 998 characters; bodies are quoted-printable already.
+WIRE_POLICY = SMTP_POLICY.clone(cte_type="7bit", max_line_length=998)
+
+
+def flatten(message: EmailMessage) -> bytes:
+    """The bytes that go over SMTP: CRLF line ends, 7-bit, structured headers as plain ASCII."""
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=WIRE_POLICY).flatten(message)
+        return out.getvalue()
 
 
 class EmailNotifier:
@@ -108,7 +125,7 @@ class EmailNotifier:
         recipients = extract_recipients(message)
         if not sender or not recipients:
             raise DeliveryError("message has no From or no To address", retry=False)
-        data = flatten_message(message, utf8=False, cte_type="7bit")
+        data = flatten(message)
         async with self._lock:
             reused = self._smtp is not None and self._smtp.is_connected
             smtp = await self._connection()
