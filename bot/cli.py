@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config
+from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config, missing_secrets
 from bot.errors import BotError, ConfigError
 from bot.models import ScoredItem
 
@@ -122,6 +122,14 @@ def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
         for problem in exc.problems:
             err.print(f"  - {problem}", markup=False)
         raise typer.Exit(1) from None
+    secrets = missing_secrets(cfg)
+    if secrets:
+        err.print(f"[bold red]{escape(str(config))}: {len(secrets)} problem(s)[/]")
+        for problem in secrets:
+            err.print(f"  - {problem}", markup=False)
+        err.print("[dim]hint:[/] Set them in the environment digestbot runs in (a systemd EnvironmentFile, "
+                  "docker run -e ...); secrets never go in the config file.")
+        raise typer.Exit(1)
     warnings = config_warnings(cfg)
     for name, profile in cfg.profiles.items():
         warnings.extend(check_profile(name, profile))

@@ -480,6 +480,27 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc.message}", problems=exc.problems) from None
 
 
+def missing_secrets(config: Config) -> list[str]:
+    """Every secret the config names by environment variable that is not set here, with the key that names it
+    and what needs it: the bot would start, then fail to send. Secrets live in the environment, never the file."""
+    problems = []
+    smtp = config.smtp
+    if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
+        problems.append(f"smtp.password_env: {smtp.password_env} is not set (the SMTP login as {smtp.username!r} "
+                        "needs it)")
+    token_env = config.slack.token_env if config.slack is not None else None
+    users = [f"slack_channels[{i}] {c.label!r}" for i, c in enumerate(config.slack_channels) if not c.webhook_env]
+    if config.bot.admin_slack_channel:
+        users.append("bot.admin_slack_channel")
+    if users and token_env and not os.environ.get(token_env):
+        problems.append(f"slack.token_env: {token_env} is not set ({', '.join(users)} post with it)")
+    for i, channel in enumerate(config.slack_channels):
+        if channel.webhook_env and not os.environ.get(channel.webhook_env):
+            problems.append(f"slack_channels[{i}].webhook_env: {channel.webhook_env} is not set (the webhook URL "
+                            f"for {channel.label!r})")
+    return problems
+
+
 def config_warnings(config: Config) -> list[str]:
     """Settings that are legal but surely unintended: check-config prints them, the bot still runs.
 

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)  # renewed every RENEW_EVERY while the batch is alive: a crash costs at most this
 RENEW_EVERY = 30.0  # seconds
 MAX_ATTEMPTS = 8
+SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 SLACK_PROGRESS = "slack-parts-sent:"  # meta prefix: how many parts of a Slack digest are posted ("…:<key>")
 MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6), "notice": timedelta(days=3)}
 
@@ -250,6 +251,20 @@ class Deliverer:
                 await notifier.post(row.address, message, tag=(row.key, index))
             self.store.set_meta(progress, str(index + 1))
 
+    def _missing_secret(self, row: Delivery) -> str | None:
+        """The environment variable this row needs and does not have, said with the key that names it."""
+        smtp, slack = self.config.smtp, self.config.slack
+        if row.channel == "email":
+            if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
+                return f"{smtp.password_env} (smtp.password_env) is not set"
+            return None
+        if row.address.startswith("webhook:"):
+            env = row.address.removeprefix("webhook:")
+            return None if os.environ.get(env) else f"{env} (the webhook_env of {row.recipient}) is not set"
+        if slack is not None and slack.token_env and not os.environ.get(slack.token_env):
+            return f"{slack.token_env} (slack.token_env) is not set"
+        return None
+
     def _slack_notifier(self) -> SlackNotifier:
         settings = self.config.slack
         return SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
@@ -316,6 +331,13 @@ class Deliverer:
             self.store.mark_cancelled(row.id, owner=owner, error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
+        missing = self._missing_secret(row)
+        if missing is not None:  # a configuration problem, not the destination's: wait for it, tell the admin
+            self.store.release(owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
+            log.error("%s to %s via %s held: %s", row.kind, row.recipient, row.channel, missing)
+            if row.kind != "notice":
+                self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=missing)
         prepared = self.prepare(row)
         if prepared.skip:
             self.store.mark_sent(row.id, owner=owner, at=now)

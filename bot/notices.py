@@ -92,6 +92,12 @@ def delivery_problem_notice(kind: str, channel: str, address: str, error: str, n
                       lines=(f"Error: {error}", "Digests stay in the outbox and are retried; check [smtp] username "
                              "and the password variable named by password_env. `digestbot outbox` lists them."),
                       generated_at=now)
+    if kind == "secret-missing":
+        return Notice(kind=kind, title="Sending is held: a secret is not set in digestbot's environment",
+                      lines=(f"Error: {error}",
+                             "Digests and alerts wait in the outbox and go out once the variable is set (restart "
+                             "digestbot after setting it). `digestbot check-config` lists every missing one."),
+                      generated_at=now)
     if kind == "slack-unknown":
         return Notice(kind=kind, title=f"A Slack post to {address} may or may not have gone out",
                       lines=(f"Error: {error}",

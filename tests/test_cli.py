@@ -19,11 +19,28 @@ def digestbot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
                           timeout=60, check=False)
 
 
-def test_check_config_ok_on_the_example() -> None:
+def test_check_config_ok_on_the_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGESTBOT_SMTP_PASSWORD", "pw")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     result = digestbot("check-config", "--config", str(ROOT / "config.example.toml"))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
     assert "2 source(s)" in result.stdout
+
+
+def test_check_config_names_every_secret_that_is_not_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """It said OK with SLACK_BOT_TOKEN unset; the daemon then failed the digest and disabled the channel."""
+    monkeypatch.delenv("DIGESTBOT_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("SLACK_WEBHOOK_LAB", raising=False)
+    config = tmp_path / "config.toml"
+    lab = '\n[[slack_channels]]\nchannel = "lab"\nwebhook_env = "SLACK_WEBHOOK_LAB"\nprofiles = ["rlhf"]\n'
+    config.write_text((ROOT / "config.example.toml").read_text() + lab)
+    result = digestbot("check-config", "--config", str(config))
+    assert result.returncode == 1, result.stdout
+    assert "smtp.password_env: DIGESTBOT_SMTP_PASSWORD is not set" in result.stderr
+    assert "slack.token_env: SLACK_BOT_TOKEN is not set" in result.stderr
+    assert "webhook_env: SLACK_WEBHOOK_LAB is not set" in result.stderr
 
 
 def test_check_config_reports_typo_timezone_and_syntax(tmp_path: Path) -> None:

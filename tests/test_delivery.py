@@ -373,3 +373,26 @@ async def test_list_unsubscribe_reaches_the_server_as_plain_angle_bracketed_uris
     for name in ("List-Unsubscribe", "List-Id", "Message-ID", "From", "To"):
         (line,) = [x for x in unfolded.splitlines() if x.startswith(f"{name}:")]
         assert "=?" not in line, line
+
+
+async def test_a_missing_token_holds_the_post_tells_the_admin_and_disables_nothing(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLACK_BOT_TOKEN unset: the digest waits (no attempt counted), the admin is told once, and once the variable
+    is set the post goes out. It used to fail the digest and disable the channel until `outbox retry`."""
+    monkeypatch.delenv("TEST_SLACK_TOKEN")
+    async with FaultySink(tmp_path / "mail") as sink, ScriptedSlack() as slack:
+        config = make_config(sink.port, slack.base_url, admin_email="admin@example.org")
+        plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
+        assert await deliver(config, store, NOW) == ["retry"]  # held, and the admin notice planned
+        assert await deliver(config, store, NOW + timedelta(minutes=1)) == ["sent"]  # the notice; the post waits
+        assert await deliver(config, store, NOW + timedelta(minutes=6)) == ["retry"]  # told once a day, not again
+        (notice,) = sink.messages()
+        assert "a secret is not set" in str(notice["Subject"])
+        body = notice.get_body(("plain",))
+        assert body is not None and "TEST_SLACK_TOKEN (slack.token_env) is not set" in body.get_content()
+        (held,) = [d for d in store.deliveries() if d.channel == "slack"]
+        assert (held.state, held.attempts) == ("pending", 0)
+        assert not store.meta_with_prefix("disabled:") or not any(store.meta_with_prefix("disabled:").values())
+        monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-test")
+        assert await deliver(config, store, NOW + timedelta(minutes=12)) == ["sent"]
+        assert len(slack.posts) == 1

@@ -71,7 +71,7 @@ class SlackNotifier:
         can tell whether this post went out."""
         client = self._client
         if client is None:
-            raise DeliveryError(f"no Slack token to post to {channel}", retry=False, disable_destination=True,
+            raise DeliveryError(f"no Slack token to post to {channel}", retry=True,  # a config problem: wait
                                 hint=f"Set the {self._settings.token_env or 'Slack token'} environment variable.")
         where = f"Slack channel {channel}"
         metadata = ({"event_type": METADATA_EVENT, "event_payload": {"key": tag[0], "part": tag[1]}}
