@@ -147,6 +147,12 @@ class ScoredItem:
     profile: str
     score: float
     reasons: tuple[Reason, ...] = ()
+    also: tuple[str, ...] = ()  # the recipient's other profiles this item passes too (the score is `profile`'s)
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """Every profile of the recipient it matched, the one that scored it first."""
+        return (self.profile, *self.also)
 
     def explain(self, *, related: int = 3) -> str:
         """Compact reasons, strongest first: "by Yann LeCun, DPO in title, reward model in abstract; related: policy".

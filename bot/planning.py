@@ -33,6 +33,7 @@ DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent e
 Recipient = SubscriberConfig | SlackChannelConfig
 # every scored pair grouped by profile: positions, profile ids, quanta, meaning quanta, and each profile's start
 _PickKey = tuple[datetime, tuple[str, ...], int | None]  # `_pick_key`
+_Picked = tuple[NDArray[np.int64], int, dict[int, tuple[int, ...]]]  # `Matches._pick`
 _Grouped = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]
 
 
@@ -82,7 +83,7 @@ class Matches:
         self._grouped: _Grouped | None = None
         self._insides: dict[datetime, NDArray[np.bool_]] = {}
         self._covered: set[datetime] = set()
-        self._picked: dict[_PickKey, tuple[NDArray[np.int64], int]] = {}
+        self._picked: dict[_PickKey, _Picked] = {}
         self._version = self._picked_at = 0  # batches scored so far; and when `_picked` was picked
         self._id_rank: NDArray[np.int64] = np.zeros(0, dtype=np.int64)  # per position: its id's rank among all
         self._memos: dict[int, dict[Any, Any]] = {}  # per position: reasons shared by its profiles (`explain`)
@@ -104,9 +105,14 @@ class Matches:
         picked = self._picked.pop(key, None) if at_least <= 0 and not skip and fresh else None
         if picked is None:
             picked = self._pick(since, key[1], limit=limit, at_least=at_least, skip=skip)
-        chosen, total = picked
+        chosen, total, also = picked
         positions, found, _, meaning, _ = self._by_profile()
-        return self._explain(positions[chosen], found[chosen], meaning[chosen]), total
+        explained = self._explain(positions[chosen], found[chosen], meaning[chosen])
+        if also:  # the item's other profiles among this recipient's, named beside the best one
+            names = self.matcher.profiles
+            explained = [replace(scored, also=tuple(names[p] for p in also[pair])) if pair in also else scored
+                         for pair, scored in zip(chosen.tolist(), explained, strict=True)]
+        return explained, total
 
     def prefetch(self, digests: Sequence[tuple[datetime, Iterable[str], int]], also: Iterable[datetime] = ()) -> None:
         """Pick the pairs of these digests ((since, profiles, limit) each) and explain them all in one pass, item
@@ -121,31 +127,42 @@ class Matches:
             self._picked[key] = self._pick(since, key[1], limit=limit)
         if self._picked:
             positions, found, _, meaning, _ = self._by_profile()
-            chosen = np.unique(np.concatenate([pairs for pairs, _ in self._picked.values()]))
+            chosen = np.unique(np.concatenate([pairs for pairs, _, _ in self._picked.values()]))
             self._explain_all(positions[chosen], found[chosen], meaning[chosen])
 
     def _pick(self, since: datetime, profiles: Sequence[str], *, limit: int | None, at_least: float = 0.0,
-              skip: Collection[str] = ()) -> tuple[NDArray[np.int64], int]:
-        """`best` without explaining: the indices of the chosen pairs (into `_by_profile`) and how many pass."""
+              skip: Collection[str] = ()) -> _Picked:
+        """`best` without explaining: the indices of the chosen pairs (into `_by_profile`), how many pass, and for
+        a chosen pair whose item passes other profiles of the recipient too, those (best first)."""
         none = np.zeros(0, dtype=np.int64)
         self._cover(since)
         positions, found, quanta, _, ptr = self._by_profile()
         ids = sorted(self.matcher.profile_id(name) for name in profiles)
         if not ids or not len(positions):
-            return none, 0
+            return none, 0, {}
         keep = np.concatenate([np.arange(ptr[p], ptr[p + 1]) for p in ids])
         keep = keep[self._inside(since)[positions[keep]] & (quanta[keep] * QUANTUM + 1e-9 >= at_least)]
         if not len(keep):
-            return none, 0
+            return none, 0, {}
         order = np.lexsort((found[keep], -quanta[keep], positions[keep]))  # by item, its best profile first
         at = positions[keep[order]]
-        best = keep[order[np.concatenate(([True], at[1:] != at[:-1]))]]
+        first = np.concatenate(([True], at[1:] != at[:-1]))
+        best = keep[order[first]]
+        also: dict[int, tuple[int, ...]] = {}
+        if len(ids) > 1 and not first.all():  # some item passes several of the recipient's profiles
+            starts = np.flatnonzero(first)
+            grouped = found[keep[order]].tolist()
+            for pair, start, end in zip(best.tolist(), starts.tolist(), [*starts[1:].tolist(), len(order)],
+                                        strict=True):
+                if end - start > 1:
+                    also[pair] = tuple(grouped[start + 1:end])
         ranked = best[np.lexsort((self._id_rank[positions[best]], -quanta[best]))].tolist()  # ties by id
         if skip:
             items = self._items
             ranked = [pair for pair in ranked if items[positions[pair]].id not in skip]
         ranked = self._capped(ranked, found, ids)
-        return np.asarray(ranked if limit is None else ranked[:limit], dtype=np.int64), len(ranked)
+        chosen = ranked if limit is None else ranked[:limit]
+        return np.asarray(chosen, dtype=np.int64), len(ranked), {pair: also[pair] for pair in chosen if pair in also}
 
     def _by_profile(self) -> _Grouped:
         """Every pair scored so far, grouped by profile (best first within one), and where each profile's run
@@ -273,7 +290,8 @@ def _payload(matches: Sequence[ScoredItem], *, total: int, alerted: set[str], si
     """The frozen content of a delivery: ids, scores and reasons (items themselves stay in the items table)."""
     return {
         "items": [{"id": m.item.id, "profile": m.profile, "score": round(m.score, 4),
-                   "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted}
+                   "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted,
+                   **({"also": list(m.also)} if m.also else {})}
                   for m in matches],
         "total_matched": total,
         "since": since.isoformat() if since else None,
@@ -288,7 +306,8 @@ def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[Sco
         item = items.get(entry["id"])
         if item is not None:
             out.append(ScoredItem(item=item, profile=entry["profile"], score=float(entry["score"]),
-                                  reasons=tuple(Reason.from_json(r) for r in entry.get("reasons", []))))
+                                  reasons=tuple(Reason.from_json(r) for r in entry.get("reasons", [])),
+                                  also=tuple(str(name) for name in entry.get("also", ()))))
     return out
 
 

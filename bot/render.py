@@ -174,7 +174,7 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         related=tuple(related[:3]),
         meaning=meaning,
         explain=one_line(scored.explain(), 500),
-        profile=one_line(scored.profile, 60),
+        profile=one_line(", ".join(scored.profiles), 120),
         score=scored.score,
         alerted=alerted,
     )
@@ -190,7 +190,7 @@ def _moment(when: datetime) -> str:
 
 
 def _profiles(digest: Digest) -> list[str]:
-    return list(dict.fromkeys(one_line(s.profile, 60) for s in digest.items))
+    return list(dict.fromkeys(one_line(name, 60) for s in digest.items for name in s.profiles))
 
 
 def _source_problem(health: SourceHealth) -> str:

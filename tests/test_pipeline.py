@@ -171,6 +171,36 @@ def test_profile_max_items_caps_that_profile_in_the_digest(store: Store) -> None
     assert profiles == ["rlhf", "vision", "vision"]
 
 
+def test_a_paper_matching_two_of_a_readers_profiles_names_both_in_every_channel(store: Store) -> None:
+    """It named only the best one in the email ("Matched (rlhf)"). One model: the payload keeps every profile of the
+    recipient the paper passes (the score is the best one's), and email text, HTML and Slack all show them."""
+    from bot.delivery import Deliverer
+    from bot.render import Renderer
+
+    cfg = parse_config({
+        "smtp": {"host": "127.0.0.1", "sender": "digest@example.org"},
+        "slack": {"token_env": "SLACK_BOT_TOKEN"},
+        "profiles": {"rlhf": {"keywords": ["DPO"]}, "vision": {"keywords": ["CLIP"]}},
+        "subscribers": [{"name": "ada", "email": "ada@example.org", "profiles": ["rlhf", "vision"],
+                         "schedule": "daily 07:00", "timezone": "UTC"}],
+        "slack_channels": [{"channel": "C1", "profiles": ["vision", "rlhf"], "schedule": "daily 07:00"}],
+    })
+    plan(cfg, store, at("2026-11-22T08:00:00+00:00"))
+    store.save_items("s", [item(1, "DPO and CLIP together"), item(2, "CLIP alone")],
+                     seen_at=at("2026-11-22T12:00:00+00:00"))
+    plan(cfg, store, at("2026-11-23T07:00:00+00:00"))
+    rows = {d.channel: d for d in store.deliveries()}
+    both = next(e for e in rows["email"].payload["items"] if e["id"] == "arxiv:2611.00001")
+    assert (both["profile"], both["also"]) == ("rlhf", ["vision"])  # ties: the profile first in [profiles]
+    alone = next(e for e in rows["email"].payload["items"] if e["id"] == "arxiv:2611.00002")
+    assert "also" not in alone
+    renderer, deliverer = Renderer(), Deliverer(cfg, store, Renderer())
+    email = renderer.render_email(deliverer.digest_for(rows["email"]))
+    assert "Matched (rlhf, vision)" in email.text and ">rlhf, vision</span>" in email.html
+    slack = " ".join(str(m.blocks) for m in renderer.render_slack(deliverer.digest_for(rows["slack"])))
+    assert "_DPO in title_ · rlhf, vision" in slack
+
+
 def test_an_admin_notice_is_never_marked_told_without_being_in_the_outbox(store: Store,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The "told" marker and the notice row are written together: if writing the outbox fails (a crash, a full
