@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
@@ -21,7 +21,7 @@ from bot.config import Config, semantic_profiles
 from bot.delivery import Deliverer, DeliveryOutcome
 from bot.models import Item
 from bot.pipeline import RefreshResult, refresh_sources
-from bot.planning import PlanResult, plan_deliveries
+from bot.planning import Matches, PlanResult, plan_deliveries
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
@@ -142,6 +142,26 @@ class App:
                 log.warning("bot.%s changed in the config: it takes effect after a restart; until then %s stays "
                             "in use", key, shown)
         self.config = config.model_copy(update={"bot": config.bot.model_copy(update=kept)})
+
+    def digest_page(self, key: str) -> str | None:
+        """The digest with outbox key `key` as a web page, with every paper that matched (the mail shows the best
+        `max_items`): its window scored again as planning scored it, so the same papers in the same order, the
+        recipient's other matching profiles named. An alert shows what it carried. None if there is no such row.
+        """
+        row = self.store.delivery_by_key(key)
+        if row is None or row.kind not in ("digest", "alert"):
+            return None
+        digest = Deliverer(self.config, self.store, self.renderer, secret=None).digest_for(row)
+        if row.kind == "digest":
+            since = datetime.fromisoformat(row.payload["since"]) if row.payload.get("since") else None
+            until = row.covers_until or row.created_at
+            known = [name for name in row.payload.get("profiles", []) if name in self.config.profiles]
+            if known:
+                floor = until - self.config.bot.max_age_delta
+                window = max(since, floor) if since else floor
+                everything, total = Matches(self.matcher(until), self.store, until).best(window, known)
+                digest = replace(digest, items=tuple(everything), total_matched=total)
+        return self.renderer.render_email(digest).html
 
     def matcher(self, now: datetime) -> Matcher:
         """The profiles, compiled once per config (a reload recompiles), with the corpus (`scoring_corpus`)

@@ -38,7 +38,7 @@ from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
 from bot.store.owner import owner_gone, process_owner
 from bot.tokens import make_token
-from bot.web import unsubscribe_url
+from bot.web import digest_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,13 @@ class Deliverer:
             return None
         return unsubscribe_url(public_url, make_token(row.address, self.secret, issued=row.created_at))
 
+    def page_link(self, row: Delivery) -> str | None:
+        """The digest as a web page, signed for this row (`bot.web.digest_page`): with `bot.public_url` only."""
+        public_url = self.config.bot.public_url
+        if row.kind == "notice" or not public_url or not self.secret:
+            return None
+        return digest_url(public_url, make_token(row.key, self.secret, issued=row.created_at, purpose="digest"))
+
     def digest_for(self, row: Delivery) -> Digest:
         """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload."""
         payload = dict(row.payload)
@@ -126,7 +133,7 @@ class Deliverer:
                       items=tuple(payload_matches(payload, items)), generated_at=row.created_at,
                       total_matched=int(payload.get("total_matched") or 0), failing_sources=_failing(payload),
                       since=datetime.fromisoformat(since) if since else None,
-                      public_url=self.config.bot.public_url, unsubscribe_url=self.unsubscribe_link(row),
+                      page_url=self.page_link(row), unsubscribe_url=self.unsubscribe_link(row),
                       alerted=frozenset(e["id"] for e in payload.get("items", []) if e.get("alerted")))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:

@@ -240,7 +240,7 @@ class Digest:
     failing_sources: tuple[SourceHealth, ...] = ()
     since: datetime | None = None
     unsubscribe_url: str | None = None
-    public_url: str | None = None
+    page_url: str | None = None  # the whole digest (every match) as a web page on the bot's endpoint, signed
     alerted: frozenset[str] = frozenset()  # ids of items already sent as alerts: marked, not news again
 
 
@@ -262,6 +262,7 @@ class Delivery:
     created_at: datetime
     next_attempt_at: datetime
     last_error: str | None = None
+    covers_until: datetime | None = None  # a digest covers the items first seen up to here (from its `since`)
     claimed_by: str | None = None  # the process holding it (`claimed`, `sending`)
     send_started_at: datetime | None = None  # wall clock when its last send began
 

@@ -319,7 +319,7 @@ class Renderer:
             "notice": failing_notice(digest),
             "profiles": _profiles(digest),
             "recipient": one_line(digest.recipient, 100),
-            "public_url": safe_url(digest.public_url),
+            "page_url": safe_url(digest.page_url),
             "unsubscribe_url": safe_url(digest.unsubscribe_url),
         }
 
@@ -364,7 +364,7 @@ def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
 
 def _slack_outro(digest: Digest, shown: int) -> list[dict[str, Any]]:
     more = max(digest.total_matched, len(digest.items)) - shown
-    public = safe_url(digest.public_url)
+    public = safe_url(digest.page_url)
     parts = []
     if more > 0:
         parts.append(f"{more} more matched" + (f" — {slack_link(public, 'see all')}" if public else ""))

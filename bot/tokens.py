@@ -30,8 +30,11 @@ from bot.errors import StoreError
 log = logging.getLogger(__name__)
 
 PURPOSE = b"digestbot/unsubscribe/v1\n"
+PURPOSES = {"unsubscribe": PURPOSE, "digest": b"digestbot/digest-page/v1\n"}  # what a token opens
+Purpose = Literal["unsubscribe", "digest"]
 MAC_BYTES = 16
 TOKEN_MAX_AGE = timedelta(days=90)
+DIGEST_PAGE_MAX_AGE = timedelta(days=30)  # how long "see them all" works: a month of reading back
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_TOKEN_CHARS = 1024  # an email address is at most 254 characters; anything far longer is not ours
 MIN_ENV_SECRET_CHARS = 16
@@ -78,19 +81,21 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _mac(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, PURPOSE + payload, hashlib.sha256).digest()[:MAC_BYTES]
+def _mac(secret: bytes, payload: bytes, purpose: Purpose = "unsubscribe") -> bytes:
+    return hmac.new(secret, PURPOSES[purpose] + payload, hashlib.sha256).digest()[:MAC_BYTES]
 
 
-def make_token(address: str, secret: bytes, *, issued: datetime) -> str:
-    """The token for `address`, valid from the (UTC) day of `issued` for `read_token`'s max_age."""
+def make_token(address: str, secret: bytes, *, issued: datetime, purpose: Purpose = "unsubscribe") -> str:
+    """The token for `address` (for a "digest" token: an outbox key), valid from the (UTC) day of `issued` for
+    `read_token`'s max_age; a token made for one purpose never opens another."""
     if not secret:
         raise ValueError("an empty secret would make every token forgeable")
     payload = f"{_utc(issued):%Y%m%d}:{address}".encode()
-    return f"{_b64encode(payload)}.{_b64encode(_mac(secret, payload))}"
+    return f"{_b64encode(payload)}.{_b64encode(_mac(secret, payload, purpose))}"
 
 
-def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta = TOKEN_MAX_AGE) -> str:
+def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta = TOKEN_MAX_AGE,
+               purpose: Purpose = "unsubscribe") -> str:
     """The address a genuine, current token was made for; otherwise InvalidToken with the reason.
 
     Age counts from the start of the issue day (UTC), so a token lives between max_age - 1 day and max_age.
@@ -101,7 +106,7 @@ def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta =
     payload, mac = _b64decode(payload_text), _b64decode(mac_text)
     if len(mac) != MAC_BYTES:
         raise InvalidToken("malformed")
-    if not hmac.compare_digest(mac, _mac(secret, payload)):
+    if not hmac.compare_digest(mac, _mac(secret, payload, purpose)):
         raise InvalidToken("bad signature")
     # Signed by us from here on, so a parse failure means a bug or a leaked secret; still never a crash.
     day_text, sep, address = payload.decode("utf-8", errors="replace").partition(":")

@@ -31,7 +31,7 @@ from aiohttp import web
 from bot.errors import ConfigError
 from bot.render import default_templates_dir
 from bot.store import Store
-from bot.tokens import TOKEN_MAX_AGE, InvalidToken, read_token
+from bot.tokens import DIGEST_PAGE_MAX_AGE, TOKEN_MAX_AGE, InvalidToken, read_token
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ class _Settings:
     """What the handlers need besides the store; one object under one AppKey."""
 
     def __init__(self, secret: bytes, clock: Callable[[], datetime], health: Callable[[], dict[str, Any]] | None,
-                 max_age: timedelta) -> None:
+                 max_age: timedelta, digest_page: Callable[[str], str | None] | None = None) -> None:
         self.secret = secret
+        self.digest_page = digest_page
         self.clock = clock
         self.health = health
         self.max_age = max_age
@@ -72,6 +73,11 @@ _SETTINGS = web.AppKey("settings", _Settings)
 def unsubscribe_url(public_url: str, token: str) -> str:
     """The link for emails and List-Unsubscribe; `public_url` may carry a path prefix (behind a proxy)."""
     return f"{public_url.rstrip('/')}/unsubscribe/{quote(token, safe='')}"
+
+
+def digest_url(public_url: str, token: str) -> str:
+    """The link to a digest as a web page ("N more matched — see them all", "View in a browser")."""
+    return f"{public_url.rstrip('/')}/digest/{quote(token, safe='')}"
 
 
 def _html(body: str, status: int = 200) -> web.Response:
@@ -148,6 +154,36 @@ async def resubscribe(request: web.Request) -> web.Response:
     return _render(request, "resubscribe_done.html.j2", address=address)
 
 
+async def digest_view(request: web.Request) -> web.Response:
+    """A digest with every paper that matched, as the mail looks: the link is its own proof (signed for that
+    digest, expiring after DIGEST_PAGE_MAX_AGE), so it reads without a login and opens nothing else."""
+    settings = request.app[_SETTINGS]
+    try:
+        key = read_token(request.match_info["token"], settings.secret, now=settings.clock(),
+                         max_age=DIGEST_PAGE_MAX_AGE, purpose="digest")
+    except InvalidToken as exc:
+        log.info("digest page refused: %s", exc.reason)
+        if exc.reason == "expired":
+            return _problem_page(410, "This digest has expired", "Digests can be read here for "
+                                 f"{DIGEST_PAGE_MAX_AGE.days} days; a more recent email has a fresh link.")
+        return _problem_page(400, "This link is not valid", "The link is incomplete or was changed. Copy the "
+                             "whole link from the email.")
+    render = settings.digest_page
+    if render is None:
+        return _problem_page(404, "Not here", "This digestbot does not serve digests as pages.")
+    try:
+        page = await asyncio.to_thread(render, key)
+    except Exception:  # the database is down, or a bug: the details go to the log
+        log.exception("could not build a digest page")
+        response = _problem_page(503, "Please try again", "We could not show this digest just now. Try again in "
+                                 "a few minutes.")
+        response.headers["Retry-After"] = "300"
+        return response
+    if page is None:
+        return _problem_page(404, "This digest is no longer kept", "It was removed from digestbot's records.")
+    return _html(page)
+
+
 async def healthz(request: web.Request) -> web.Response:
     health = request.app[_SETTINGS].health
     try:
@@ -163,16 +199,19 @@ async def healthz(request: web.Request) -> web.Response:
 def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utcnow,
              health: Callable[[], dict[str, Any]] | None = None,
              max_age: timedelta = TOKEN_MAX_AGE,
-             metrics: Callable[[], bytes] | None = None) -> web.Application:
-    """The aiohttp application; `clock`, `health` and `metrics` are injected so the daemon (and tests) decide."""
+             metrics: Callable[[], bytes] | None = None,
+             digest_page: Callable[[str], str | None] | None = None) -> web.Application:
+    """The aiohttp application; `clock`, `health`, `metrics` and `digest_page` (outbox key → the page's HTML, or
+    None) are injected so the daemon (and tests) decide."""
     if not secret:
         raise ValueError("an empty secret would accept forged tokens")
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[_STORE] = store
-    app[_SETTINGS] = _Settings(secret, clock, health, max_age)
+    app[_SETTINGS] = _Settings(secret, clock, health, max_age, digest_page)
     app.router.add_get("/unsubscribe/{token}", confirm_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
     app.router.add_post("/resubscribe/{token}", resubscribe)
+    app.router.add_get("/digest/{token}", digest_view)
     app.router.add_get("/healthz", healthz)
     if metrics is not None:
         render = metrics

@@ -6,6 +6,7 @@ then the same cycle again sends nothing, and a broken source is said in the dige
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -202,3 +203,34 @@ async def test_alert_at_once_then_the_digest_marks_it(db_url: str, pages: LocalH
     digest = next(m for m in ends.mail.messages() if not str(m["Subject"]).strip().startswith("digestbot alert"))
     text, html = parts(digest)
     assert "(already sent as an alert)" in text and "already sent as an alert" in html
+
+
+async def test_every_link_to_the_bot_in_a_mail_answers_and_see_them_all_shows_every_match(
+        db_url: str, pages: LocalHTTPServer, ends: Ends) -> None:
+    """ada's digest carries 5 of more matches: "N more matched — see them all" and "View in a browser" lead to the
+    whole digest as a page (it pointed at `public_url`'s root, which answers 404), signed for that digest."""
+    config = make_config(db_url, pages, ends)
+    config = config.model_copy(update={"bot": config.bot.model_copy(update={"public_url": "https://digest.example.org"})})
+    await cycle(config, T0)
+    await cycle(config, T1)
+    ada = by_recipient(ends.mail)["ada@example.org"]
+    text, html = parts(ada)
+    more = re.search(r"(\d+) more matched: (https://digest\.example\.org/digest/\S+)", text)
+    assert more is not None, text
+    links = set(re.findall(r'href="(https://digest\.example\.org/[^"]+)"', html))
+    assert more[2] in links and len(links) == 2  # the digest page and the unsubscribe page
+    with Store.open(db_url) as store:
+        async with App(config, store=store) as app:
+            web_app = make_app(store, load_secret(store, None), digest_page=app.digest_page)
+            async with WebServer(web_app, port=0) as server, httpx.AsyncClient() as http:
+                for link in links:
+                    reply = await http.get(server.url + link.removeprefix("https://digest.example.org"))
+                    assert reply.status_code == 200, (link, reply.text[:300])
+                page = (await http.get(server.url + more[2].removeprefix("https://digest.example.org"))).text
+                forged = await http.get(server.url + more[2].removeprefix("https://digest.example.org")[:-3] + "abc")
+                assert forged.status_code == 400
+    titles_in_page = re.findall(r'href="(https://(?:huggingface\.co|arxiv\.org)/[^"]+)"', page)
+    assert len(set(titles_in_page)) == 5 + int(more[1]), (len(set(titles_in_page)), more[1])
+    assert "more matched" not in page  # everything is there
+    for link in re.findall(r'href="(https://(?:huggingface\.co|arxiv\.org)/[^"]+)"', html):
+        assert link in page  # the mail's papers, in the page too

@@ -41,7 +41,7 @@ def make_digest(n: int = 3, *, kind: str = "digest", total: int | None = None, f
                   generated_at=NOW, total_matched=total if total is not None else len(chosen),
                   failing_sources=health if failing else (), since=datetime(2026, 11, 22, 7, 0, tzinfo=UTC),
                   unsubscribe_url="https://digest.example.org/unsubscribe/abc",
-                  public_url="https://digest.example.org")
+                  page_url="https://digest.example.org/digest/tok")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +77,10 @@ def test_failing_sources_notice_in_both_parts(renderer: Renderer) -> None:
         assert "this digest may be incomplete" in part
 
 
-def test_more_matched_links_to_public_url(renderer: Renderer) -> None:
+def test_more_matched_links_to_the_digest_page(renderer: Renderer) -> None:
     email = renderer.render_email(make_digest(3, total=15))
-    assert "12 more matched: https://digest.example.org" in email.text
-    assert "12 more matched</strong>" in email.html and 'href="https://digest.example.org"' in email.html
+    assert "12 more matched: https://digest.example.org/digest/tok" in email.text
+    assert "12 more matched</strong>" in email.html and 'href="https://digest.example.org/digest/tok"' in email.html
     assert email.subject.startswith("digestbot: 15 new papers")
 
 
@@ -137,11 +137,11 @@ def test_plain_text_reads_well(renderer: Renderer) -> None:
         "   Matched (rlhf): DPO in title, reward model in abstract\n"
         "   Short abstract.\n"
         "\n"
-        "2 more matched: https://digest.example.org\n"
+        "2 more matched: https://digest.example.org/digest/tok\n"
         "\n"
         "-- \n"
         "You get this digest because ada subscribed to digestbot with the profile rlhf.\n"
-        "Open digestbot: https://digest.example.org\n"
+        "View in a browser: https://digest.example.org/digest/tok\n"
         "Unsubscribe: https://digest.example.org/unsubscribe/abc\n"
     )
 

@@ -198,6 +198,11 @@ def state_counts(connection: Connection) -> dict[str, int]:
     return {str(state): int(count) for state, count in connection.execute(query)}
 
 
+def delivery_by_key(connection: Connection, key: str) -> Delivery | None:
+    row = connection.execute(select(deliveries).where(deliveries.c.key == key)).first()
+    return _delivery(row) if row is not None else None
+
+
 def get_delivery(connection: Connection, delivery_id: int) -> Delivery | None:
     row = connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
     return _delivery(row) if row is not None else None
@@ -251,6 +256,7 @@ def _delivery(row: Row[Any]) -> Delivery:
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
         last_error=row.last_error,
+        covers_until=row.covers_until,
         claimed_by=row.claimed_by,
         send_started_at=row.send_started_at,
     )

@@ -304,6 +304,10 @@ class Store:
         with self._read() as connection:
             return outbox.state_counts(connection)
 
+    def delivery_by_key(self, key: str) -> Delivery | None:
+        with self._read() as connection:
+            return outbox.delivery_by_key(connection, key)
+
     def get_delivery(self, delivery_id: int) -> Delivery | None:
         with self._read() as connection:
             return outbox.get_delivery(connection, delivery_id)
