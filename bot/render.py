@@ -34,7 +34,7 @@ SLACK_HEADER_LIMIT = 150
 MAX_URL = 2000  # a longer link is dropped (the title stays): no real paper URL is this long, and one item's link
 #                 must not push an email past HTML_LIMIT
 SLACK_LINK_LIMIT = 1500  # a `<url|title>` longer than this, once quoted and escaped, is shown as the title alone
-_METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comments", "github_stars": "★ {n}"}
+_METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comment{s}", "github_stars": "★ {n}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,8 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         fields = groups.setdefault(term, [])
         if one_line(reason.field, 30) not in fields:
             fields.append(one_line(reason.field, 30))
-    metrics = tuple(_METRIC_LABELS[k].format(n=v) if k in _METRIC_LABELS else f"{v} {one_line(k, 30)}"
+    metrics = tuple(_METRIC_LABELS[k].format(n=v, s="" if v == 1 else "s") if k in _METRIC_LABELS
+                    else f"{v} {one_line(k, 30)}"
                     for k, v in item.metrics.items())  # a metric's name is text, never a format template
     return ItemView(
         title=one_line(item.title, 300) or "(untitled)",

@@ -242,3 +242,12 @@ def test_followed_author_is_shown_as_by_name() -> None:
     rendered = Renderer().render_email(digest)
     assert "by Yann LeCun, DPO in title" in rendered.text
     assert ">by Yann LeCun</span>" in rendered.html and "DPO in title" in rendered.html
+
+
+def test_one_comment_is_one_comment_and_a_symbol_stays_with_its_number(renderer: Renderer) -> None:
+    digest = make_digest(items=(scored(1),))
+    item = digest.items[0]
+    item.item.metrics["comments"] = 1
+    email = renderer.render_email(digest)
+    assert "▲ 41 · 1 comment\n" in email.text and "1 comments" not in email.text + email.html
+    assert '<span style="white-space:nowrap;">▲ 41</span>' in email.html
