@@ -195,18 +195,17 @@ def _profiles(digest: Digest) -> list[str]:
 
 
 def _source_problem(health: SourceHealth) -> str:
-    detail = one_line(health.last_error or "failing", 120)
-    if health.last_success is not None:
-        detail += f" since {_moment(health.last_success)}"
-    return f"{one_line(health.name, 60)} ({detail})"
+    """A source as a reader needs it: its name and since when; the error and its fix are the admin's (notices)."""
+    since = f" (last read {_moment(health.last_success)})" if health.last_success is not None else ""
+    return f"{one_line(health.name, 60)}{since}"
 
 
 def failing_notice(digest: Digest) -> str | None:
-    """ "2 sources failing: hf-daily (HTTP 503 since …), … — this digest may be incomplete." """
+    """ "2 sources could not be read: hf-daily (last read …), arxiv-cl — this digest may be incomplete." """
     failing = [h for h in digest.failing_sources if h.failing] or list(digest.failing_sources)
     if not failing:
         return None
-    count = f"{len(failing)} source{'s' if len(failing) != 1 else ''} failing"
+    count = f"{len(failing)} source{'s' if len(failing) != 1 else ''} could not be read"
     return f"{count}: {', '.join(_source_problem(h) for h in failing)} — this digest may be incomplete."
 
 
