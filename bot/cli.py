@@ -24,7 +24,8 @@ from bot.models import ScoredItem
 if TYPE_CHECKING:
     from bot.scoring import Matcher
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain Click help (rich_markup_mode=None): the rich one labels every flag "<bool>" though it takes no value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Watches paper listings, scores what is new against your keyword profiles, "
                        "sends email digests, Slack posts and alerts.")
 out = Console(highlight=False, soft_wrap=True)
@@ -343,7 +344,7 @@ def status(config: ConfigOption = Path(DEFAULT_CONFIG),
 
 
 outbox_app = typer.Typer(help="Deliveries that are pending, failed or unknown; re-queue one.",
-                         invoke_without_command=True, no_args_is_help=False)
+                         invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
 app.add_typer(outbox_app, name="outbox")
 
 
@@ -409,10 +410,21 @@ def resubscribe(address: Annotated[str, typer.Argument(help="The email address t
     out.print(f"{address} is subscribed again; its next digest is planned as usual", markup=False)
 
 
+GLOBAL_FLAGS = ("--debug", "--verbose", "-v")
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """`digestbot check-config -v` as well as `digestbot -v check-config`: the global flags are moved in front of
+    the subcommand, wherever they were typed (up to a `--`, after which everything is an argument)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [arg for arg in argv[:end] if arg in GLOBAL_FLAGS]
+    return flags + [arg for arg in argv[:end] if arg not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main() -> None:
     """Entry point: run the command; a BotError becomes "error: ..." plus a hint, exit 1."""
     try:
-        app()
+        app(args=hoist_global_flags(sys.argv[1:]), prog_name="digestbot")
     except BotError as exc:
         if _state["debug"]:
             raise

@@ -280,3 +280,14 @@ def test_resubscribe_undoes_an_unsubscribe_only_when_asked(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     with Store.open(url) as store:
         assert not store.is_unsubscribed("ada@example.org")
+
+
+def test_global_flags_work_after_the_subcommand_and_help_shows_no_bool_for_flags(tmp_path: Path) -> None:
+    """`digestbot check-config -v` said "No such option"; help labelled every flag "<bool>"."""
+    config = tmp_path / "config.toml"
+    config.write_text(MINIMAL.format(database=f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+    for args in (("check-config", "--config", str(config), "-v"), ("check-config", "--debug", "--config", str(config))):
+        result = digestbot(*args)
+        assert result.returncode == 0, (args, result.stderr)
+    shown = digestbot("--help").stdout + digestbot("once", "--help").stdout
+    assert "<bool>" not in shown and "--verbose" in shown and "--now" in shown
