@@ -299,6 +299,11 @@ def preview(profile: Annotated[str, typer.Option(help="The profile to try.")],
         err.print(corpus_note, markup=False)
         _print_ranked(hits, json_out=True, with_profile=False, title="")
         return
+    if not items:
+        hint = ("nothing is stored yet: run `digestbot once` to fetch the sources first" if not corpus
+                else f"nothing was first seen in the last {days} day(s): try --days {max(days * 4, 30)}")
+        out.print(f"{profile}: no items to preview — {hint}.", markup=False)
+        return
     _print_ranked(hits, json_out=False, with_profile=False,
                   title=f"{profile}: {len(hits)} match(es) among {len(items)} item(s) from the last {days} day(s); "
                         f"{corpus_note}")

@@ -141,26 +141,31 @@ def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, A
                          "timezone": recipient.timezone, "next_due": due.isoformat(),
                          "next_due_local": due.astimezone(recipient.zone).strftime("%a %d %b %H:%M %Z")})
     upcoming.sort(key=lambda u: u["next_due"])
+    rows = source_rows(config, store)
     return {
         "now": now.isoformat(),
         "last_cycle": store.get_meta("last_cycle"),
         "items_stored": store.item_count(),
         "deliveries": store.delivery_counts(),
         "problems": delivery_rows(store.deliveries(("failed", "unknown"), limit=10)),
-        "failing_sources": [r for r in source_rows(config, store) if r["status"] in ("failing", "broken")],
+        "failing_sources": [r for r in rows if r["status"] in ("failing", "broken")],
+        "sources_fetched": sum(r["status"] != "never fetched" for r in rows),
         "next_due": upcoming,
     }
 
 
 def print_status(console: Console, report: dict[str, Any]) -> None:
     counts = report["deliveries"]
-    console.print(f"Last cycle: [bold]{_short(report['last_cycle']) or 'never'}[/] UTC · "
+    last = _short(report["last_cycle"])
+    console.print(f"Last cycle: [bold]{f'{last} UTC' if last else 'none yet'}[/] · "
                   f"{report['items_stored']} items stored · outbox: "
                   + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"))
     if report["failing_sources"]:
         print_sources(console, report["failing_sources"])
-    else:
+    elif report.get("sources_fetched"):
         console.print("[green]All sources are working.[/]")
+    elif not last:
+        console.print("No source has been fetched yet: `digestbot once` runs a first cycle now.")
     if report["problems"]:
         print_deliveries(console, report["problems"])
     table = Table("recipient", "via", "schedule", "next digest (their time)", "UTC", title="Next digests")

@@ -291,3 +291,16 @@ def test_global_flags_work_after_the_subcommand_and_help_shows_no_bool_for_flags
         assert result.returncode == 0, (args, result.stderr)
     shown = digestbot("--help").stdout + digestbot("once", "--help").stdout
     assert "<bool>" not in shown and "--verbose" in shown and "--now" in shown
+
+
+def test_status_and_preview_on_a_fresh_database_say_what_to_do(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.example.toml").read_text().replace(
+        'database = "sqlite:///data/digestbot.sqlite3"', f'database = "sqlite:///{tmp_path / "db.sqlite3"}"'))
+    status = digestbot("status", "--config", str(config))
+    assert status.returncode == 0, status.stderr
+    assert "Last cycle: none yet" in status.stdout and "never UTC" not in status.stdout
+    assert "All sources are working" not in status.stdout and "`digestbot once`" in status.stdout
+    preview = digestbot("preview", "--profile", "rlhf", "--config", str(config))
+    assert preview.returncode == 0, preview.stderr
+    assert "nothing is stored yet: run `digestbot once`" in preview.stdout
