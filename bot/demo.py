@@ -13,6 +13,7 @@ import logging
 import mailbox
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -167,6 +168,20 @@ def write_digests(maildir: Path, out_dir: Path) -> list[tuple[str, str, Path]]:
     return written
 
 
+def invoked_as(argv0: str | None = None) -> str:
+    """How to type digestbot again in this shell: `digestbot` if that is what runs on PATH, else the path that
+    was typed (`.venv/bin/digestbot` before the venv is activated), else `python -m bot`."""
+    typed = Path(argv0 if argv0 is not None else sys.argv[0])
+    if typed.name == "digestbot":
+        on_path = shutil.which("digestbot")
+        if on_path is not None and Path(on_path).resolve() == typed.resolve():
+            return "digestbot"
+        relative = os.path.relpath(typed)
+        return relative if not relative.startswith("..") else str(typed)
+    python = os.path.relpath(sys.executable)
+    return f"{python if not python.startswith('..') else sys.executable} -m bot"
+
+
 async def run_demo(out_dir: Path, console: Console) -> CycleReport:
     """Serve, run one cycle, show what was fetched, matched and sent, and where the digest is."""
     out_dir = out_dir.resolve()
@@ -207,5 +222,6 @@ def _show(console: Console, report: CycleReport, out_dir: Path) -> None:
         console.print(f"Digest for {to}: [bold]{path}[/]")
     console.print(f"Maildir with the raw messages: {out_dir / 'Maildir'}")
     config = out_dir / "config.toml"
-    console.print(f"\nExplore what it stored: [bold]digestbot preview --config {config} --profile agents[/], "
-                  f"[bold]digestbot sources --config {config}[/], [bold]digestbot outbox --all --config {config}[/]")
+    me = invoked_as()
+    console.print(f"\nExplore what it stored: [bold]{me} preview --config {config} --profile agents[/], "
+                  f"[bold]{me} sources --config {config}[/], [bold]{me} outbox --all --config {config}[/]")

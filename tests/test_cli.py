@@ -304,3 +304,20 @@ def test_status_and_preview_on_a_fresh_database_say_what_to_do(tmp_path: Path) -
     preview = digestbot("preview", "--profile", "rlhf", "--config", str(config))
     assert preview.returncode == 0, preview.stderr
     assert "nothing is stored yet: run `digestbot once`" in preview.stdout
+
+
+def test_the_demo_hints_give_a_command_that_works_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the README's install `digestbot` is not on PATH: the hints say `.venv/bin/digestbot` then."""
+    import shutil
+
+    from bot.demo import invoked_as
+
+    script = tmp_path / ".venv" / "bin" / "digestbot"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert invoked_as(str(script)) == ".venv/bin/digestbot"
+    monkeypatch.setattr(shutil, "which", lambda name: str(script))  # the venv is active
+    assert invoked_as(str(script)) == "digestbot"
+    assert invoked_as("/somewhere/bot/__main__.py").endswith(" -m bot")
