@@ -114,7 +114,7 @@ class Fuzz:
         return self.rng.choice(URLS) + (self.text(long=0.0) if self.rng.random() < 0.15 else "")
 
     def config_url(self) -> str | None:
-        """`public_url` and unsubscribe links come from the config, not from items, but are fuzzed alike."""
+        """Digest-page and unsubscribe links come from the config, not from items, but are fuzzed alike."""
         return self.rng.choice([None, self.url(0.3)])
 
     def metric_key(self) -> str:
@@ -159,7 +159,7 @@ class Fuzz:
                       period_key=self.text(), items=items, generated_at=rng.choice(DATES) or NOW,
                       total_matched=rng.choice([0, count, count + 7, -5, 10**9]),
                       failing_sources=tuple(self.health() for _ in range(rng.choice([0, 0, 1, 3]))),
-                      since=rng.choice(DATES), unsubscribe_url=self.config_url(), public_url=self.config_url(),
+                      since=rng.choice(DATES), unsubscribe_url=self.config_url(), page_url=self.config_url(),
                       alerted=alerted)
 
     def notice(self) -> Notice:
