@@ -200,7 +200,11 @@ def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A s
 
     async def fetch() -> Any:
         async with Fetcher(os.environ.get("DIGESTBOT_USER_AGENT", "digestbot/0.1 (parse command)")) as fetcher:
-            return await fetcher.fetch(source)
+            try:
+                return await fetcher.fetch(source)
+            except BotError as exc:  # the hints speak of a configured source; this is a one-off command
+                exc.hint = exc.hint.replace("the source is retried on its next refresh", "try the command again")
+                raise
 
     page = _run(fetch)
     items = parse_page(kind, page, source)

@@ -321,3 +321,10 @@ def test_the_demo_hints_give_a_command_that_works_as_typed(tmp_path: Path, monke
     monkeypatch.setattr(shutil, "which", lambda name: str(script))  # the venv is active
     assert invoked_as(str(script)) == "digestbot"
     assert invoked_as("/somewhere/bot/__main__.py").endswith(" -m bot")
+
+
+def test_parse_of_an_unreachable_url_does_not_promise_a_next_refresh() -> None:
+    result = digestbot("parse", "--kind", "feed", "http://127.0.0.1:9/feed.xml")
+    assert result.returncode == 1
+    assert "cannot connect" in result.stderr and "try the command again" in result.stderr
+    assert "next refresh" not in result.stderr

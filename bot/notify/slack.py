@@ -110,7 +110,7 @@ class SlackNotifier:
                 raise DeliveryError(f"cannot read the history of {where} ({error}) to tell whether a post went "
                                     "out", retry=False, hint=HISTORY_HINT) from None
             except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
-                raise DeliveryError(f"cannot read the history of {where} now ({type(exc).__name__})",
+                raise DeliveryError(f"cannot read the history of {where} now ({_connection_problem(exc)})",
                                     retry=True) from None
             for message in response.get("messages") or ():
                 metadata = message.get("metadata") or {}
@@ -148,9 +148,9 @@ class SlackNotifier:
             except _WebhookRejected as exc:
                 status, error, headers = exc.status, one_line(exc.body, 100), exc.headers
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise DeliveryError(f"cannot reach {where}: {type(exc).__name__}", retry=True) from None
+                raise DeliveryError(f"cannot reach {where}: {_connection_problem(exc)}", retry=True) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise DeliveryError(f"connection to {where} lost mid-request ({type(exc).__name__}); the message "
+                raise DeliveryError(f"connection to {where} lost mid-request ({_connection_problem(exc)}); the message "
                                     f"may or may not have been posted", retry=False, unknown=True,
                                     hint="Not re-posted automatically: Slack has no idempotency key.") from None
             except SlackClientError as exc:
@@ -171,6 +171,21 @@ class _WebhookRejected(Exception):
     def __init__(self, status: int, body: str, headers: Mapping[str, Any]) -> None:
         super().__init__(status)
         self.status, self.body, self.headers = status, body or "", headers or {}
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """What went wrong with the connection, in words ("connection refused", "timed out"), never its URL (a webhook
+    URL is a secret, and some aiohttp errors print theirs)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "the host name does not resolve"
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror[:1].lower() + os_error.strerror[1:]
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError | TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return "connection failed"
 
 
 def _api_error(data: Any) -> str:
