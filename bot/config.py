@@ -7,6 +7,7 @@ was expected, unknown keys are errors (a `[smpt]` typo must not be ignored), and
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -14,8 +15,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -36,7 +37,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # strict: `min_score = "1"` is a mistake to report, not a string to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
 
 
 def _bare_address(value: str) -> str:
@@ -80,8 +82,11 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; expected an IANA name like "
-                         "\"Europe/Berlin\" or \"UTC\"") from None
+        zones = sorted(available_timezones())
+        by_city = [z for z in zones if z.rsplit("/", 1)[-1].lower() == value.replace(" ", "_").lower()]
+        close = by_city or difflib.get_close_matches(value, zones, n=1, cutoff=0.75)
+        guess = f'did you mean "{close[0]}"?' if close else 'expected an IANA name like "Europe/Berlin" or "UTC"'
+        raise ValueError(f"unknown time zone {value!r}; {guess}") from None
     return value
 
 
@@ -424,14 +429,41 @@ def _path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config section (model) that the key path `loc` leads to, for "did you mean" (list indexes and profile
+    names are passed over)."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        found = _models_in(field.annotation)
+        if not found:
+            return None
+        model = found[0]
+    return model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{_path(loc)}: unknown key (check the spelling; see config.example.toml)"
+        model = _model_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6) if model else []
+        spelling = f'did you mean "{close[0]}"?' if close else "check the spelling; see config.example.toml"
+        return f"{_path(loc)}: unknown key ({spelling})"
     if kind == "missing":
         return f"{_path(loc)}: required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error" or kind.endswith(("_type", "_parsing")):  # say what was there: "got 'rss'"
+        shown = error.get("input")
+        message += f", got {shown!r}" if isinstance(shown, str | int | float | bool) else ""
     return f"{_path(loc)}: {message}" if loc else message
 
 

@@ -94,6 +94,20 @@ def test_a_broken_database_url_a_multi_line_name_or_an_empty_file_is_refused(tmp
     assert "s3cret" not in " ".join(problems)
 
 
+@pytest.mark.parametrize(("edit", "expected"), [
+    (BASE + 'timzone = "UTC"\n', 'subscribers[0].timzone: unknown key (did you mean "timezone"?)'),
+    (BASE + 'timezone = "Berlin"\n', 'subscribers[0].timezone: unknown time zone \'Berlin\'; did you mean '
+                                     '"Europe/Berlin"?'),
+    (BASE.replace('keywords = ["DPO"]', 'keywords = ["DPO"]\nmin_score = "1"'),
+     "profiles.rlhf.min_score: Input should be a valid number, got '1'"),
+    (BASE + '[[sources]]\nname = "x"\nkind = "rss"\nurl = "http://x"\n', "got 'rss'"),
+])
+def test_mistakes_get_a_suggestion_and_their_value_back_and_strings_are_not_numbers(tmp_path: Path, edit: str,
+                                                                                 expected: str) -> None:
+    problems = problems_of(tmp_path, edit)
+    assert any(expected in p for p in problems), problems
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     text = BASE.replace("[smtp]", "[smpt]") + 'timezone = "Mars/Olympus"\nschedule = "hourly"\n'
     problems = problems_of(tmp_path, text)
