@@ -201,7 +201,7 @@ def test_max_items_is_exposed() -> None:
                           "profiles.p.require: no term can ever match"]),
     ({"require": ["LLM", "$x$"]}, ["profiles.p.require[1]: '$x$' has no letters or digits"]),
     ({"require": ["survey papers"], "exclude": ["survey"]},
-     ["profiles.p.require[0]: 'survey papers' contains an exclude term ('survey')"]),
+     ["profiles.p.require[0]: 'survey papers' contains the exclude term 'survey'"]),
     ({"authors": ["Yann LeCun", " ", "42"]}, ["profiles.p.authors[1]: empty author name",
                                               "profiles.p.authors[2]: '42' has no letters"]),
     ({"keywords": {"DPO": 2, "dpo": 1}, "case_sensitive": False},

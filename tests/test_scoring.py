@@ -275,13 +275,15 @@ def test_load_items_jsonl_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("keywords", "exclude", "expected"), [
     (["DPO", " "], [], ["profiles.rlhf.keywords[1]: empty keyword never matches"]),
     (["DPO", "$x$"], [], ["profiles.rlhf.keywords[1]: '$x$' has no letters or digits"]),
-    (["DPO", "Survey"], ["surveys"], ["profiles.rlhf.keywords[1]: 'Survey' contains an exclude term"]),
-    (["reward model"], ["model"], ["profiles.rlhf.keywords[0]: 'reward model' contains an exclude term ('model')"]),
+    (["DPO", "Survey"], ["surveys"], ["profiles.rlhf.keywords[1]: 'Survey' contains the exclude term 'surveys'"]),
+    (["reward model"], ["model"], ["profiles.rlhf.keywords[0]: 'reward model' contains the exclude term 'model'"]),
+    (["learning from preferences"], ["preferences"],  # the user's term, not its stem 'preferenc'
+     ["profiles.rlhf.keywords[0]: 'learning from preferences' contains the exclude term 'preferences',"]),
     (["recommendation", "Recommendations"], [], ["profiles.rlhf.keywords[1]: 'Recommendations' is the same as "
                                                  "keywords[0]"]),
     (["DPO"], ["", "<b></b>"], ["profiles.rlhf.exclude[0]: empty exclude term",
                                 "profiles.rlhf.exclude[1]: '<b></b>' has no letters or digits"]),
-    (["DPO", "PPO"], ["ppo"], ["profiles.rlhf.keywords[1]: 'PPO' contains an exclude term ('ppo')"]),
+    (["DPO", "PPO"], ["ppo"], ["profiles.rlhf.keywords[1]: 'PPO' contains the exclude term 'ppo'"]),
     (["DPO", "reward model"], ["survey"], []),
 ])
 def test_check_profile(keywords: list[str], exclude: list[str], expected: list[str]) -> None:

@@ -12,18 +12,20 @@ from bot.scoring.text import ACRONYM_PREFIX, author_key, term_variants
 
 __all__ = ["check_profile"]
 
+_Exclude = tuple[tuple[str, ...], str]  # an exclude term's token keys, and the term as the user wrote it
+
 
 def check_profile(name: str, profile: ProfileConfig) -> list[str]:
     """Empty or never-matching terms, duplicates, terms vetoed by an exclude term, odd authors and case rules."""
     prefix = f"profiles.{name}"
     warnings: list[str] = []
-    excludes: list[tuple[str, ...]] = []
+    excludes: list[_Exclude] = []
     for j, text in enumerate(profile.exclude):
         variants = term_variants(text, case_rule(profile, text))
         if not variants:
             what = "empty exclude term" if not text.strip() else f"{text!r} has no letters or digits"
             warnings.append(f"{prefix}.exclude[{j}]: {what}, so it never matches")
-        excludes.extend(variants)
+        excludes.extend((variant, text.strip()) for variant in variants)
     warnings += _check_keywords(prefix, profile, excludes)
     warnings += _check_require(prefix, profile, excludes)
     for i, written in enumerate(profile.authors):
@@ -34,7 +36,7 @@ def check_profile(name: str, profile: ProfileConfig) -> list[str]:
     return warnings
 
 
-def _check_keywords(prefix: str, profile: ProfileConfig, excludes: list[tuple[str, ...]]) -> list[str]:
+def _check_keywords(prefix: str, profile: ProfileConfig, excludes: list[_Exclude]) -> list[str]:
     warnings: list[str] = []
     seen: dict[tuple[str, ...], tuple[str, str]] = {}
     for where, text, _ in profile.weighted_keywords:
@@ -51,7 +53,7 @@ def _check_keywords(prefix: str, profile: ProfileConfig, excludes: list[tuple[st
     return warnings
 
 
-def _term_problem(key: str, text: str, variants: tuple[tuple[str, ...], ...], excludes: list[tuple[str, ...]],
+def _term_problem(key: str, text: str, variants: tuple[tuple[str, ...], ...], excludes: list[_Exclude],
                   kind: str, lets: str) -> str | None:
     """What makes a keyword or require term useless: empty, nothing left to match, or vetoed by an exclude term."""
     if not text.strip():
@@ -59,12 +61,11 @@ def _term_problem(key: str, text: str, variants: tuple[tuple[str, ...], ...], ex
     if not variants:
         return f"{key}: {text!r} has no letters or digits after removing markup, so it never matches"
     if (vetoing := _vetoed_by(variants[0], excludes)) is not None:
-        return (f"{key}: {text!r} contains an exclude term ({' '.join(vetoing)!r}), "
-                f"so every paper it {lets} is excluded")
+        return f"{key}: {text!r} contains the exclude term {vetoing!r}, so every paper it {lets} is excluded"
     return None
 
 
-def _check_require(prefix: str, profile: ProfileConfig, excludes: list[tuple[str, ...]]) -> list[str]:
+def _check_require(prefix: str, profile: ProfileConfig, excludes: list[_Exclude]) -> list[str]:
     warnings: list[str] = []
     for i, text in enumerate(profile.require):
         variants = term_variants(text, case_rule(profile, text))
@@ -92,8 +93,9 @@ def _check_case_sensitive(prefix: str, profile: ProfileConfig) -> list[str]:
     return warnings
 
 
-def _vetoed_by(keys: tuple[str, ...], excludes: list[tuple[str, ...]]) -> tuple[str, ...] | None:
-    return next((e for e in excludes if _contains(keys, e)), None)
+def _vetoed_by(keys: tuple[str, ...], excludes: list[_Exclude]) -> str | None:
+    """The exclude term (as the user wrote it, not its stems) found inside these keys, if any."""
+    return next((text for variant, text in excludes if _contains(keys, variant)), None)
 
 
 def _contains(keys: tuple[str, ...], part: tuple[str, ...]) -> bool:
