@@ -141,7 +141,7 @@ def test_plain_text_reads_well(renderer: Renderer) -> None:
         "2 more matched: https://digest.example.org/digest/tok\n"
         "\n"
         "-- \n"
-        "You get this digest because ada subscribed to digestbot with the profile rlhf.\n"
+        "You are receiving this digest because you are subscribed to digestbot with the profile rlhf.\n"
         "View in a browser: https://digest.example.org/digest/tok\n"
         "Unsubscribe: https://digest.example.org/unsubscribe/abc\n"
     )
