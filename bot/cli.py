@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Watches paper listings, scores what is new against your keyword profiles, "
                        "sends email digests, Slack posts and alerts.")
-out = Console(highlight=False, soft_wrap=True)
+# Piped or captured (no terminal to measure), tables get room enough not to cut names and dates.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one greppable line
 
 ONCE_WAIT_SECONDS = 120.0  # on SQLite, how long `once` waits for another `once` on the same file

@@ -82,8 +82,9 @@ def source_rows(config: Config, store: Store) -> list[dict[str, Any]]:
 
 def print_sources(console: Console, rows: list[dict[str, Any]]) -> None:
     styles = {"ok": "green", "failing": "yellow", "broken": "bold red", "never fetched": "dim", "disabled": "dim"}
-    table = Table("source", "kind", "status", "last success", "fails", "items", "next due", "last error",
-                  title=f"{len(rows)} source(s)")
+    table = Table(title=f"{len(rows)} source(s)")
+    for header in ("source", "kind", "status", "last success", "fails", "items", "next due", "last error"):
+        table.add_column(header, overflow="fold")  # a narrow terminal wraps a name or a date, never cuts it
     for row in rows:
         status = row["status"]
         table.add_row(escape(row["name"]), row["kind"], f"[{styles[status]}]{status}[/]",

@@ -304,6 +304,8 @@ def test_status_and_preview_on_a_fresh_database_say_what_to_do(tmp_path: Path) -
     preview = digestbot("preview", "--profile", "rlhf", "--config", str(config))
     assert preview.returncode == 0, preview.stderr
     assert "nothing is stored yet: run `digestbot once`" in preview.stdout
+    sources = digestbot("sources", "--config", str(config))
+    assert sources.returncode == 0 and "hf_papers" in sources.stdout and "…" not in sources.stdout, sources.stdout
 
 
 def test_the_demo_hints_give_a_command_that_works_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
