@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -43,6 +44,9 @@ class CycleReport:
     refreshed: list[RefreshResult] = field(default_factory=list)
     planned: PlanResult = field(default_factory=PlanResult)
     delivered: list[DeliveryOutcome] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]  # (what is happening, done, total; 0 total: no count)
 
 
 def _redacted(url: str) -> str:
@@ -201,12 +205,13 @@ class App:
         """Scoring and planning: CPU and short transactions, run off the event loop by `cycle`."""
         return plan_deliveries(self.config, self.store, self.matcher(now), now=now)
 
-    async def refresh(self, *, now: datetime, only_due: bool = True) -> list[RefreshResult]:
+    async def refresh(self, *, now: datetime, only_due: bool = True,
+                      on_result: Callable[[RefreshResult], None] | None = None) -> list[RefreshResult]:
         sources = [s.to_source() for s in self.config.sources if s.enabled]
         self._load_host_holds()
         try:
             return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due,
-                                         new_items=self._fresh)
+                                         new_items=self._fresh, on_result=on_result)
         finally:
             self._save_host_holds()
 
@@ -224,23 +229,42 @@ class App:
         live = {host: until.isoformat() for host, until in self.fetcher.host_not_before.items() if until > current}
         self.store.set_meta(HOST_HOLDS, json.dumps(live, sort_keys=True))
 
-    async def cycle(self, *, now: datetime | None = None, only_due: bool = True,
-                    schedule: bool = True) -> CycleReport:
+    async def cycle(self, *, now: datetime | None = None, only_due: bool = True, schedule: bool = True,
+                    progress: Progress | None = None) -> CycleReport:
         """One full cycle as if the clock read `now` (default: the real clock).
 
         `schedule=False` only delivers: with several processes on one database, only the one holding the
-        scheduling lead refreshes and plans; every process sends (claims are exclusive).
+        scheduling lead refreshes and plans; every process sends (claims are exclusive). `progress(stage, done,
+        total)` hears of each step ("fetching", "planning", "sending"), for a display on a terminal.
         """
         now = now or utcnow()
         report = CycleReport(now=now)
+        tell = progress or (lambda stage, done, total: None)
         if schedule:
-            report.refreshed = await self.refresh(now=now, only_due=only_due)
+            sources = [s for s in self.config.sources if s.enabled]
+            fetched = [0]
+
+            def one_fetched(result: RefreshResult) -> None:
+                fetched[0] += 1
+                tell(f"{'not due' if result.status == 'skipped' else 'fetched'}: {result.source}", fetched[0],
+                     len(sources))
+
+            tell("fetching sources", 0, len(sources))
+            report.refreshed = await self.refresh(now=now, only_due=only_due, on_result=one_fetched)
             fresh, self._fresh = self._fresh, []
             if fresh:
+                tell(f"embedding {len(fresh)} new papers", 0, 0)
                 await asyncio.to_thread(self._embed_new, fresh)
+            tell("planning digests and alerts", 0, 0)
             report.planned = await asyncio.to_thread(self._plan, now)
         deliverer = Deliverer(self.config, self.store, self.renderer, secret=self.secret)
-        report.delivered = await deliverer.deliver_due(now=now)
+        sent = [0]
+
+        def one_sent(outcome: DeliveryOutcome, total: int) -> None:
+            sent[0] += 1
+            tell(f"{outcome.status}: {outcome.kind} to {outcome.recipient} via {outcome.channel}", sent[0], total)
+
+        report.delivered = await deliverer.deliver_due(now=now, on_outcome=one_sent)
         self.store.set_meta("last_cycle", now.isoformat())
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered

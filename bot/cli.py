@@ -101,7 +101,14 @@ def once(config: ConfigOption = Path(DEFAULT_CONFIG),
 
     async def go() -> Any:
         async with App(cfg) as runtime:
-            return await runtime.cycle(now=when)
+            if not err.is_terminal:  # a log or a pipe: the cycle's own log lines say what happens (-v)
+                return await runtime.cycle(now=when)
+            with err.status("starting") as status:  # on a terminal: what it is doing now, and how far
+
+                def show(stage: str, done: int, total: int) -> None:
+                    status.update(escape(f"{stage} ({done}/{total})" if total else stage))
+
+                return await runtime.cycle(now=when, progress=show)
 
     from bot.lead import Leadership
 

@@ -105,6 +105,7 @@ class Deliverer:
         self._disabled: dict[str, str] = {}  # destinations disabled after a permanent error, read per batch
         self.owner = process_owner()  # this process, as holder of the outbox rows it claims
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
+        self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
 
     def unsubscribe_link(self, row: Delivery) -> str | None:
         """The one-click link for an email row, signed for its address; stable across retries (planning time).
@@ -136,7 +137,8 @@ class Deliverer:
                       page_url=self.page_link(row), unsubscribe_url=self.unsubscribe_link(row),
                       alerted=frozenset(e["id"] for e in payload.get("items", []) if e.get("alerted")))
 
-    async def deliver_due(self, *, now: datetime, limit: int = 200) -> list[DeliveryOutcome]:
+    async def deliver_due(self, *, now: datetime, limit: int = 200,
+                          on_outcome: Callable[[DeliveryOutcome, int], None] | None = None) -> list[DeliveryOutcome]:
         """Claim due rows and send them: email over a few reused SMTP connections while Slack posts one by one.
 
         The rows are held under a lease renewed while this runs; whatever was not started when it ends (done,
@@ -155,6 +157,7 @@ class Deliverer:
         outcomes: list[DeliveryOutcome] = []
         email_rows = [r for r in rows if r.channel == "email"]
         slack_rows = [r for r in rows if r.channel == "slack"]
+        self._on_outcome = (lambda outcome: on_outcome(outcome, len(rows))) if on_outcome else None
         renewing = asyncio.create_task(self._renew_leases())
         try:
             async with AsyncExitStack() as stack:
@@ -165,7 +168,7 @@ class Deliverer:
 
                 async def posts() -> None:
                     for row in slack_rows:
-                        outcomes.append(await self._deliver_one(row, now=now, send=self._send_slack))
+                        outcomes.append(self._heard(await self._deliver_one(row, now=now, send=self._send_slack)))
 
                 await asyncio.gather(emails(), posts())
         finally:
@@ -176,6 +179,12 @@ class Deliverer:
             if released:
                 log.info("gave back %d claimed deliveries not started; the next cycle sends them", released)
         return outcomes
+
+    def _heard(self, outcome: DeliveryOutcome) -> DeliveryOutcome:
+        """Tell the caller's progress display (`deliver_due(on_outcome=...)`) of one row done."""
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
 
     async def _renew_leases(self) -> None:
         """Keep this process's rows held while its batch is alive (a slow relay must not let another process
@@ -208,7 +217,7 @@ class Deliverer:
                     self.store.release(owner=self.owner, now=now, ids=[row.id], next_attempt_at=now + retry_delay(1))
                     continue
                 outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p))
-                outcomes.append(outcome)
+                outcomes.append(self._heard(outcome))
                 if outcome.stop_batch:
                     stop.set()
 

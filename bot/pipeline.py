@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -128,9 +128,10 @@ async def _failed(store: Store, source: Source, exc: BotError, *, now: datetime,
 
 
 async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
-                          only_due: bool = True, new_items: list[Item] | None = None) -> list[RefreshResult]:
+                          only_due: bool = True, new_items: list[Item] | None = None,
+                          on_result: Callable[[RefreshResult], None] | None = None) -> list[RefreshResult]:
     """Refresh every (due) source concurrently; the fetcher itself keeps each host polite. The items new to the
-    store are appended to `new_items` when it is given.
+    store are appended to `new_items` when it is given; `on_result` hears of each source as it finishes.
 
     What the store knows of the sources is read once, in one query, for the due check and the refresh alike.
     """
@@ -140,8 +141,12 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
     async def one(source: Source) -> RefreshResult:
         state = known.get(source.name) or SourceState(name=source.name)
         if only_due and not source_is_due(state, now):
-            return RefreshResult(source.name, "skipped")
-        async with semaphore:
-            return await refresh_source(store, fetcher, source, now=now, state=state, new_items=new_items)
+            result = RefreshResult(source.name, "skipped")
+        else:
+            async with semaphore:
+                result = await refresh_source(store, fetcher, source, now=now, state=state, new_items=new_items)
+        if on_result is not None:
+            on_result(result)
+        return result
 
     return list(await asyncio.gather(*(one(s) for s in sources)))

@@ -234,3 +234,19 @@ async def test_every_link_to_the_bot_in_a_mail_answers_and_see_them_all_shows_ev
     assert "more matched" not in page  # everything is there
     for link in re.findall(r'href="(https://(?:huggingface\.co|arxiv\.org)/[^"]+)"', html):
         assert link in page  # the mail's papers, in the page too
+
+
+async def test_a_cycle_says_what_it_is_doing_as_it_goes(db_url: str, pages: LocalHTTPServer, ends: Ends) -> None:
+    """`once` on a terminal shows this (it was silent for a minute while a slow source timed out)."""
+    config = make_config(db_url, pages, ends)
+    heard: list[tuple[str, int, int]] = []
+    async with Fetcher(config.bot.user_agent, min_host_interval=0.0, backoff_base=0.01, max_retries=1) as fetcher, \
+            App(config, fetcher=fetcher) as app:
+        await app.cycle(now=T0)
+        await app.cycle(now=T1, progress=lambda stage, done, total: heard.append((stage, done, total)))
+    stages = [stage for stage, _, _ in heard]
+    assert stages[0] == "fetching sources" and "planning digests and alerts" in stages
+    fetched = [(done, total) for stage, done, total in heard if stage.startswith(("fetched:", "not due:"))]
+    assert fetched[-1] == (3, 3)
+    sent = [(done, total) for stage, done, total in heard if stage.startswith("sent:")]
+    assert sent and sent[-1][0] <= sent[-1][1] and max(done for done, _ in sent) == len(sent)
