@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config, missing_secrets
 from bot.errors import BotError, ConfigError
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Watches paper listings, scores what is new against your keyword profiles, "
                        "sends email digests, Slack posts and alerts.")
+class PlainUsage(TyperCommand):
+    """`Usage: digestbot parse [OPTIONS] FILE_OR_URL`, as Unix tools write it, not `{FILE_OR_URL}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # typer vendors its own click Context
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
+
+
 # Piped or captured (no terminal to measure), tables get room enough not to cut names and dates.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
@@ -184,7 +193,7 @@ def _redact_url(url: str) -> str:
         return url.split("@")[-1]
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A saved page or a URL.")],
           kind: Annotated[str, typer.Option("--kind", "-k", help="Source kind, e.g. hf_papers, arxiv_feed.")],
           json_out: Annotated[bool, typer.Option("--json", help="One JSON object per item.")] = False,
@@ -389,7 +398,7 @@ def outbox(ctx: typer.Context, config: ConfigOption = Path(DEFAULT_CONFIG),
         print_deliveries(out, rows)
 
 
-@outbox_app.command("retry")
+@outbox_app.command("retry", cls=PlainUsage)
 def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(metavar="ID")],
                  config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file (TOML).")] = None,
                  ) -> None:
@@ -411,8 +420,8 @@ def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(
               "the next cycle sends it", markup=False)
 
 
-@app.command()
-def resubscribe(address: Annotated[str, typer.Argument(help="The email address to send to again.")],
+@app.command(cls=PlainUsage)
+def resubscribe(address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The email address to send to again.")],
                 config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
     """Undo an unsubscribe (an admin's explicit decision; readers can undo their own from the unsubscribed page).
 

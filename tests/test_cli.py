@@ -291,6 +291,7 @@ def test_global_flags_work_after_the_subcommand_and_help_shows_no_bool_for_flags
         assert result.returncode == 0, (args, result.stderr)
     shown = digestbot("--help").stdout + digestbot("once", "--help").stdout
     assert "<bool>" not in shown and "--verbose" in shown and "--now" in shown
+    assert "Usage: digestbot parse [OPTIONS] FILE_OR_URL\n" in digestbot("parse", "--help").stdout  # no {braces}
 
 
 def test_status_and_preview_on_a_fresh_database_say_what_to_do(tmp_path: Path) -> None:
