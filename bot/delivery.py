@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.config import Config, SlackSettings
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
 from bot.models import Delivery, Digest, Notice, SourceHealth
 from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)  # renewed every RENEW_EVERY while the batch is alive: a crash costs at most this
 RENEW_EVERY = 30.0  # seconds
 MAX_ATTEMPTS = 8
+# What the outbox does with a row whose send raised, by kind of error (the first that matches; `bot.errors`).
+# MaybeSent is Retryable: an email in doubt goes again with its Message-ID. A retry past MAX_ATTEMPTS fails.
+OUTCOMES: tuple[tuple[type[DeliveryError], str], ...] = (
+    (UnknownOutcome, "unknown"),  # a Slack post in doubt: never again blindly
+    (Retryable, "retry"),
+    (DeliveryError, "failed"),  # Permanent, AuthFailed, DestinationGone
+)
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 SLACK_PROGRESS = "slack-parts-sent:"  # meta prefix: how many parts of a Slack digest are posted ("…:<key>")
 MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6), "notice": timedelta(days=3)}
@@ -200,7 +207,7 @@ class Deliverer:
                                 now: datetime) -> list[DeliveryOutcome]:
         smtp = self.config.smtp
         if smtp is None:
-            return [self._record(r, DeliveryError("no [smtp] section in the config", retry=False), now=now)
+            return [self._record(r, Permanent("no [smtp] section in the config"), now=now)
                     for r in rows]
         lanes = min(smtp.concurrency, len(rows))
         notifiers = [await stack.enter_async_context(EmailNotifier(smtp)) for _ in range(lanes)]
@@ -250,11 +257,10 @@ class Deliverer:
         settings = self.config.slack
         webhook_env = row.address.removeprefix("webhook:") if row.address.startswith("webhook:") else None
         if settings is None and webhook_env is None:
-            raise DeliveryError("no [slack] section in the config", retry=False)
+            raise Permanent("no [slack] section in the config")
         webhook_url = os.environ.get(webhook_env) if webhook_env else None
         if webhook_env and not webhook_url:
-            raise DeliveryError(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set",
-                                retry=True)
+            raise Retryable(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set")
         notifier = self._slack_notifier()
         progress = f"{SLACK_PROGRESS}{row.key}"
         done = int(self.store.get_meta(progress) or 0)
@@ -293,11 +299,11 @@ class Deliverer:
         parts = len(prepared.slack or [])
         try:
             if row.address.startswith("webhook:"):
-                raise DeliveryError(f"{LEASE_LAPSED} mid-post to a Slack webhook", retry=False,
+                raise Permanent(f"{LEASE_LAPSED} mid-post to a Slack webhook",
                                     hint="A webhook cannot read the channel, so digestbot cannot tell.")
             found = await self._slack_notifier().find_posted(row.address, row.key, since=row.send_started_at)
         except DeliveryError as exc:
-            if exc.retry:  # ask again later; the row keeps its doubt (LEASE_LAPSED stays its last error)
+            if isinstance(exc, Retryable):  # ask again later; the row keeps its doubt (LEASE_LAPSED stays)
                 self.store.release(owner=self.owner, now=now, ids=[row.id],
                                    next_attempt_at=now + retry_delay(1, exc.retry_after))
                 return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=exc.message)
@@ -393,20 +399,20 @@ class Deliverer:
     def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
         """Turn a failed send into the row's next state; the message says where and what."""
         error, owner = exc.message, self.owner
-        if exc.unknown and not exc.retry:
+        status = next(state for kind, state in OUTCOMES if isinstance(exc, kind))
+        if status == "retry" and row.attempts >= MAX_ATTEMPTS:
+            status = "failed"
+        if status == "unknown":
             self.store.mark_unknown(row.id, owner=owner, error=error, at=now)
-            status = "unknown"
-        elif exc.retry and row.attempts < MAX_ATTEMPTS:
+        elif status == "retry":
             self.store.mark_retry(row.id, owner=owner, error=error,
                                   next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
-            status = "retry"
         else:
             self.store.mark_failed(row.id, owner=owner, error=error, at=now)
-            status = "failed"
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
         if status == "unknown" and row.channel == "slack" and row.kind != "notice":
             self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
-        if exc.disable_destination and row.kind != "notice":
+        if isinstance(exc, DestinationGone) and row.kind != "notice":
             self.store.set_meta(disabled_key(row.channel, row.address), error)
             self._disabled[disabled_key(row.channel, row.address)] = error
             self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)

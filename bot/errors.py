@@ -6,7 +6,14 @@
      ├── ParseError          a page could not be turned into items (garbage, or "layout changed?")
      ├── StoreError          the database refused (migrations, locked, unreachable)
      │   └── StoreUnreachable   its server did not answer (`digestbot run` waits for it)
-     └── DeliveryError       a send failed; `retry` says whether trying again can help
+     └── DeliveryError       a send failed; its kind says what the outbox does with the row
+         ├── Retryable             nothing went out; try later
+         │   ├── MaybeSent         it may have gone out: again later, same Message-ID (email)
+         │   └── SessionRefused    the batch's session was refused: stop, try later, tell a person
+         ├── Permanent             it can never go as it is
+         │   ├── AuthFailed        the login was refused: stop, tell a person
+         │   └── DestinationGone   the channel or webhook is gone: disable it
+         └── UnknownOutcome        it may have gone out, and cannot be sent again blindly (Slack)
 
 `cli.py` is the only place that turns these into a message and an exit code.
 """
@@ -74,16 +81,61 @@ class StoreUnreachable(StoreError):
 
 
 class DeliveryError(BotError):
-    """A send failed. `retry` tells the outbox whether a later attempt can succeed."""
+    """A send failed; which subclass says what the outbox does with the row (`bot.delivery.OUTCOMES`).
+
+    The class attributes are what each kind implies: `retry` (a later attempt can succeed), `unknown` (the
+    message may have gone out), `stop_batch` (every send of this batch would fail the same way: stop and tell a
+    person), `disable_destination` (the destination is gone for good).
+    """
 
     hint = "Check the [smtp] / [slack] settings; the delivery stays in the outbox (`digestbot outbox`)."
+    retry = False
+    unknown = False
+    stop_batch = False
+    disable_destination = False
 
-    def __init__(self, message: str, *, retry: bool, unknown: bool = False, stop_batch: bool = False,
-                 disable_destination: bool = False, retry_after: float | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.retry = retry
-        self.unknown = unknown
-        self.stop_batch = stop_batch
-        self.disable_destination = disable_destination
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # what the server asked for (Retry-After), when it did
+
+
+class Retryable(DeliveryError):
+    """Nothing was sent and a later attempt can succeed: a connection problem, a 4xx, a 429."""
+
+    retry = True
+
+
+class MaybeSent(Retryable):
+    """The connection broke after the message went out: sent again later with the same Message-ID (email only,
+    where a receiving server or client can tell the duplicate)."""
+
+    unknown = True
+
+
+class SessionRefused(Retryable):
+    """The server refused this batch's session (TLS, a temporary login refusal): every send would fail alike, so
+    the batch stops, is retried later, and a person is told."""
+
+    stop_batch = True
+
+
+class Permanent(DeliveryError):
+    """This message can never be delivered as it is (rejected, malformed, not configured)."""
+
+
+class AuthFailed(Permanent):
+    """The login was refused: stop the batch and tell a person; nothing is retried until they fix it."""
+
+    stop_batch = True
+
+
+class DestinationGone(Permanent):
+    """The channel or webhook is gone for good: the destination is disabled until a person re-enables it."""
+
+    disable_destination = True
+
+
+class UnknownOutcome(DeliveryError):
+    """A post may or may not have gone out and cannot be sent again blindly (Slack has no idempotency key)."""
+
+    unknown = True

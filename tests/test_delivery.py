@@ -396,3 +396,28 @@ async def test_a_missing_token_holds_the_post_tells_the_admin_and_disables_nothi
         monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-test")
         assert await deliver(config, store, NOW + timedelta(minutes=12)) == ["sent"]
         assert len(slack.posts) == 1
+
+
+def test_each_kind_of_delivery_error_has_one_outcome() -> None:
+    """The error tree (bot.errors) and the one table that maps it to the row's next state."""
+    from bot.delivery import OUTCOMES
+    from bot.errors import (
+        AuthFailed,
+        DeliveryError,
+        DestinationGone,
+        MaybeSent,
+        Permanent,
+        Retryable,
+        SessionRefused,
+        UnknownOutcome,
+    )
+
+    def outcome(kind: type[DeliveryError]) -> str:
+        return next(state for cls, state in OUTCOMES if issubclass(kind, cls))
+
+    assert {kind.__name__: outcome(kind) for kind in (Retryable, MaybeSent, SessionRefused, Permanent, AuthFailed,
+                                                       DestinationGone, UnknownOutcome)} == {
+        "Retryable": "retry", "MaybeSent": "retry", "SessionRefused": "retry", "Permanent": "failed",
+        "AuthFailed": "failed", "DestinationGone": "failed", "UnknownOutcome": "unknown"}
+    assert SessionRefused.stop_batch and AuthFailed.stop_batch and not Retryable.stop_batch
+    assert DestinationGone.disable_destination and MaybeSent.unknown and not Permanent.retry

@@ -30,7 +30,7 @@ from aiosmtplib import (
 from aiosmtplib.email import extract_recipients, extract_sender
 
 from bot.config import SmtpSettings
-from bot.errors import DeliveryError
+from bot.errors import AuthFailed, DeliveryError, MaybeSent, Permanent, Retryable, SessionRefused
 from bot.render import SUBJECT_LIMIT, RenderedEmail, one_line
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class EmailNotifier:
         sender = extract_sender(message)
         recipients = extract_recipients(message)
         if not sender or not recipients:
-            raise DeliveryError("message has no From or no To address", retry=False)
+            raise Permanent("message has no From or no To address")
         data = flatten(message)
         async with self._lock:
             reused = self._smtp is not None and self._smtp.is_connected
@@ -133,16 +133,14 @@ class EmailNotifier:
                 await self._transaction(smtp, sender, recipients, data)
             except _StaleConnection:
                 if not reused:
-                    raise DeliveryError(f"SMTP server {self._where} closed the connection before MAIL FROM",
-                                        retry=True) from None
+                    raise Retryable(f"SMTP server {self._where} closed the connection before MAIL FROM") from None
                 # An idle connection the server had already closed: nothing was sent, so one reconnect is safe.
                 log.info("SMTP connection to %s went stale; reconnecting", self._where)
                 smtp = await self._connection()
                 try:
                     await self._transaction(smtp, sender, recipients, data)
                 except _StaleConnection:
-                    raise DeliveryError(f"SMTP server {self._where} closed the connection before MAIL FROM",
-                                        retry=True) from None
+                    raise Retryable(f"SMTP server {self._where} closed the connection before MAIL FROM") from None
         log.info("sent %s via %s", message.get("Message-ID", "?"), self._where)
 
     @property
@@ -160,24 +158,22 @@ class EmailNotifier:
             await smtp.data(data)
         except SMTPResponseException as exc:
             await self._reset(smtp)
-            temporary = 400 <= exc.code < 500
-            raise DeliveryError(f"SMTP server {self._where} refused {phase}: {exc.code} {one_line(exc.message, 200)}",
-                                retry=temporary) from None
+            kind = Retryable if 400 <= exc.code < 500 else Permanent  # 4xx: try again later; 5xx: never
+            raise kind(f"SMTP server {self._where} refused {phase}: {exc.code} {one_line(exc.message, 200)}") from None
         except (SMTPServerDisconnected, OSError) as exc:  # includes aiosmtplib timeouts (TimeoutError)
             smtp.close()
             self._smtp = None
             if phase == "MAIL FROM" and isinstance(exc, SMTPServerDisconnected):
                 raise _StaleConnection from None
             if phase == "DATA":
-                raise DeliveryError(
+                raise MaybeSent(
                     f"connection to SMTP server {self._where} lost during DATA; the message may or may not "
-                    f"have been accepted ({_reason(exc)})", retry=True, unknown=True,
+                    f"have been accepted ({_reason(exc)})",
                     hint="It will be retried with the same Message-ID; a duplicate is possible.") from None
-            raise DeliveryError(f"connection to SMTP server {self._where} lost during {phase}: {_reason(exc)}",
-                                retry=True) from None
+            raise Retryable(f"connection to SMTP server {self._where} lost during {phase}: {_reason(exc)}") from None
         except SMTPException as exc:  # e.g. SMTPUTF8 needed but not offered: this message can never go
             await self._reset(smtp)
-            raise DeliveryError(f"SMTP {phase} failed: {one_line(str(exc), 200)}", retry=False) from None
+            raise Permanent(f"SMTP {phase} failed: {one_line(str(exc), 200)}") from None
 
     async def _reset(self, smtp: SMTP) -> None:
         """RSET so the connection can carry the next message; drop it if even that fails."""
@@ -206,16 +202,15 @@ class EmailNotifier:
             if s.security == "starttls":
                 await smtp.ehlo()
                 if not smtp.supports_extension("starttls"):
-                    raise DeliveryError(f"SMTP server {self._where} does not offer STARTTLS, which [smtp] security "
-                                        f"= \"starttls\" requires; nothing was sent", retry=True, stop_batch=True,
-                                        hint="Check the server's port and TLS set-up (or use security = \"tls\" "
-                                             "on port 465); digestbot never falls back to plaintext.")
+                    raise SessionRefused(f"SMTP server {self._where} does not offer STARTTLS, which [smtp] security "
+                                         f"= \"starttls\" requires; nothing was sent",
+                                         hint="Check the server's port and TLS set-up (or use security = \"tls\" "
+                                              "on port 465); digestbot never falls back to plaintext.")
                 try:
                     await smtp.starttls()
                 except SMTPResponseException as exc:  # a refused STARTTLS is a failed TLS, whatever the code
-                    raise DeliveryError(f"SMTP server {self._where} refused STARTTLS: {exc.code} "
-                                        f"{one_line(exc.message, 200)}; nothing was sent", retry=True,
-                                        stop_batch=True) from None
+                    raise SessionRefused(f"SMTP server {self._where} refused STARTTLS: {exc.code} "
+                                         f"{one_line(exc.message, 200)}; nothing was sent") from None
             if s.username:
                 await self._login(smtp)
         except DeliveryError:
@@ -226,18 +221,19 @@ class EmailNotifier:
             raise self._tls_failed(exc) from None
         except SMTPResponseException as exc:
             smtp.close()
-            raise DeliveryError(f"SMTP server {self._where} refused the session: {exc.code} "
-                                f"{one_line(exc.message, 200)}", retry=True, stop_batch=exc.code >= 500) from None
+            kind = SessionRefused if exc.code >= 500 else Retryable
+            raise kind(f"SMTP server {self._where} refused the session: {exc.code} "
+                       f"{one_line(exc.message, 200)}") from None
         except (SMTPException, OSError) as exc:  # connect refused, DNS, timeouts, AUTH not offered
             smtp.close()
             if isinstance(exc.__cause__, ssl.SSLError):  # implicit TLS: aiosmtplib wraps the handshake failure
                 raise self._tls_failed(exc.__cause__) from None
-            raise DeliveryError(f"cannot reach SMTP server {self._where}: {_reason(exc)}", retry=True) from None
+            raise Retryable(f"cannot reach SMTP server {self._where}: {_reason(exc)}") from None
         return smtp
 
     def _tls_failed(self, exc: ssl.SSLError) -> DeliveryError:
-        return DeliveryError(f"TLS with SMTP server {self._where} failed: {_reason(exc)}", retry=True,
-                             stop_batch=True, hint="Check the server certificate and [smtp] security.")
+        return SessionRefused(f"TLS with SMTP server {self._where} failed: {_reason(exc)}",
+                              hint="Check the server certificate and [smtp] security.")
 
     async def _login(self, smtp: SMTP) -> None:
         """Auth problems are the same for every message: stop the batch and tell a person."""
@@ -246,16 +242,14 @@ class EmailNotifier:
         try:
             await smtp.login(s.username or "", s.password() or "")
         except SMTPAuthenticationError as exc:
-            raise DeliveryError(f"SMTP login as {s.username!r} refused by {self._where}: {exc.code}", retry=False,
-                                stop_batch=True, hint=hint) from None
+            raise AuthFailed(f"SMTP login as {s.username!r} refused by {self._where}: {exc.code}", hint=hint) from None
         except SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP login as {s.username!r} failed at {self._where}: {exc.code}",
-                                retry=exc.code < 500, stop_batch=True, hint=hint) from None
+            kind = SessionRefused if exc.code < 500 else AuthFailed
+            raise kind(f"SMTP login as {s.username!r} failed at {self._where}: {exc.code}", hint=hint) from None
         except SMTPException as exc:  # AUTH not offered, no common mechanism
             if isinstance(exc, SMTPServerDisconnected | SMTPTimeoutError):
                 raise  # the connection, not the login: retried later like any connection problem
-            raise DeliveryError(f"SMTP login at {self._where} impossible: {_reason(exc)}", retry=False,
-                                stop_batch=True, hint=hint) from None
+            raise AuthFailed(f"SMTP login at {self._where} impossible: {_reason(exc)}", hint=hint) from None
 
 
 class _StaleConnection(Exception):

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.config import SlackSettings
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
 from bot.render import SlackMessage, one_line
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ class SlackNotifier:
         can tell whether this post went out."""
         client = self._client
         if client is None:
-            raise DeliveryError(f"no Slack token to post to {channel}", retry=True,  # a config problem: wait
-                                hint=f"Set the {self._settings.token_env or 'Slack token'} environment variable.")
+            raise Retryable(f"no Slack token to post to {channel}",  # a config problem: wait
+                            hint=f"Set the {self._settings.token_env or 'Slack token'} environment variable.")
         where = f"Slack channel {channel}"
         metadata = ({"event_type": METADATA_EVENT, "event_payload": {"key": tag[0], "part": tag[1]}}
                     if tag is not None else None)
@@ -94,7 +94,7 @@ class SlackNotifier:
         client = self._client
         where = f"Slack channel {channel}"
         if client is None:
-            raise DeliveryError(f"no Slack token to read {where}", retry=False)
+            raise Permanent(f"no Slack token to read {where}")
         oldest = f"{(since - HISTORY_MARGIN).timestamp():.6f}" if since is not None else None
         found: set[int] = set()
         cursor: str | None = None
@@ -105,13 +105,12 @@ class SlackNotifier:
             except SlackApiError as exc:
                 error = _api_error(exc.response.data)
                 if exc.response.status_code == 429 or error not in PERMANENT_API_ERRORS:
-                    raise DeliveryError(f"cannot read the history of {where} now ({error})", retry=True,
-                                        retry_after=_retry_after(exc.response.headers)) from None
-                raise DeliveryError(f"cannot read the history of {where} ({error}) to tell whether a post went "
-                                    "out", retry=False, hint=HISTORY_HINT) from None
+                    raise Retryable(f"cannot read the history of {where} now ({error})",
+                                    retry_after=_retry_after(exc.response.headers)) from None
+                raise Permanent(f"cannot read the history of {where} ({error}) to tell whether a post went out",
+                                hint=HISTORY_HINT) from None
             except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
-                raise DeliveryError(f"cannot read the history of {where} now ({_connection_problem(exc)})",
-                                    retry=True) from None
+                raise Retryable(f"cannot read the history of {where} now ({_connection_problem(exc)})") from None
             for message in response.get("messages") or ():
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}
@@ -148,18 +147,17 @@ class SlackNotifier:
             except _WebhookRejected as exc:
                 status, error, headers = exc.status, one_line(exc.body, 100), exc.headers
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise DeliveryError(f"cannot reach {where}: {_connection_problem(exc)}", retry=True) from None
+                raise Retryable(f"cannot reach {where}: {_connection_problem(exc)}") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise DeliveryError(f"connection to {where} lost mid-request ({_connection_problem(exc)}); the message "
-                                    f"may or may not have been posted", retry=False, unknown=True,
-                                    hint="Not re-posted automatically: Slack has no idempotency key.") from None
+                raise UnknownOutcome(f"connection to {where} lost mid-request ({_connection_problem(exc)}); the "
+                                     "message may or may not have been posted",
+                                     hint="Not re-posted automatically: Slack has no idempotency key.") from None
             except SlackClientError as exc:
-                raise DeliveryError(f"{where}: {type(exc).__name__}", retry=True) from None
+                raise Retryable(f"{where}: {type(exc).__name__}") from None
             if status == 429:
                 wait = _retry_after(headers)
                 if tries == 2 or wait > self._max_retry_after:
-                    raise DeliveryError(f"{where} rate-limited (429), retry after {wait:g}s", retry=True,
-                                        retry_after=wait)
+                    raise Retryable(f"{where} rate-limited (429), retry after {wait:g}s", retry_after=wait)
                 log.info("%s rate-limited; waiting %gs before the one re-post", where, wait)
                 await self._sleep(wait)
                 continue
@@ -207,11 +205,10 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
 def _classify(where: str, status: int, error: str, *, webhook: bool) -> DeliveryError:
     """Permanent → disable the destination; our own malformed message → no retry; anything else → retry."""
     if error in PERMANENT_API_ERRORS or (webhook and status in PERMANENT_WEBHOOK_STATUSES):
-        return DeliveryError(f"{where}: {_describe(status, error, webhook)}; disabling this destination",
-                             retry=False, disable_destination=True, hint=_HINT)
+        return DestinationGone(f"{where}: {_describe(status, error, webhook)}; disabling this destination", hint=_HINT)
     if error in MALFORMED_ERRORS or (webhook and status == 400):
-        return DeliveryError(f"{where}: message rejected ({_describe(status, error, webhook)})", retry=False)
-    return DeliveryError(f"{where}: {_describe(status, error, webhook)}", retry=True)
+        return Permanent(f"{where}: message rejected ({_describe(status, error, webhook)})")
+    return Retryable(f"{where}: {_describe(status, error, webhook)}")
 
 
 def _describe(status: int, error: str, webhook: bool) -> str:
