@@ -5,6 +5,7 @@ Rows are planned straight into the store (as the planner would) and delivered by
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,35 @@ def plan(store: Store, *, channel: str = "email", address: str = "ada@example.or
     store.plan([PlannedDelivery(key=key, kind="digest", channel=channel, recipient="ada", address=address,
                                 period_key="2026-11-23", payload=payload, message_id="<fixed-id@example.org>",
                                 covers_until=NOW)], now=NOW)
+
+
+class SlowRelay(FaultySink):
+    """A relay that takes `seconds` to accept each message."""
+
+    def __init__(self, directory: Path, *, seconds: float) -> None:
+        super().__init__(directory)
+        self.seconds = seconds
+
+    async def on_data(self, server: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.seconds)
+        return await super().on_data(server, envelope)
+
+
+def one_connection(smtp_port: int) -> Config:
+    """`make_config` with one SMTP connection, so a batch's sends queue one after another."""
+    base = make_config(smtp_port)
+    assert base.smtp is not None
+    return base.model_copy(update={"smtp": base.smtp.model_copy(update={"concurrency": 1})})
+
+
+def plan_now(store: Store, n: int) -> datetime:
+    """`n` one-paper digests to r0…r{n-1}, planned at the real time (so none is too old to send); that time."""
+    now = datetime.now(UTC)
+    payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
+    store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
+                                address=f"r{i}@example.org", period_key="today", payload=payload,
+                                message_id=f"<r{i}@example.org>") for i in range(n)], now=now)
+    return now
 
 
 def states(store: Store) -> list[str]:
@@ -268,27 +298,15 @@ async def test_two_healthy_processes_never_send_the_same_mail_when_a_batch_outli
     """A slow relay (0.4 s a message, one connection) makes process A's batch last ~2.4 s with a 0.5 s lease.
     A renews its lease while the batch is alive, so process B, delivering every 0.1 s, never takes A's queued
     rows; and had it taken one, A would not send it (only the holder starts a send)."""
-    import asyncio
 
     from bot import delivery
 
     monkeypatch.setattr(delivery, "LEASE", timedelta(seconds=0.5))
     monkeypatch.setattr(delivery, "RENEW_EVERY", 0.1)
 
-    class SlowRelay(FaultySink):
-        async def on_data(self, server: Any, envelope: Any) -> str:
-            await asyncio.sleep(0.4)
-            return await super().on_data(server, envelope)
-
-    async with SlowRelay(tmp_path / "mail") as sink:
-        base = make_config(sink.port)
-        assert base.smtp is not None
-        config = base.model_copy(update={"smtp": base.smtp.model_copy(update={"concurrency": 1})})
-        now = datetime.now(UTC)
-        payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
-        store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
-                                    address=f"r{i}@example.org", period_key="today", payload=payload,
-                                    message_id=f"<r{i}@example.org>") for i in range(6)], now=now)
+    async with SlowRelay(tmp_path / "mail", seconds=0.4) as sink:
+        config = one_connection(sink.port)
+        plan_now(store, 6)
         first, second = Deliverer(config, store, Renderer()), Deliverer(config, store, Renderer())
         first.owner, second.owner = "process-a", "process-b"
         batch = asyncio.create_task(first.deliver_due(now=datetime.now(UTC)))
@@ -305,22 +323,10 @@ async def test_two_healthy_processes_never_send_the_same_mail_when_a_batch_outli
 async def test_a_stopped_batch_gives_back_at_once_what_it_had_not_started(store: Store, tmp_path: Path) -> None:
     """Cancelled mid-batch (what a daemon's shutdown does to a cycle that outlives the drain): the rows it had
     not started are pending again at once, for any process; only the one in flight stays in doubt."""
-    import asyncio
 
-    class SlowRelay(FaultySink):
-        async def on_data(self, server: Any, envelope: Any) -> str:
-            await asyncio.sleep(2)
-            return await super().on_data(server, envelope)
-
-    async with SlowRelay(tmp_path / "mail") as sink:
-        base = make_config(sink.port)
-        assert base.smtp is not None
-        config = base.model_copy(update={"smtp": base.smtp.model_copy(update={"concurrency": 1})})
-        now = datetime.now(UTC)
-        payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
-        store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
-                                    address=f"r{i}@example.org", period_key="today", payload=payload,
-                                    message_id=f"<r{i}@example.org>") for i in range(4)], now=now)
+    async with SlowRelay(tmp_path / "mail", seconds=2) as sink:
+        config = one_connection(sink.port)
+        now = plan_now(store, 4)
         batch = asyncio.create_task(Deliverer(config, store, Renderer()).deliver_due(now=now))
         while not store.deliveries(states={"sending"}):
             await asyncio.sleep(0.05)
