@@ -19,7 +19,6 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from aiohttp import web
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackRequest, SlackSink
 from bot.store import Store
-from tests.conftest import PG_ENV, _pg_schema_url
 from tests.localhttp import LocalHTTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,17 +123,6 @@ class ChaosSlack(SlackSink):
         await super().stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chaos.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set")
-    yield from _pg_schema_url(base)
-
-
 async def once(config: Path, now: datetime, chaos: Chaos, log: Path) -> int:
     with log.open("ab") as out:
         out.write(f"\n=== once --now {now.isoformat()} (kill at message {chaos.kill_at or 'never'})\n".encode())
@@ -151,7 +138,7 @@ async def once(config: Path, now: datetime, chaos: Chaos, log: Path) -> int:
 
 
 @pytest.mark.timeout(300)
-async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_once(database: str,
+async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_once(db_url: str,
                                                                                       tmp_path: Path) -> None:
     rng = random.Random(13)
     chaos = Chaos()
@@ -159,7 +146,7 @@ async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_
     with LocalHTTPServer(directory=FIXTURES) as pages:
         async with ChaosMail(tmp_path / "Maildir", chaos) as mail, ChaosSlack(chaos) as slack:
             config = tmp_path / "config.toml"
-            config.write_text(CONFIG.format(database=database, smtp_port=mail.port, slack_url=slack.base_url,
+            config.write_text(CONFIG.format(database=db_url, smtp_port=mail.port, slack_url=slack.base_url,
                                             concurrency=CONCURRENCY,
                                             source_url=pages.url("/hf_api_daily_papers_2026-06-12.json"))
                               + "".join(SUBSCRIBER.format(i=i) for i in range(SUBSCRIBERS))
@@ -201,7 +188,7 @@ async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_
                 parts = sorted(p for c, k, p in tags if (c, k) == (channel, key))
                 assert parts == list(range(len(parts))), (channel, parts)  # no part missing
 
-    with Store.open(database) as store:
+    with Store.open(db_url) as store:
         rows = store.deliveries(limit=1000)
     assert len(rows) == owed and {d.state for d in rows} == {"sent"}, [(d.key, d.state, d.last_error) for d in rows]
     assert "Traceback" not in log.read_text()
