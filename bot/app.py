@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from bot.config import Config, semantic_profiles
+from bot.config import Config, redact_url, semantic_profiles
 from bot.delivery import Deliverer, DeliveryOutcome
 from bot.models import Item
 from bot.pipeline import RefreshResult, refresh_sources
@@ -47,11 +46,6 @@ class CycleReport:
 
 
 Progress = Callable[[str, int, int], None]  # (what is happening, done, total; 0 total: no count)
-
-
-def _redacted(url: str) -> str:
-    """A database URL without its password, for the log."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def utcnow() -> datetime:
@@ -142,7 +136,7 @@ class App:
         kept = {key: getattr(before, key) for key in self.RESTART_KEYS}
         for key, value in kept.items():
             if getattr(config.bot, key) != value:
-                shown = value if key != "database" else _redacted(str(value))
+                shown = value if key != "database" else redact_url(str(value))
                 log.warning("bot.%s changed in the config: it takes effect after a restart; until then %s stays "
                             "in use", key, shown)
         self.config = config.model_copy(update={"bot": config.bot.model_copy(update=kept)})

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
-from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config, missing_secrets
+from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config, missing_secrets, redact_url
 from bot.errors import BotError, ConfigError
 from bot.models import ScoredItem
 
@@ -161,7 +161,7 @@ def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
         raise typer.Exit(1)
     out.print(f"{config}: OK — {len(cfg.sources)} source(s), {len(cfg.profiles)} profile(s), "
               f"{len(cfg.subscribers)} subscriber(s), {len(cfg.slack_channels)} Slack channel(s); "
-              f"database {_redact_url(cfg.bot.database)}; semantic similarity {semantic_state}", markup=False)
+              f"database {redact_url(cfg.bot.database)}; semantic similarity {semantic_state}", markup=False)
 
 
 def _semantic_check(cfg: Config) -> tuple[str, str | None]:
@@ -181,16 +181,6 @@ def _semantic_check(cfg: Config) -> tuple[str, str | None]:
     return "on", (f"bot.semantic: \"on\", but {reason}. Install or repair it with {semantic.INSTALL} "
                   "(install a CPU build of torch first, see README), or set semantic = \"auto\" or \"off\" to "
                   "score with keywords only")
-
-
-def _redact_url(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the user wrote it minus credentials
-        return url.split("@")[-1]
 
 
 @app.command(cls=PlainUsage)

@@ -74,6 +74,17 @@ def _one_line(value: str | None) -> str | None:
     return value
 
 
+def redact_url(url: str) -> str:
+    """A database URL with its password hidden, for messages and logs; one that does not parse loses its
+    password all the same."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL (a port that is no number): hide it by pattern
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def one_line_error(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
@@ -130,8 +141,7 @@ class BotSettings(_Strict):
             url = make_url(value)
             url.port  # noqa: B018 - parsed lazily: a port that is not a number raises here
         except (ArgumentError, ValueError) as exc:
-            shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)  # never a password in an error message
-            raise ValueError(f"{hint}, got {shown!r} ({one_line_error(exc)})") from None
+            raise ValueError(f"{hint}, got {redact_url(value)!r} ({one_line_error(exc)})") from None
         if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
             raise ValueError(f"{hint}: digestbot stores in SQLite or PostgreSQL, got {url.drivername!r}")
         return value
