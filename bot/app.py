@@ -20,6 +20,7 @@ from types import TracebackType
 from bot.config import Config, redact_url, semantic_profiles
 from bot.delivery import Deliverer, DeliveryOutcome
 from bot.models import Item
+from bot.outbox.model import Kind
 from bot.pipeline import RefreshResult, refresh_sources
 from bot.planning import Matches, PlanResult, plan_deliveries
 from bot.render import Renderer
@@ -147,13 +148,13 @@ class App:
         recipient's other matching profiles named. An alert shows what it carried. None if there is no such row.
         """
         row = self.store.delivery_by_key(key)
-        if row is None or row.kind not in ("digest", "alert"):
+        if row is None or row.kind == Kind.NOTICE:
             return None
         digest = Deliverer(self.config, self.store, self.renderer, secret=None).digest_for(row)
-        if row.kind == "digest":
-            since = datetime.fromisoformat(row.payload["since"]) if row.payload.get("since") else None
+        if row.kind == Kind.DIGEST:
+            since = row.payload.since
             until = row.covers_until or row.created_at
-            known = [name for name in row.payload.get("profiles", []) if name in self.config.profiles]
+            known = [name for name in row.payload.profiles if name in self.config.profiles]
             if known:
                 floor = until - self.config.bot.max_age_delta
                 window = max(since, floor) if since else floor

@@ -374,11 +374,12 @@ def outbox(ctx: typer.Context, config: ConfigOption = Path(DEFAULT_CONFIG),
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return
+    from bot.outbox.model import State
     from bot.report import delivery_rows, print_deliveries
     from bot.store import Store
 
     cfg = load_config(config)
-    states = None if show_all else ("pending", "claimed", "sending", "failed", "unknown")
+    states = None if show_all else (State.PENDING, State.CLAIMED, State.SENDING, State.FAILED, State.UNKNOWN)
     with Store.open(cfg.bot.database) as store:
         rows = delivery_rows(store.deliveries(states, limit=limit))
     if json_out:

@@ -29,11 +29,11 @@ from urllib.parse import quote
 
 from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
-from bot.models import Delivery, Digest, Notice, SourceHealth
 from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.planning import DISABLED, disabled_key, new_message_id, payload_matches
+from bot.outbox.model import Channel, Delivery, Digest, Kind
+from bot.planning import DISABLED, disabled_key, new_message_id
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
 from bot.store.owner import owner_gone, process_owner
@@ -54,7 +54,7 @@ OUTCOMES: tuple[tuple[type[DeliveryError], str], ...] = (
 )
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 SLACK_PROGRESS = "slack-parts-sent:"  # meta prefix: how many parts of a Slack digest are posted ("…:<key>")
-MAX_AGE = {"digest": timedelta(hours=36), "alert": timedelta(hours=6), "notice": timedelta(days=3)}
+MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +63,8 @@ class DeliveryOutcome:
 
     key: str
     recipient: str
-    channel: str
-    kind: str
+    channel: Channel
+    kind: Kind
     status: str  # sent, skipped, retry, failed, unknown, expired, cancelled, lost (taken over by another process)
     items: int = 0
     error: str | None = None
@@ -93,14 +93,6 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
     return delay
 
 
-def _failing(payload: dict[str, Any]) -> tuple[SourceHealth, ...]:
-    return tuple(
-        SourceHealth(name=f["name"], failing=True, consecutive_failures=int(f.get("consecutive_failures") or 0),
-                     last_error=f.get("last_error"),
-                     last_success=datetime.fromisoformat(f["last_success"]) if f.get("last_success") else None)
-        for f in payload.get("failing_sources", []))
-
-
 class Deliverer:
     """Sends what the outbox holds for now, one short store call before and after each send."""
 
@@ -121,28 +113,26 @@ class Deliverer:
         anyone reading could unsubscribe it.
         """
         public_url = self.config.bot.public_url
-        if row.channel != "email" or not public_url or not self.secret:
+        if row.channel != Channel.EMAIL or not public_url or not self.secret:
             return None
         return unsubscribe_url(public_url, make_token(row.address, self.secret, issued=row.created_at))
 
     def page_link(self, row: Delivery) -> str | None:
         """The digest as a web page, signed for this row (`bot.web.digest_page`): with `bot.public_url` only."""
         public_url = self.config.bot.public_url
-        if row.kind == "notice" or not public_url or not self.secret:
+        if row.kind == Kind.NOTICE or not public_url or not self.secret:
             return None
         return digest_url(public_url, make_token(row.key, self.secret, issued=row.created_at, purpose="digest"))
 
     def digest_for(self, row: Delivery) -> Digest:
         """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload."""
-        payload = dict(row.payload)
-        items = self.store.get_items([entry["id"] for entry in payload.get("items", [])])
-        since = payload.get("since")
+        payload = row.payload
+        items = self.store.get_items(payload.item_ids)
         return Digest(recipient=row.recipient, channel=row.channel, kind=row.kind, period_key=row.period_key,
-                      items=tuple(payload_matches(payload, items)), generated_at=row.created_at,
-                      total_matched=int(payload.get("total_matched") or 0), failing_sources=_failing(payload),
-                      since=datetime.fromisoformat(since) if since else None,
-                      page_url=self.page_link(row), unsubscribe_url=self.unsubscribe_link(row),
-                      alerted=frozenset(e["id"] for e in payload.get("items", []) if e.get("alerted")))
+                      items=tuple(payload.matches(items)), generated_at=row.created_at,
+                      total_matched=payload.total_matched, failing_sources=payload.failing_sources,
+                      since=payload.since, page_url=self.page_link(row), unsubscribe_url=self.unsubscribe_link(row),
+                      alerted=frozenset(e.id for e in payload.items if e.alerted))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200,
                           on_outcome: Callable[[DeliveryOutcome, int], None] | None = None) -> list[DeliveryOutcome]:
@@ -162,8 +152,8 @@ class Deliverer:
         self._now = lambda: now + timedelta(seconds=time.monotonic() - started)
         self._disabled = {k: v for k, v in self.store.meta_with_prefix(DISABLED).items() if v}
         outcomes: list[DeliveryOutcome] = []
-        email_rows = [r for r in rows if r.channel == "email"]
-        slack_rows = [r for r in rows if r.channel == "slack"]
+        email_rows = [r for r in rows if r.channel == Channel.EMAIL]
+        slack_rows = [r for r in rows if r.channel == Channel.SLACK]
         self._on_outcome = (lambda outcome: on_outcome(outcome, len(rows))) if on_outcome else None
         renewing = asyncio.create_task(self._renew_leases())
         try:
@@ -276,7 +266,7 @@ class Deliverer:
     def _missing_secret(self, row: Delivery) -> str | None:
         """The environment variable this row needs and does not have, said with the key that names it."""
         smtp, slack = self.config.smtp, self.config.slack
-        if row.channel == "email":
+        if row.channel == Channel.EMAIL:
             if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
                 return f"{smtp.password_env} (smtp.password_env) is not set"
             return None
@@ -311,7 +301,7 @@ class Deliverer:
             self.store.mark_unknown(row.id, owner=self.owner, error=error, at=now)
             log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
                         row.kind, row.recipient, error, row.id)
-            if row.kind != "notice":  # a notice about a notice could go on for ever
+            if row.kind != Kind.NOTICE:  # a notice about a notice could go on for ever
                 self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
         while done in found:
@@ -327,29 +317,29 @@ class Deliverer:
 
     def prepare(self, row: Delivery) -> Prepared:
         """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
-        if row.kind == "notice":
-            notice = Notice.from_json(row.payload["notice"])
-            if row.channel == "email":
+        notice = row.payload.notice
+        if row.kind == Kind.NOTICE and notice is not None:
+            if row.channel == Channel.EMAIL:
                 return Prepared(email=self.renderer.render_notice_email(notice))
             return Prepared(slack=self.renderer.render_notice_slack(notice))
         digest = self.digest_for(row)
-        if (row.kind == "digest" and not digest.items and not row.payload.get("send_empty", False)
+        if (row.kind == Kind.DIGEST and not digest.items and not row.payload.send_empty
                 and not digest.failing_sources):
             return Prepared(skip=True)
-        if row.channel == "email":
+        if row.channel == Channel.EMAIL:
             return Prepared(email=self.renderer.render_email(digest), items=len(digest.items))
         return Prepared(slack=self.renderer.render_slack(digest), items=len(digest.items))
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
         owner = self.owner
-        if row.created_at + MAX_AGE.get(row.kind, MAX_AGE["digest"]) < now:
+        if row.created_at + MAX_AGE[row.kind] < now:
             self.store.mark_expired(row.id, owner=owner, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
         disabled = self._disabled.get(disabled_key(row.channel, row.address))
         if disabled:
             self.store.mark_failed(row.id, owner=owner, error=f"destination disabled: {disabled}", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
-        if row.channel == "email" and row.kind != "notice" and self.store.is_unsubscribed(row.address):
+        if row.channel == Channel.EMAIL and row.kind != Kind.NOTICE and self.store.is_unsubscribed(row.address):
             self.store.mark_cancelled(row.id, owner=owner, error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
@@ -357,7 +347,7 @@ class Deliverer:
         if missing is not None:  # a configuration problem, not the destination's: wait for it, tell the admin
             self.store.release(owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
             log.error("%s to %s via %s held: %s", row.kind, row.recipient, row.channel, missing)
-            if row.kind != "notice":
+            if row.kind != Kind.NOTICE:
                 self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=missing)
         prepared = self.prepare(row)
@@ -365,7 +355,7 @@ class Deliverer:
             self.store.mark_sent(row.id, owner=owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
         if row.last_error == LEASE_LAPSED:
-            if row.channel == "slack":  # Slack has no idempotency key: look before posting again
+            if row.channel == Channel.SLACK:  # Slack has no idempotency key: look before posting again
                 settled = await self._settle_slack(row, prepared, now=now)
                 if settled is not None:
                     return settled
@@ -410,13 +400,13 @@ class Deliverer:
         else:
             self.store.mark_failed(row.id, owner=owner, error=error, at=now)
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
-        if status == "unknown" and row.channel == "slack" and row.kind != "notice":
+        if status == "unknown" and row.channel == Channel.SLACK and row.kind != Kind.NOTICE:
             self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
-        if isinstance(exc, DestinationGone) and row.kind != "notice":
+        if isinstance(exc, DestinationGone) and row.kind != Kind.NOTICE:
             self.store.set_meta(disabled_key(row.channel, row.address), error)
             self._disabled[disabled_key(row.channel, row.address)] = error
             self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
-        elif exc.stop_batch and row.kind != "notice":
+        elif exc.stop_batch and row.kind != Kind.NOTICE:
             self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, status, error=error,
                                stop_batch=exc.stop_batch)

@@ -223,51 +223,6 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
-class Digest:
-    """Everything one message needs, decided at planning time and frozen in the outbox.
-
-    `kind` is "digest" or "alert"; `channel` is "email" or "slack". `total_matched` counts matches before
-    `max_items` capped them, so the message can say "N more".
-    """
-
-    recipient: str
-    channel: str
-    kind: str
-    period_key: str
-    items: tuple[ScoredItem, ...]
-    generated_at: datetime
-    total_matched: int = 0
-    failing_sources: tuple[SourceHealth, ...] = ()
-    since: datetime | None = None
-    unsubscribe_url: str | None = None
-    page_url: str | None = None  # the whole digest (every match) as a web page on the bot's endpoint, signed
-    alerted: frozenset[str] = frozenset()  # ids of items already sent as alerts: marked, not news again
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One outbox row as the delivery stage sees it."""
-
-    id: int
-    key: str
-    kind: str
-    channel: str
-    recipient: str
-    address: str
-    period_key: str
-    payload: Mapping[str, Any]
-    message_id: str
-    state: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
-    last_error: str | None = None
-    covers_until: datetime | None = None  # a digest covers the items first seen up to here (from its `since`)
-    claimed_by: str | None = None  # the process holding it (`claimed`, `sending`)
-    send_started_at: datetime | None = None  # wall clock when its last send began
-
-
-@dataclass(frozen=True, slots=True)
 class ItemVector:
     """An item's embedding as the store keeps it: float32 bytes, and a hash of the text they were computed from,
     so that an edited abstract is embedded again. Bytes, not arrays, so the store needs no NumPy."""

@@ -12,18 +12,19 @@ from datetime import datetime
 
 from bot.config import Config
 from bot.models import Notice
-from bot.store import PlannedDelivery, SourceState, Store
+from bot.outbox.model import Channel, Kind, Payload, PlannedDelivery
+from bot.store import SourceState, Store
 
 NOTIFIED = "admin-notified:"  # meta key prefix: the failure streak a source was reported for ("" = none)
 
 
-def admin_destinations(config: Config) -> list[tuple[str, str]]:
+def admin_destinations(config: Config) -> list[tuple[Channel, str]]:
     """(channel, address) pairs the admin is reachable at, as configured."""
-    found = []
+    found: list[tuple[Channel, str]] = []
     if config.bot.admin_email and config.smtp is not None:
-        found.append(("email", config.bot.admin_email))
+        found.append((Channel.EMAIL, config.bot.admin_email))
     if config.bot.admin_slack_channel and config.slack is not None:
-        found.append(("slack", config.bot.admin_slack_channel))
+        found.append((Channel.SLACK, config.bot.admin_slack_channel))
     return found
 
 
@@ -74,12 +75,12 @@ def plan_notices(config: Config, store: Store, *, now: datetime,
     return planned, markers
 
 
-def notice_rows(destinations: list[tuple[str, str]], notice: Notice, key: str, *, now: datetime,
+def notice_rows(destinations: list[tuple[Channel, str]], notice: Notice, key: str, *, now: datetime,
                 new_message_id: Callable[[], str]) -> list[PlannedDelivery]:
     """Outbox rows for one notice, one per admin destination; `key` makes it once-only."""
-    return [PlannedDelivery(key=f"notice:{channel}:{key}", kind="notice", channel=channel, recipient="admin",
+    return [PlannedDelivery(key=f"notice:{channel}:{key}", kind=Kind.NOTICE, channel=channel, recipient="admin",
                             address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"),
-                            payload={"notice": notice.to_json(), "items": []},
+                            payload=Payload(notice=notice),
                             message_id=new_message_id(), covers_until=now)
             for channel, address in destinations]
 

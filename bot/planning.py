@@ -19,11 +19,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bot.config import Config, SlackChannelConfig, SubscriberConfig
-from bot.models import Item, Reason, ScoredItem
+from bot.models import Item, ScoredItem
 from bot.notices import plan_notices
+from bot.outbox.model import Channel, Kind, Payload, PlannedDelivery
 from bot.scoring import Matcher
 from bot.scoring.batch import NO_PAIRS, QUANTUM, Pairs
-from bot.store import PlannedDelivery, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ def disabled_key(channel: str, address: str) -> str:
     return f"{DISABLED}{channel}:{address}"
 
 
-def recipient_identity(recipient: Recipient) -> tuple[str, str, str]:
+def recipient_identity(recipient: Recipient) -> tuple[str, Channel, str]:
     """(name, channel, address) as the outbox knows a recipient."""
     if isinstance(recipient, SubscriberConfig):
-        return recipient.name, "email", recipient.email
+        return recipient.name, Channel.EMAIL, recipient.email
     address = f"webhook:{recipient.webhook_env}" if recipient.webhook_env else recipient.channel
-    return recipient.label, "slack", address
+    return recipient.label, Channel.SLACK, address
 
 
 class Matches:
@@ -285,32 +286,6 @@ def _pick_key(since: datetime, profiles: Iterable[str], limit: int | None) -> _P
     return since, tuple(sorted(set(profiles))), limit
 
 
-def _payload(matches: Sequence[ScoredItem], *, total: int, alerted: set[str], since: datetime | None,
-             profiles: Sequence[str]) -> dict[str, Any]:
-    """The frozen content of a delivery: ids, scores and reasons (items themselves stay in the items table)."""
-    return {
-        "items": [{"id": m.item.id, "profile": m.profile, "score": round(m.score, 4),
-                   "reasons": [r.to_json() for r in m.reasons], "alerted": m.item.id in alerted,
-                   **({"also": list(m.also)} if m.also else {})}
-                  for m in matches],
-        "total_matched": total,
-        "since": since.isoformat() if since else None,
-        "profiles": list(profiles),
-    }
-
-
-def payload_matches(payload: dict[str, Any], items: dict[str, Item]) -> list[ScoredItem]:
-    """Turn a frozen payload back into ScoredItems; an item deleted from the store since is skipped."""
-    out = []
-    for entry in payload.get("items", []):
-        item = items.get(entry["id"])
-        if item is not None:
-            out.append(ScoredItem(item=item, profile=entry["profile"], score=float(entry["score"]),
-                                  reasons=tuple(Reason.from_json(r) for r in entry.get("reasons", [])),
-                                  also=tuple(str(name) for name in entry.get("also", ()))))
-    return out
-
-
 def new_message_id(config: Config) -> str:
     """A Message-ID in the sender's domain, chosen at planning and reused on every retry."""
     sender = config.smtp.sender_address if config.smtp else "digestbot@localhost"
@@ -327,13 +302,13 @@ class Planner:
         self.now = now
         self.matches = Matches(matcher, store, now)
         self.floor = now - config.bot.max_age_delta
-        self.covered = {kind: store.last_covered_all(kind) for kind in ("digest", "alert")}
+        self.covered = {kind: store.last_covered_all(kind) for kind in (Kind.DIGEST, Kind.ALERT)}
         self.met = {key.removeprefix(FIRST_SEEN): datetime.fromisoformat(value)
                     for key, value in store.meta_with_prefix(FIRST_SEEN).items()}
         self.newly_met: dict[str, str] = {}
         self.existing: set[str] = set()
 
-    def _since(self, kind: str, name: str, channel: str) -> datetime:
+    def _since(self, kind: Kind, name: str, channel: str) -> datetime:
         last = self.covered[kind].get((name, channel))
         return max(last, self.floor) if last else self.floor
 
@@ -366,14 +341,14 @@ class Planner:
             return None
         key, period_key, due_at = due
         name, channel, address = recipient_identity(recipient)
-        if (name, channel) not in self.covered["digest"] and due_at < self.first_met(channel, name):
+        if (name, channel) not in self.covered[Kind.DIGEST] and due_at < self.first_met(channel, name):
             return None
-        since = self._since("digest", name, channel)
+        since = self._since(Kind.DIGEST, name, channel)
         found, total = self.matches.best(since, recipient.profiles, limit=recipient.max_items)
         alerted = self.store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
-        payload = _payload(found, total=total, alerted=alerted, since=since, profiles=recipient.profiles)
-        payload["send_empty"] = recipient.send_empty
-        return PlannedDelivery(key=key, kind="digest", channel=channel, recipient=name, address=address,
+        payload = Payload.of(found, total=total, alerted=alerted, since=since, profiles=recipient.profiles,
+                             send_empty=recipient.send_empty)
+        return PlannedDelivery(key=key, kind=Kind.DIGEST, channel=channel, recipient=name, address=address,
                                period_key=period_key, payload=payload, message_id=new_message_id(self.config),
                                covers_until=self.now)
 
@@ -383,14 +358,14 @@ class Planner:
             return None
         name, channel, address = recipient_identity(recipient)
         already = self.store.alerted_item_ids(name, channel)
-        since = self._since("alert", name, channel)
+        since = self._since(Kind.ALERT, name, channel)
         hits, total = self.matches.best(since, recipient.profiles, at_least=recipient.alert_min_score, skip=already)
         if not hits:
             return None
         ids = ",".join(sorted(m.item.id for m in hits))
         digest = hashlib.sha256(ids.encode()).hexdigest()[:16]
-        payload = _payload(hits, total=total, alerted=set(), since=since, profiles=recipient.profiles)
-        return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind="alert", channel=channel,
+        payload = Payload.of(hits, total=total, since=since, profiles=recipient.profiles)
+        return PlannedDelivery(key=f"alert:{channel}:{name}:{digest}", kind=Kind.ALERT, channel=channel,
                                recipient=name, address=address, period_key=self.now.strftime("%Y-%m-%dT%H:%M"),
                                payload=payload, message_id=new_message_id(self.config), covers_until=self.now)
 
@@ -401,9 +376,9 @@ class Planner:
         for recipient, due in zip(recipients, dues, strict=True):
             name, channel, _address = recipient_identity(recipient)
             if due is not None and due[0] not in self.existing:
-                owed.append((self._since("digest", name, channel), recipient.profiles, recipient.max_items))
+                owed.append((self._since(Kind.DIGEST, name, channel), recipient.profiles, recipient.max_items))
             if recipient.alert_min_score is not None:
-                alerts.append(self._since("alert", name, channel))
+                alerts.append(self._since(Kind.ALERT, name, channel))
         self.matches.prefetch(owed, also=alerts)
 
     def finish(self) -> None:
@@ -422,21 +397,19 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
     recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
                   and disabled_key(*recipient_identity(r)[1:]) not in disabled]
-    failing = [{"name": h.name, "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
-                "last_success": h.last_success.isoformat() if h.last_success else None}
-               for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing]
+    failing = tuple(h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing)
     planner = Planner(config, store, matcher, now)
     dues = [planner.due_key(r) for r in recipients]
     planner.existing = store.existing_keys([due[0] for due in dues if due is not None])
     result = PlanResult()
     planner.prefetch(recipients, dues)
-    for kind in ("alert", "digest"):
+    for kind in (Kind.ALERT, Kind.DIGEST):
         batch: list[PlannedDelivery] = []
         for recipient, due in zip(recipients, dues, strict=True):
-            delivery = planner.alert(recipient) if kind == "alert" else planner.digest(recipient, due)
+            delivery = planner.alert(recipient) if kind == Kind.ALERT else planner.digest(recipient, due)
             if delivery is not None:
-                batch.append(replace(delivery, payload={**delivery.payload, "failing_sources": failing}))
-                result.matched[f"{delivery.kind}:{delivery.recipient}"] = int(delivery.payload["total_matched"])
+                batch.append(replace(delivery, payload=replace(delivery.payload, failing_sources=failing)))
+                result.matched[f"{delivery.kind}:{delivery.recipient}"] = delivery.payload.total_matched
         result.planned.extend(store.plan(batch, now=now))
     planner.finish()
     notices, told = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))

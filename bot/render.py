@@ -20,7 +20,8 @@ from urllib.parse import quote, urlsplit
 import jinja2
 
 import bot
-from bot.models import Digest, Notice, ScoredItem, SourceHealth, meaning_label, shown_related
+from bot.models import Notice, ScoredItem, SourceHealth, meaning_label, shown_related
+from bot.outbox.model import Digest, Kind
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def failing_notice(digest: Digest) -> str | None:
 def headline(digest: Digest) -> str:
     """ "12 new papers for rlhf, recsys" (no date): the subject, the email title and the Slack header."""
     profiles = ", ".join(_profiles(digest))
-    if digest.kind == "alert":
+    if digest.kind == Kind.ALERT:
         return f"New match for {profiles}" if profiles else "New match"
     count = max(digest.total_matched, len(digest.items))
     noun = "paper" if count == 1 else "papers"
@@ -221,7 +222,7 @@ def headline(digest: Digest) -> str:
 
 
 def subject(digest: Digest) -> str:
-    if digest.kind == "alert":
+    if digest.kind == Kind.ALERT:
         title = digest.items[0].item.title if digest.items else headline(digest)
         return one_line(f"digestbot alert: {one_line(title)}", SUBJECT_LIMIT)
     return one_line(f"digestbot: {headline(digest)} — {_day(digest.generated_at)}", SUBJECT_LIMIT)
@@ -252,7 +253,7 @@ class Renderer:
 
     def render_email(self, digest: Digest) -> RenderedEmail:
         """HTML and text with the same items; drops items from the end until the HTML fits HTML_LIMIT."""
-        name = "alert" if digest.kind == "alert" else "digest"
+        name = "alert" if digest.kind == Kind.ALERT else "digest"
         html_template = self._env.get_template(f"{name}.html.j2")
         views = [item_view(s, alerted=s.item.id in digest.alerted) for s in digest.items[:MAX_EMAIL_ITEMS]]
         shown = len(views)
@@ -270,7 +271,7 @@ class Renderer:
 
     def render_slack(self, digest: Digest) -> list[SlackMessage]:
         """Block Kit, split into messages of SLACK_ITEMS_PER_MESSAGE items, each with a `text` fallback."""
-        alert = digest.kind == "alert"
+        alert = digest.kind == Kind.ALERT
         views = [item_view(s, snippet_chars=500, alerted=s.item.id in digest.alerted)
                  for s in digest.items[:MAX_SLACK_ITEMS]]
         chunks = [views[i: i + SLACK_ITEMS_PER_MESSAGE] for i in range(0, len(views), SLACK_ITEMS_PER_MESSAGE)]
@@ -324,7 +325,7 @@ class Renderer:
         }
 
     def _slack_intro(self, digest: Digest) -> list[dict[str, Any]]:
-        title = ("digestbot alert: " if digest.kind == "alert" else "digestbot: ") + headline(digest)
+        title = ("digestbot alert: " if digest.kind == Kind.ALERT else "digestbot: ") + headline(digest)
         when = _day(digest.generated_at) + (f" · new since {_moment(digest.since)}" if digest.since else "")
         blocks = [
             {"type": "header", "text": {"type": "plain_text", "text": truncate(title, SLACK_HEADER_LIMIT)}},

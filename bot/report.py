@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bot.app import CycleReport
 from bot.config import Config
-from bot.models import Delivery
+from bot.outbox.model import Delivery, State
 from bot.store import Store
 
 _STATUS_STYLE = {"ok": "green", "sent": "green", "not-modified": "cyan", "skipped": "dim", "failed": "red",
@@ -109,7 +109,7 @@ def _short(iso: str | None) -> str:
 
 def delivery_rows(deliveries: list[Delivery]) -> list[dict[str, Any]]:
     return [{"id": d.id, "kind": d.kind, "channel": d.channel, "recipient": d.recipient, "address": d.address,
-             "period": d.period_key, "state": d.state, "attempts": d.attempts, "items": len(d.payload.get("items", [])),
+             "period": d.period_key, "state": d.state, "attempts": d.attempts, "items": len(d.payload.items),
              "created": d.created_at.isoformat(), "next_attempt": d.next_attempt_at.isoformat(),
              "last_error": d.last_error} for d in deliveries]
 
@@ -148,7 +148,7 @@ def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, A
         "last_cycle": store.get_meta("last_cycle"),
         "items_stored": store.item_count(),
         "deliveries": store.delivery_counts(),
-        "problems": delivery_rows(store.deliveries(("failed", "unknown"), limit=10)),
+        "problems": delivery_rows(store.deliveries((State.FAILED, State.UNKNOWN), limit=10)),
         "failing_sources": [r for r in rows if r["status"] in ("failing", "broken")],
         "sources_fetched": sum(r["status"] != "never fetched" for r in rows),
         "next_due": upcoming,

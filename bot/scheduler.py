@@ -25,6 +25,7 @@ from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
 from bot.models import Notice
 from bot.notices import admin_destinations, notice_rows
+from bot.outbox.model import State
 from bot.planning import new_message_id
 from bot.web import WebServer, make_app
 
@@ -108,7 +109,7 @@ class Daemon:
                                   "last_cycle": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
                                   "leading": self.leadership.leading, "stopping": self.stopping.is_set()}
         try:  # deliveries nobody can vouch for (a Slack post in doubt): for monitoring; liveness does not hang on it
-            report["unknown_deliveries"] = self.app.store.delivery_counts().get("unknown", 0)
+            report["unknown_deliveries"] = self.app.store.delivery_counts().get(State.UNKNOWN, 0)
         except BotError as exc:
             log.warning("health: cannot count unknown deliveries (%s)", exc.message)
         return report

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.models import Digest, Item, Notice, Reason, ScoredItem, SourceHealth
+from bot.models import Item, Notice, Reason, ScoredItem, SourceHealth
+from bot.outbox.model import Digest
 from bot.render import Renderer
 from bot.store import Store
 from bot.tokens import make_token

@@ -73,7 +73,7 @@ def fetched(db: Path, source: str) -> bool:
 def admin_told(db: Path) -> bool:
     with Store.open(f"sqlite:///{db}") as store:
         rows = [d for d in store.deliveries() if d.key.startswith("notice:email:config-rejected:")]
-    return len(rows) == 1 and "sources[0].every" in str(rows[0].payload)
+    return len(rows) == 1 and "sources[0].every" in str(rows[0].payload.notice)
 
 
 def test_run_reloads_config_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ import pytest
 from bot.config import Config, parse_config
 from bot.delivery import Deliverer
 from bot.models import Item
+from bot.outbox.model import Payload, PlannedDelivery
 from bot.render import Renderer
-from bot.store import PlannedDelivery, Store
+from bot.store import Store
 from tests.slackapi import ScriptedSlack
 from tests.smtpsink import FaultySink
 
@@ -53,7 +54,7 @@ def seed(store: Store, n: int) -> list[dict[str, Any]]:
 
 def plan(store: Store, *, channel: str = "email", address: str = "ada@example.org", n: int = 3,
          key: str = "digest:email:ada:2026-11-23") -> None:
-    payload = {"items": seed(store, n), "total_matched": n, "since": None, "profiles": ["p"]}
+    payload = Payload.from_json({"items": seed(store, n), "total_matched": n, "since": None, "profiles": ["p"]})
     store.plan([PlannedDelivery(key=key, kind="digest", channel=channel, recipient="ada", address=address,
                                 period_key="2026-11-23", payload=payload, message_id="<fixed-id@example.org>",
                                 covers_until=NOW)], now=NOW)
@@ -81,7 +82,7 @@ def one_connection(smtp_port: int) -> Config:
 def plan_now(store: Store, n: int) -> datetime:
     """`n` one-paper digests to r0…r{n-1}, planned at the real time (so none is too old to send); that time."""
     now = datetime.now(UTC)
-    payload = {"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]}
+    payload = Payload.from_json({"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]})
     store.plan([PlannedDelivery(key=f"digest:email:r{i}", kind="digest", channel="email", recipient=f"r{i}",
                                 address=f"r{i}@example.org", period_key="today", payload=payload,
                                 message_id=f"<r{i}@example.org>") for i in range(n)], now=now)
@@ -197,7 +198,7 @@ async def test_empty_digest_is_skipped_unless_asked(store: Store, tmp_path: Path
         config = make_config(sink.port)
         store.plan([PlannedDelivery(key="digest:email:ada:2026-11-23", kind="digest", channel="email",
                                     recipient="ada", address="ada@example.org", period_key="2026-11-23",
-                                    payload={"items": [], "total_matched": 0, "profiles": ["p"]},
+                                    payload=Payload(profiles=("p",)),
                                     message_id="<e@example.org>", covers_until=NOW)], now=NOW)
         assert await deliver(config, store, NOW) == ["skipped"]
         assert len(sink.messages()) == 0
@@ -208,7 +209,7 @@ async def test_send_empty_sends_a_short_all_clear(store: Store, tmp_path: Path) 
         config = make_config(sink.port)
         store.plan([PlannedDelivery(key="digest:email:ada:2026-11-23", kind="digest", channel="email",
                                     recipient="ada", address="ada@example.org", period_key="2026-11-23",
-                                    payload={"items": [], "total_matched": 0, "profiles": ["p"], "send_empty": True},
+                                    payload=Payload(profiles=("p",), send_empty=True),
                                     message_id="<e@example.org>", covers_until=NOW)], now=NOW)
         assert await deliver(config, store, NOW) == ["sent"]
         body = sink.messages()[0].get_body(("plain",))

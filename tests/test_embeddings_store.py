@@ -289,8 +289,7 @@ async def test_on_without_the_extra_logs_one_error_and_scores_with_keywords(
     assert report.refreshed[0].new == 30
     with Store.open(db_url) as store:
         assert store.vector_count() == 0
-        kinds = {reason["kind"] for row in store.deliveries() for entry in row.payload["items"]
-                 for reason in entry["reasons"]}
+        kinds = {reason.kind for row in store.deliveries() for entry in row.payload.items for reason in entry.reasons}
     assert kinds and "semantic" not in kinds  # alerts went out, on keywords alone
 
 

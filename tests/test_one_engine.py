@@ -20,6 +20,7 @@ import pytest
 
 from bot.app import App, scoring_corpus
 from bot.config import load_config
+from bot.outbox.model import PayloadItem
 from bot.planning import plan_deliveries
 from bot.scoring import load_items_jsonl, semantic
 from bot.store import Store
@@ -87,7 +88,7 @@ def planned(config: Path) -> dict[str, Scores]:
             for now in (NOW - timedelta(minutes=65), NOW):
                 plan_deliveries(cfg, app.store, app.matcher(now), now=now)
             for delivery in app.store.deliveries():
-                for entry in delivery.payload["items"]:
+                for entry in map(PayloadItem.to_json, delivery.payload.items):
                     out[delivery.kind][(entry["profile"], entry["id"])] = (entry["score"], entry["reasons"])
 
 

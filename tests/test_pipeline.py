@@ -13,10 +13,11 @@ import pytest
 
 from bot.config import Config, parse_config
 from bot.models import Item
+from bot.outbox.model import PlannedDelivery
 from bot.planning import plan_deliveries
 from bot.scoring import compile_profiles
-from bot.store import Store, outbox
-from bot.store.outbox import PlannedDelivery
+from bot.store import Store
+from bot.store import deliveries as outbox
 
 
 def config(**subscriber: Any) -> Config:
@@ -45,7 +46,7 @@ def plan(cfg: Config, store: Store, now: datetime) -> list[str]:
 def payload_ids(store: Store, key: str) -> list[str]:
     rows = [d for d in store.deliveries() if d.key == key]
     assert len(rows) == 1
-    return [entry["id"] for entry in rows[0].payload["items"]]
+    return rows[0].payload.item_ids
 
 
 def test_one_digest_per_day_covering_only_what_is_new(store: Store) -> None:
@@ -101,11 +102,11 @@ def test_exclude_min_score_and_max_items(store: Store) -> None:
                            item(4, "Reward model"), item(5, "Unrelated")], seen_at=at("2026-11-22T12:00:00+01:00"))
     assert plan(cfg, store, at("2026-11-23T07:00:00+01:00")) == ["digest:email:ada:2026-11-23"]
     row = next(d for d in store.deliveries() if d.key == "digest:email:ada:2026-11-23")
-    assert row.payload["total_matched"] == 3  # 1 vetoed by exclude, 5 matches nothing
-    ids = [e["id"] for e in row.payload["items"]]
+    assert row.payload.total_matched == 3  # 1 vetoed by exclude, 5 matches nothing
+    ids = row.payload.item_ids
     assert len(ids) == 2 and ids[0] == "arxiv:2611.00003"  # both terms beat one
     assert ids[1] in {"arxiv:2611.00002", "arxiv:2611.00004"}
-    assert {r["term"] for r in row.payload["items"][0]["reasons"]} == {"DPO", "reward model"}
+    assert {r.term for r in row.payload.items[0].reasons} == {"DPO", "reward model"}
 
 
 def test_alert_once_then_digest_marks_it(store: Store) -> None:
@@ -119,7 +120,7 @@ def test_alert_once_then_digest_marks_it(store: Store) -> None:
     assert plan(cfg, store, at("2026-11-22T12:10:00+01:00")) == []  # not alerted twice
     assert plan(cfg, store, at("2026-11-23T07:00:00+01:00")) == ["digest:email:ada:2026-11-23"]
     row = next(d for d in store.deliveries() if d.key == "digest:email:ada:2026-11-23")
-    alerted = {e["id"]: e["alerted"] for e in row.payload["items"]}
+    alerted = {e.id: e.alerted for e in row.payload.items}
     assert alerted == {"arxiv:2611.00001": True, "arxiv:2611.00002": False}
 
 
@@ -167,7 +168,7 @@ def test_profile_max_items_caps_that_profile_in_the_digest(store: Store) -> None
                      seen_at=at("2026-11-22T12:00:00+00:00"))
     assert plan(cfg, store, at("2026-11-23T07:00:00+00:00")) == ["digest:email:ada:2026-11-23"]
     row = next(d for d in store.deliveries() if d.key == "digest:email:ada:2026-11-23")
-    profiles = sorted(e["profile"] for e in row.payload["items"])
+    profiles = sorted(e.profile for e in row.payload.items)
     assert profiles == ["rlhf", "vision", "vision"]
 
 
@@ -190,10 +191,10 @@ def test_a_paper_matching_two_of_a_readers_profiles_names_both_in_every_channel(
                      seen_at=at("2026-11-22T12:00:00+00:00"))
     plan(cfg, store, at("2026-11-23T07:00:00+00:00"))
     rows = {d.channel: d for d in store.deliveries()}
-    both = next(e for e in rows["email"].payload["items"] if e["id"] == "arxiv:2611.00001")
-    assert (both["profile"], both["also"]) == ("rlhf", ["vision"])  # ties: the profile first in [profiles]
-    alone = next(e for e in rows["email"].payload["items"] if e["id"] == "arxiv:2611.00002")
-    assert "also" not in alone
+    both = next(e for e in rows["email"].payload.items if e.id == "arxiv:2611.00001")
+    assert (both.profile, both.also) == ("rlhf", ("vision",))  # ties: the profile first in [profiles]
+    alone = next(e for e in rows["email"].payload.items if e.id == "arxiv:2611.00002")
+    assert alone.also == ()
     renderer, deliverer = Renderer(), Deliverer(cfg, store, Renderer())
     email = renderer.render_email(deliverer.digest_for(rows["email"]))
     assert "Matched (rlhf, vision)" in email.text and ">rlhf, vision</span>" in email.html

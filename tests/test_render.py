@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.models import Digest, Item, Reason, ScoredItem, SourceHealth
+from bot.models import Item, Reason, ScoredItem, SourceHealth
+from bot.outbox.model import Digest
 from bot.render import (
     HTML_LIMIT,
     SLACK_HEADER_LIMIT,
@@ -231,7 +232,8 @@ def test_description_words_are_shown_apart_from_keywords(renderer: Renderer) -> 
 
 
 def test_followed_author_is_shown_as_by_name() -> None:
-    from bot.models import Digest, Item, Reason, ScoredItem
+    from bot.models import Item, Reason, ScoredItem
+    from bot.outbox.model import Digest
     from bot.render import Renderer
 
     scored = ScoredItem(Item(id="arxiv:1", title="A paper", url="https://arxiv.org/abs/1", authors=("Yann LeCun",)),

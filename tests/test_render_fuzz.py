@@ -21,7 +21,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bot.models import Digest, Item, Notice, Reason, ScoredItem, SourceHealth
+from bot.models import Item, Notice, Reason, ScoredItem, SourceHealth
+from bot.outbox.model import Digest
 from bot.render import (
     HTML_LIMIT,
     SLACK_HEADER_LIMIT,

@@ -18,7 +18,8 @@ from sqlalchemy import event, inspect, text
 import bot.store
 from bot.errors import StoreError, StoreUnreachable
 from bot.models import Item
-from bot.store import LEASE_LAPSED, PlannedDelivery, Store
+from bot.outbox.model import Payload, PayloadItem, PlannedDelivery
+from bot.store import LEASE_LAPSED, Store
 from bot.store.engine import create_store_engine
 from bot.store.schema import metadata
 
@@ -37,8 +38,9 @@ def item(n: int | str, **fields: Any) -> Item:
 
 def planned(key: str, *, kind: str = "digest", recipient: str = "ana", channel: str = "email",
             item_ids: tuple[str, ...] = (), covers_until: datetime | None = None) -> PlannedDelivery:
+    payload = Payload(items=tuple(PayloadItem(id=i, profile="p", score=1.5) for i in item_ids))
     return PlannedDelivery(key=key, kind=kind, channel=channel, recipient=recipient, address="ana@example.org",
-                           period_key="2026-03-02", payload={"items": [{"id": i, "score": 1.5} for i in item_ids]},
+                           period_key="2026-03-02", payload=payload,
                            message_id=f"<{key}@digestbot>", covers_until=covers_until)
 
 
@@ -306,7 +308,7 @@ def test_claim_is_exclusive_and_due_only(store: Store) -> None:
     (claimed,) = store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER)
     assert (claimed.key, claimed.state, claimed.attempts, claimed.message_id) == ("d1", "claimed", 0, "<d1@digestbot>")
     assert claimed.claimed_by == OWNER
-    assert claimed.payload == {"items": []}
+    assert claimed.payload == Payload()
     assert store.claim(now=T0, limit=10, lease=LEASE, owner=OWNER) == []
 
 
@@ -486,3 +488,21 @@ def test_plain_postgresql_url_uses_psycopg3() -> None:
         assert engine.url.drivername == "postgresql+psycopg"
     finally:
         engine.dispose()
+
+
+def test_payloads_written_by_earlier_releases_read_back() -> None:
+    """Rows planned before the payload was typed stay readable: a notice, and an alert without `send_empty`."""
+    notice = {"notice": {"kind": "source-failing", "title": "Source a is failing", "lines": ["x"],
+                         "generated_at": "2026-03-02T07:00:00+00:00"}, "items": []}
+    read = Payload.from_json(notice)
+    assert read.notice is not None and read.notice.title == "Source a is failing" and read.items == ()
+    alert = {"items": [{"id": "arxiv:1", "profile": "p", "score": 2.5, "alerted": False,
+                        "reasons": [{"term": "DPO", "field": "title", "count": 1, "weight": 2.5}]}],
+             "total_matched": 1, "since": "2026-03-01T07:00:00+00:00", "profiles": ["p"],
+             "failing_sources": [{"name": "a", "consecutive_failures": 3, "last_error": "HTTP 500",
+                                  "last_success": None}]}
+    read = Payload.from_json(alert)
+    assert read.item_ids == ["arxiv:1"] and read.items[0].reasons[0].kind == "keyword" and not read.send_empty
+    assert read.failing_sources[0].consecutive_failures == 3 and read.since == datetime(2026, 3, 1, 7, tzinfo=UTC)
+    again = Payload.from_json(read.to_json())
+    assert again == read

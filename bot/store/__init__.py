@@ -5,7 +5,7 @@
     new = store.save_items("hf-daily", items, seen_at=now)  # only items never seen from any source
 """
 
-from bot.store.outbox import HELD_STATES, LEASE_LAPSED, PlannedDelivery
+from bot.store.deliveries import HELD_STATES, LEASE_LAPSED
 from bot.store.repo import SourceState, Store
 
-__all__ = ["HELD_STATES", "LEASE_LAPSED", "PlannedDelivery", "SourceState", "Store"]
+__all__ = ["HELD_STATES", "LEASE_LAPSED", "SourceState", "Store"]

@@ -2,7 +2,7 @@
 
 Every method is one short transaction (BEGIN IMMEDIATE on SQLite when it writes) and takes the time it should
 record as an argument: the store never reads the clock, so tests and `digestbot once --now` control time.
-SQL for items, their embeddings and the outbox lives in `items.py`, `vectors.py` and `outbox.py`; this module holds
+SQL for items, their embeddings and the outbox lives in `items.py`, `vectors.py` and `deliveries.py`; this module holds
 sources, meta and unsubscribes, which are a few lines each.
 """
 
@@ -19,11 +19,13 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, Row, case, delete, select
 
 from bot.errors import StoreError
-from bot.models import Delivery, Item, ItemVector, SourceHealth
+from bot.models import Item, ItemVector, SourceHealth
+from bot.outbox.model import Delivery, Kind, PlannedDelivery, State
+from bot.store import deliveries as outbox
 from bot.store import items as item_sql
-from bot.store import outbox, vectors
+from bot.store import vectors
+from bot.store.deliveries import RETRYABLE_STATES
 from bot.store.engine import create_store_engine, dialect_insert, migrate, transaction
-from bot.store.outbox import RETRYABLE_STATES, PlannedDelivery
 from bot.store.schema import meta, sources, unsubscribes
 
 MAX_ERROR_CHARS = 2000
@@ -209,12 +211,12 @@ class Store:
             _upsert_meta(connection, meta_values or {})
             return inserted
 
-    def last_covered(self, recipient: str, channel: str, kind: str = "digest") -> datetime | None:
+    def last_covered(self, recipient: str, channel: str, kind: Kind = Kind.DIGEST) -> datetime | None:
         """The latest `covers_until` planned for this recipient and channel: where the next digest starts."""
         with self._read() as connection:
             return outbox.last_covered(connection, recipient, channel, kind)
 
-    def last_covered_all(self, kind: str = "digest") -> dict[tuple[str, str], datetime]:
+    def last_covered_all(self, kind: Kind = Kind.DIGEST) -> dict[tuple[str, str], datetime]:
         """{(recipient, channel): last covers_until} for every recipient with a delivery of `kind`."""
         with self._read() as connection:
             return outbox.last_covered_all(connection, kind)
@@ -259,47 +261,47 @@ class Store:
     def mark_sent(self, delivery_id: int, *, owner: str, at: datetime) -> bool:
         """Record a send (or a skip: nothing to say). Like every mark_*, applies only to a row `owner` still holds
         (`claimed` or `sending`) and says whether it did."""
-        return self._transition(delivery_id, owner, state="sent", sent_at=at, updated_at=at)
+        return self._transition(delivery_id, owner, state=State.SENT, sent_at=at, updated_at=at)
 
     def mark_retry(self, delivery_id: int, *, owner: str, error: str, next_attempt_at: datetime) -> bool:
         """Back to pending, due again at `next_attempt_at`."""
-        return self._transition(delivery_id, owner, state="pending", last_error=_clip(error),
+        return self._transition(delivery_id, owner, state=State.PENDING, last_error=_clip(error),
                                 next_attempt_at=next_attempt_at)
 
     def mark_failed(self, delivery_id: int, *, owner: str, error: str, at: datetime) -> bool:
         """Permanent failure: not retried unless someone requeues it."""
-        return self._transition(delivery_id, owner, state="failed", last_error=_clip(error), updated_at=at)
+        return self._transition(delivery_id, owner, state=State.FAILED, last_error=_clip(error), updated_at=at)
 
     def mark_unknown(self, delivery_id: int, *, owner: str, error: str, at: datetime) -> bool:
         """The send may or may not have happened (connection lost after the data went out): no blind retry."""
-        return self._transition(delivery_id, owner, state="unknown", last_error=_clip(error), updated_at=at)
+        return self._transition(delivery_id, owner, state=State.UNKNOWN, last_error=_clip(error), updated_at=at)
 
     def mark_expired(self, delivery_id: int, *, owner: str, at: datetime, error: str = "expired") -> bool:
         """Too old to be worth sending (catch-up policy)."""
-        return self._transition(delivery_id, owner, state="expired", last_error=_clip(error), updated_at=at)
+        return self._transition(delivery_id, owner, state=State.EXPIRED, last_error=_clip(error), updated_at=at)
 
     def mark_cancelled(self, delivery_id: int, *, owner: str, at: datetime, error: str) -> bool:
         """Not sent, and never to be: its reader unsubscribed before it went out."""
-        return self._transition(delivery_id, owner, state="cancelled", last_error=_clip(error), updated_at=at)
+        return self._transition(delivery_id, owner, state=State.CANCELLED, last_error=_clip(error), updated_at=at)
 
     def requeue(self, delivery_id: int, *, now: datetime) -> bool:
         """A person's "try again": failed/unknown/expired back to pending, due now, attempts counted afresh."""
         current = self.get_delivery(delivery_id)
         note = _clip(f"requeued by hand; before: {current.last_error if current is not None else None}")
         with self._write() as connection:
-            return outbox.transition(connection, delivery_id, RETRYABLE_STATES, state="pending", next_attempt_at=now,
-                                     attempts=0, updated_at=now, last_error=note)
+            return outbox.transition(connection, delivery_id, RETRYABLE_STATES, state=State.PENDING,
+                                     next_attempt_at=now, attempts=0, updated_at=now, last_error=note)
 
     def _transition(self, delivery_id: int, owner: str, **values: Any) -> bool:
         with self._write() as connection:
             return outbox.transition(connection, delivery_id, outbox.HELD_STATES, owner, **values)
 
-    def deliveries(self, states: Collection[str] | None = None, limit: int = 100) -> list[Delivery]:
+    def deliveries(self, states: Collection[State] | None = None, limit: int = 100) -> list[Delivery]:
         """Outbox rows, newest first, optionally only in the given states."""
         with self._read() as connection:
             return outbox.list_deliveries(connection, states, limit)
 
-    def delivery_counts(self) -> dict[str, int]:
+    def delivery_counts(self) -> dict[State, int]:
         """Outbox rows per state, for `digestbot status`."""
         with self._read() as connection:
             return outbox.state_counts(connection)
@@ -313,7 +315,7 @@ class Store:
             return outbox.get_delivery(connection, delivery_id)
 
     def alerted_item_ids(self, recipient: str, channel: str) -> set[str]:
-        """Ids in `payload["items"]` of alert rows for this recipient and channel that were not failed/expired."""
+        """Ids of the items of alert rows for this recipient and channel that were not failed/expired."""
         with self._read() as connection:
             return outbox.alerted_item_ids(connection, recipient, channel)
 

@@ -27,6 +27,8 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
+from bot.outbox.model import State
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -35,7 +37,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-DELIVERY_STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "expired", "cancelled")
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -124,8 +125,7 @@ deliveries = Table(
     Column("last_error", Text),
     Column("claimed_by", String),  # the process that holds the row (`claimed` or `sending`): see `bot.store.owner`
     Column("send_started_at", UTCDateTime),  # wall clock when its send began (to look for a Slack post of it)
-    CheckConstraint("state IN ('pending', 'claimed', 'sending', 'sent', 'failed', 'unknown', 'expired', 'cancelled')",
-                    name="state"),
+    CheckConstraint(f"state IN ({', '.join(repr(str(s)) for s in State)})", name="state"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "claimed_by"),
     Index(None, "recipient", "channel", "kind"),

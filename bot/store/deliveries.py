@@ -15,48 +15,27 @@ Every change of a held row names its holder (`claimed_by`) and applies only if t
 process whose lease lapsed cannot record an outcome over the one that took the row over. Holders renew their
 lease while their batch is alive (`renew`) and give back what they did not start when they stop (`release`).
 
-Payload contract: `payload["items"]` is a list of dicts, each with at least `"id"` (the canonical `Item.id`);
-the planner adds whatever else the renderer needs (title, url, score, reasons, ...). The payload must be
-JSON-serialisable. `alerted_item_ids` reads `payload["items"][*]["id"]` of alert rows.
+The payload is a `bot.outbox.model.Payload`, stored as its JSON; `alerted_item_ids` reads the item ids of alert
+rows from it.
 
 Functions here take a Connection already inside a transaction; `Store` owns the transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, case, func, or_, select, update
 
-from bot.models import Delivery
+from bot.outbox.model import Channel, Delivery, Kind, Payload, PlannedDelivery, State
 from bot.store.engine import chunks, dialect_insert
 from bot.store.schema import deliveries
 
-RETRYABLE_STATES = ("failed", "unknown", "expired")
+RETRYABLE_STATES = (State.FAILED, State.UNKNOWN, State.EXPIRED)
 # An alert that never went out did not alert anyone, so the digest should not say it did.
-UNDELIVERED_STATES = ("failed", "expired")
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedDelivery:
-    """One outbox row as the planner decides it; `key` makes planning the same thing twice a no-op.
-
-    `covers_until`: every item first seen up to this instant is covered by this digest (the next digest for
-    the same recipient and channel starts after it). `message_id` is chosen now and reused on every retry.
-    """
-
-    key: str
-    kind: str
-    channel: str
-    recipient: str
-    address: str
-    period_key: str
-    payload: Mapping[str, Any]
-    message_id: str
-    covers_until: datetime | None = None
+UNDELIVERED_STATES = (State.FAILED, State.EXPIRED)
 
 
 def plan(connection: Connection, planned: Sequence[PlannedDelivery], now: datetime) -> list[str]:
@@ -77,7 +56,7 @@ def plan(connection: Connection, planned: Sequence[PlannedDelivery], now: dateti
 LEASE_LAPSED = "lease lapsed: the process sending this stopped before recording the outcome"
 
 
-HELD_STATES = ("claimed", "sending")
+HELD_STATES = (State.CLAIMED, State.SENDING)
 
 
 def claim(connection: Connection, now: datetime, limit: int, lease: timedelta, owner: str,
@@ -87,7 +66,7 @@ def claim(connection: Connection, now: datetime, limit: int, lease: timedelta, o
     lapsed = or_(deliveries.c.lease_until < now, deliveries.c.claimed_by.in_(list(gone))) if gone else (
         deliveries.c.lease_until < now)
     due = or_(
-        and_(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == State.PENDING, deliveries.c.next_attempt_at <= now),
         and_(deliveries.c.state.in_(HELD_STATES), lapsed),
     )
     ids = (
@@ -101,8 +80,8 @@ def claim(connection: Connection, now: datetime, limit: int, lease: timedelta, o
     statement = (
         update(deliveries)
         .where(deliveries.c.id.in_(ids))
-        .values(state="claimed", claimed_by=owner, lease_until=now + lease, updated_at=now,
-                last_error=case((deliveries.c.state == "sending", LEASE_LAPSED), else_=deliveries.c.last_error))
+        .values(state=State.CLAIMED, claimed_by=owner, lease_until=now + lease, updated_at=now,
+                last_error=case((deliveries.c.state == State.SENDING, LEASE_LAPSED), else_=deliveries.c.last_error))
         .returning(*deliveries.c)
     )
     claimed = [_delivery(row) for row in connection.execute(statement)]
@@ -114,8 +93,8 @@ def begin_send(connection: Connection, delivery_id: int, owner: str, *, now: dat
     """`claimed` → `sending` for its holder, counted as an attempt: from here on a crash leaves it ambiguous."""
     statement = (
         update(deliveries)
-        .where(deliveries.c.id == delivery_id, deliveries.c.state == "claimed", deliveries.c.claimed_by == owner)
-        .values(state="sending", attempts=deliveries.c.attempts + 1, lease_until=now + lease, send_started_at=wall,
+        .where(deliveries.c.id == delivery_id, deliveries.c.state == State.CLAIMED, deliveries.c.claimed_by == owner)
+        .values(state=State.SENDING, attempts=deliveries.c.attempts + 1, lease_until=now + lease, send_started_at=wall,
                 updated_at=now)
     )
     return connection.execute(statement).rowcount == 1
@@ -132,10 +111,10 @@ def renew(connection: Connection, owner: str, until: datetime) -> int:
 def release(connection: Connection, owner: str, now: datetime, ids: Collection[int] | None = None,
             next_attempt_at: datetime | None = None) -> int:
     """Give back `claimed` rows of `owner` (all, or `ids`) not started: pending again, no attempt counted."""
-    condition = [deliveries.c.claimed_by == owner, deliveries.c.state == "claimed"]
+    condition = [deliveries.c.claimed_by == owner, deliveries.c.state == State.CLAIMED]
     if ids is not None:
         condition.append(deliveries.c.id.in_(list(ids)))
-    values: dict[str, Any] = {"state": "pending", "claimed_by": None, "lease_until": None, "updated_at": now}
+    values: dict[str, Any] = {"state": State.PENDING, "claimed_by": None, "lease_until": None, "updated_at": now}
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
     return int(connection.execute(update(deliveries).where(*condition).values(**values)).rowcount)
@@ -148,7 +127,7 @@ def holders(connection: Connection) -> list[str]:
     return [str(owner) for owner in connection.execute(query).scalars()]
 
 
-def transition(connection: Connection, delivery_id: int, from_states: Collection[str], owner: str | None = None,
+def transition(connection: Connection, delivery_id: int, from_states: Collection[State], owner: str | None = None,
                **values: Any) -> bool:
     """Move one row to a new state if it is in one of `from_states` (and, with `owner`, held by it); False if not.
     Leaving a held state drops the holder and the lease."""
@@ -160,7 +139,7 @@ def transition(connection: Connection, delivery_id: int, from_states: Collection
     return connection.execute(update(deliveries).where(*condition).values(**values)).rowcount == 1
 
 
-def last_covered(connection: Connection, recipient: str, channel: str, kind: str) -> datetime | None:
+def last_covered(connection: Connection, recipient: str, channel: str, kind: Kind) -> datetime | None:
     query = select(func.max(deliveries.c.covers_until)).where(
         deliveries.c.recipient == recipient, deliveries.c.channel == channel, deliveries.c.kind == kind
     )
@@ -168,7 +147,7 @@ def last_covered(connection: Connection, recipient: str, channel: str, kind: str
     return value
 
 
-def last_covered_all(connection: Connection, kind: str) -> dict[tuple[str, str], datetime]:
+def last_covered_all(connection: Connection, kind: Kind) -> dict[tuple[str, str], datetime]:
     """`last_covered` for every (recipient, channel) at once: one query per planning pass, not one per recipient."""
     query = (select(deliveries.c.recipient, deliveries.c.channel, func.max(deliveries.c.covers_until))
              .where(deliveries.c.kind == kind).group_by(deliveries.c.recipient, deliveries.c.channel))
@@ -186,16 +165,16 @@ def has_delivery(connection: Connection, key: str) -> bool:
     return connection.execute(select(deliveries.c.id).where(deliveries.c.key == key)).first() is not None
 
 
-def list_deliveries(connection: Connection, states: Collection[str] | None, limit: int) -> list[Delivery]:
+def list_deliveries(connection: Connection, states: Collection[State] | None, limit: int) -> list[Delivery]:
     query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
     if states is not None:
         query = query.where(deliveries.c.state.in_(list(states)))
     return [_delivery(row) for row in connection.execute(query)]
 
 
-def state_counts(connection: Connection) -> dict[str, int]:
+def state_counts(connection: Connection) -> dict[State, int]:
     query = select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-    return {str(state): int(count) for state, count in connection.execute(query)}
+    return {State(state): int(count) for state, count in connection.execute(query)}
 
 
 def delivery_by_key(connection: Connection, key: str) -> Delivery | None:
@@ -210,14 +189,14 @@ def get_delivery(connection: Connection, delivery_id: int) -> Delivery | None:
 
 def alerted_item_ids(connection: Connection, recipient: str, channel: str) -> set[str]:
     query = select(deliveries.c.payload).where(
-        deliveries.c.kind == "alert",
+        deliveries.c.kind == Kind.ALERT,
         deliveries.c.recipient == recipient,
         deliveries.c.channel == channel,
         deliveries.c.state.not_in(UNDELIVERED_STATES),
     )
     found: set[str] = set()
     for payload in connection.execute(query).scalars():
-        found.update(str(entry["id"]) for entry in (payload or {}).get("items", ()) if "id" in entry)
+        found.update(Payload.from_json(payload).item_ids)
     return found
 
 
@@ -229,9 +208,9 @@ def _row(planned: PlannedDelivery, now: datetime) -> dict[str, Any]:
         "recipient": planned.recipient,
         "address": planned.address,
         "period_key": planned.period_key,
-        "payload": dict(planned.payload),
+        "payload": planned.payload.to_json(),
         "message_id": planned.message_id,
-        "state": "pending",
+        "state": State.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "covers_until": planned.covers_until,
@@ -244,14 +223,14 @@ def _delivery(row: Row[Any]) -> Delivery:
     return Delivery(
         id=row.id,
         key=row.key,
-        kind=row.kind,
-        channel=row.channel,
+        kind=Kind(row.kind),
+        channel=Channel(row.channel),
         recipient=row.recipient,
         address=row.address,
         period_key=row.period_key,
-        payload=row.payload,
+        payload=Payload.from_json(row.payload),
         message_id=row.message_id,
-        state=row.state,
+        state=State(row.state),
         attempts=row.attempts,
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
