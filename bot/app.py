@@ -9,7 +9,6 @@ run.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from bot.tokens import load_secret
 log = logging.getLogger(__name__)
 
 CORPUS_WINDOW = timedelta(days=30)
-HOST_HOLDS = "host-not-before"  # meta key: {host: ISO time} from Retry-After answers
 SEMANTIC_SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}  # `compile_profiles(semantic=)`
 
 
@@ -212,17 +210,15 @@ class App:
 
     def _load_host_holds(self) -> None:
         """Retry-After holds per host survive restarts: no request to a host that asked us to wait."""
-        saved = json.loads(self.store.get_meta(HOST_HOLDS) or "{}")
         holds = self.fetcher.host_not_before
-        for host, iso in saved.items():
-            until = datetime.fromisoformat(iso)
+        for host, until in self.store.host_holds().items():
             if host not in holds or holds[host] < until:
                 holds[host] = until
 
     def _save_host_holds(self) -> None:
         current = utcnow()
-        live = {host: until.isoformat() for host, until in self.fetcher.host_not_before.items() if until > current}
-        self.store.set_meta(HOST_HOLDS, json.dumps(live, sort_keys=True))
+        self.store.save_host_holds({host: until for host, until in self.fetcher.host_not_before.items()
+                                    if until > current})
 
     async def cycle(self, *, now: datetime | None = None, only_due: bool = True, schedule: bool = True,
                     progress: Progress | None = None) -> CycleReport:
@@ -260,7 +256,7 @@ class App:
             tell(f"{outcome.status}: {outcome.kind} to {outcome.recipient} via {outcome.channel}", sent[0], total)
 
         report.delivered = await deliverer.deliver_due(now=now, on_outcome=one_sent)
-        self.store.set_meta("last_cycle", now.isoformat())
+        self.store.set_last_cycle(now)
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered
         log.log(logging.INFO if busy else logging.DEBUG,

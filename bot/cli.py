@@ -395,7 +395,6 @@ def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(
                  ) -> None:
     """Re-queue a failed, unknown or expired delivery (and re-enable its destination if it was disabled)."""
     from bot.app import utcnow
-    from bot.planning import disabled_key
     from bot.store import Store
 
     cfg = load_config(config or ctx.obj)
@@ -406,7 +405,7 @@ def outbox_retry(ctx: typer.Context, delivery_id: Annotated[int, typer.Argument(
         if not store.requeue(delivery_id, now=utcnow()):
             raise BotError(f"delivery {delivery_id} is {row.state}; only failed, unknown or expired ones are retried",
                            hint="A pending delivery is sent on the next cycle by itself.")
-        store.set_meta(disabled_key(row.channel, row.address), "")
+        store.enable_destination(row.channel, row.address)
     out.print(f"delivery {delivery_id} ({row.kind} to {row.recipient} via {row.channel}) is queued again; "
               "the next cycle sends it", markup=False)
 

@@ -33,7 +33,7 @@ from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
 from bot.outbox.model import Channel, Delivery, Digest, Kind
-from bot.planning import DISABLED, disabled_key, new_message_id
+from bot.planning import new_message_id
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import LEASE_LAPSED, Store
 from bot.store.owner import owner_gone, process_owner
@@ -53,7 +53,6 @@ OUTCOMES: tuple[tuple[type[DeliveryError], str], ...] = (
     (DeliveryError, "failed"),  # Permanent, AuthFailed, DestinationGone
 )
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
-SLACK_PROGRESS = "slack-parts-sent:"  # meta prefix: how many parts of a Slack digest are posted ("…:<key>")
 MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
 
 
@@ -101,7 +100,7 @@ class Deliverer:
         self.store = store
         self.renderer = renderer
         self.secret = secret
-        self._disabled: dict[str, str] = {}  # destinations disabled after a permanent error, read per batch
+        self._disabled: dict[tuple[str, str], str] = {}  # destinations disabled after a permanent error, read per batch
         self.owner = process_owner()  # this process, as holder of the outbox rows it claims
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
         self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
@@ -150,7 +149,7 @@ class Deliverer:
             return []
         started = time.monotonic()
         self._now = lambda: now + timedelta(seconds=time.monotonic() - started)
-        self._disabled = {k: v for k, v in self.store.meta_with_prefix(DISABLED).items() if v}
+        self._disabled = self.store.disabled_destinations()
         outcomes: list[DeliveryOutcome] = []
         email_rows = [r for r in rows if r.channel == Channel.EMAIL]
         slack_rows = [r for r in rows if r.channel == Channel.SLACK]
@@ -252,8 +251,7 @@ class Deliverer:
         if webhook_env and not webhook_url:
             raise Retryable(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set")
         notifier = self._slack_notifier()
-        progress = f"{SLACK_PROGRESS}{row.key}"
-        done = int(self.store.get_meta(progress) or 0)
+        done = row.parts_sent
         for index, message in enumerate(prepared.slack or []):
             if index < done:
                 continue
@@ -261,7 +259,7 @@ class Deliverer:
                 await notifier.post_webhook(webhook_url, message)
             else:
                 await notifier.post(row.address, message, tag=(row.key, index))
-            self.store.set_meta(progress, str(index + 1))
+            self.store.set_parts_sent(row.id, index + 1)
 
     def _missing_secret(self, row: Delivery) -> str | None:
         """The environment variable this row needs and does not have, said with the key that names it."""
@@ -284,8 +282,7 @@ class Deliverer:
     async def _settle_slack(self, row: Delivery, prepared: Prepared, *, now: datetime) -> DeliveryOutcome | None:
         """A Slack row whose send had started when its process died: find out which parts went out before going
         on. None: go on and post what is missing; otherwise the row's outcome (all there, or no way to tell)."""
-        progress = f"{SLACK_PROGRESS}{row.key}"
-        done = int(self.store.get_meta(progress) or 0)
+        done = row.parts_sent
         parts = len(prepared.slack or [])
         try:
             if row.address.startswith("webhook:"):
@@ -306,7 +303,7 @@ class Deliverer:
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
         while done in found:
             done += 1
-        self.store.set_meta(progress, str(done))
+        self.store.set_parts_sent(row.id, done)
         log.warning("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
                     row.kind, row.recipient, done, parts,
                     "nothing to post again" if done >= parts else "posting the rest")
@@ -335,7 +332,7 @@ class Deliverer:
         if row.created_at + MAX_AGE[row.kind] < now:
             self.store.mark_expired(row.id, owner=owner, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
-        disabled = self._disabled.get(disabled_key(row.channel, row.address))
+        disabled = self._disabled.get((row.channel, row.address))
         if disabled:
             self.store.mark_failed(row.id, owner=owner, error=f"destination disabled: {disabled}", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
@@ -403,8 +400,8 @@ class Deliverer:
         if status == "unknown" and row.channel == Channel.SLACK and row.kind != Kind.NOTICE:
             self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
         if isinstance(exc, DestinationGone) and row.kind != Kind.NOTICE:
-            self.store.set_meta(disabled_key(row.channel, row.address), error)
-            self._disabled[disabled_key(row.channel, row.address)] = error
+            self.store.disable_destination(row.channel, row.address, reason=error, at=now)
+            self._disabled[(row.channel, row.address)] = error
             self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
         elif exc.stop_batch and row.kind != Kind.NOTICE:
             self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)

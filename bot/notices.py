@@ -15,8 +15,6 @@ from bot.models import Notice
 from bot.outbox.model import Channel, Kind, Payload, PlannedDelivery
 from bot.store import SourceState, Store
 
-NOTIFIED = "admin-notified:"  # meta key prefix: the failure streak a source was reported for ("" = none)
-
 
 def admin_destinations(config: Config) -> list[tuple[Channel, str]]:
     """(channel, address) pairs the admin is reachable at, as configured."""
@@ -47,28 +45,27 @@ def _recovered_notice(state: SourceState, now: datetime) -> Notice:
 
 
 def plan_notices(config: Config, store: Store, *, now: datetime,
-                 new_message_id: Callable[[], str]) -> tuple[list[PlannedDelivery], dict[str, str]]:
-    """The admin notices owed now, and the meta markers that record them as told; the caller writes both in one
-    transaction (`Store.plan(rows, meta_values=markers)`), so a crash in between can neither lose a notice nor
-    send it twice (its key is the same when it is planned again)."""
+                 new_message_id: Callable[[], str]) -> tuple[list[PlannedDelivery], dict[str, str | None]]:
+    """The admin notices owed now, and the markers that record them as told ({source: streak told, or None});
+    the caller writes both in one transaction (`Store.plan(rows, notified=markers)`), so a crash in between can
+    neither lose a notice nor send it twice (its key is the same when it is planned again)."""
     destinations = admin_destinations(config)
     if not destinations:
         return [], {}
     planned: list[PlannedDelivery] = []
-    markers: dict[str, str] = {}
+    markers: dict[str, str | None] = {}
     for source in config.sources:
         if not source.enabled:
             continue
         state = store.get_source_state(source.name)
-        marker = NOTIFIED + source.name
-        reported = store.get_meta(marker) or ""
+        reported = state.notified_streak
         if state.consecutive_failures >= config.bot.failure_threshold and not reported:
             streak = state.last_success_at.isoformat() if state.last_success_at else "never"
             notice, key = _failing_notice(state, now), f"source-failing:{source.name}:{streak}"
-            markers[marker] = streak
+            markers[source.name] = streak
         elif state.consecutive_failures == 0 and reported:
             notice, key = _recovered_notice(state, now), f"source-recovered:{source.name}:{reported}"
-            markers[marker] = ""
+            markers[source.name] = None
         else:
             continue
         planned.extend(notice_rows(destinations, notice, key, now=now, new_message_id=new_message_id))

@@ -28,8 +28,6 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-FIRST_SEEN = "first-seen:"  # meta prefix: when the planner first met a recipient ("first-seen:email:ada")
-DISABLED = "disabled:"  # meta prefix: destinations disabled after a permanent error ("" = enabled again)
 
 Recipient = SubscriberConfig | SlackChannelConfig
 # every scored pair grouped by profile: positions, profile ids, quanta, meaning quanta, and each profile's start
@@ -44,11 +42,6 @@ class PlanResult:
 
     planned: list[str] = field(default_factory=list)
     matched: dict[str, int] = field(default_factory=dict)
-
-
-def disabled_key(channel: str, address: str) -> str:
-    """Meta key marking a destination disabled after a permanent error (a deleted channel, a revoked webhook)."""
-    return f"{DISABLED}{channel}:{address}"
 
 
 def recipient_identity(recipient: Recipient) -> tuple[str, Channel, str]:
@@ -303,9 +296,8 @@ class Planner:
         self.matches = Matches(matcher, store, now)
         self.floor = now - config.bot.max_age_delta
         self.covered = {kind: store.last_covered_all(kind) for kind in (Kind.DIGEST, Kind.ALERT)}
-        self.met = {key.removeprefix(FIRST_SEEN): datetime.fromisoformat(value)
-                    for key, value in store.meta_with_prefix(FIRST_SEEN).items()}
-        self.newly_met: dict[str, str] = {}
+        self.met = store.first_met()
+        self.newly_met: dict[tuple[str, str], datetime] = {}
         self.existing: set[str] = set()
 
     def _since(self, kind: Kind, name: str, channel: str) -> datetime:
@@ -322,10 +314,9 @@ class Planner:
 
     def first_met(self, channel: str, name: str) -> datetime:
         """When the planner first met this recipient (recorded now if never)."""
-        key = f"{channel}:{name}"
+        key = (channel, name)
         if key not in self.met:
-            self.met[key] = self.now
-            self.newly_met[FIRST_SEEN + key] = self.now.isoformat()
+            self.met[key] = self.newly_met[key] = self.now
         return self.met[key]
 
     def digest(self, recipient: Recipient, due: tuple[str, str, datetime] | None) -> PlannedDelivery | None:
@@ -383,7 +374,7 @@ class Planner:
 
     def finish(self) -> None:
         """Record the recipients met for the first time in this pass (one transaction)."""
-        self.store.set_meta_many(self.newly_met)
+        self.store.record_first_met(self.newly_met)
 
 
 def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: datetime) -> PlanResult:
@@ -393,10 +384,10 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     were alerted and marks them instead of repeating them as news.
     """
     unsubscribed = store.unsubscribed()  # a reader's decision: undone only by the reader or `digestbot resubscribe`
-    disabled = {key for key, reason in store.meta_with_prefix(DISABLED).items() if reason}
+    disabled = store.disabled_destinations()
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
     recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
-                  and disabled_key(*recipient_identity(r)[1:]) not in disabled]
+                  and recipient_identity(r)[1:] not in disabled]
     failing = tuple(h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing)
     planner = Planner(config, store, matcher, now)
     dues = [planner.due_key(r) for r in recipients]
@@ -413,5 +404,5 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
         result.planned.extend(store.plan(batch, now=now))
     planner.finish()
     notices, told = plan_notices(config, store, now=now, new_message_id=lambda: new_message_id(config))
-    result.planned.extend(store.plan(notices, now=now, meta_values=told))
+    result.planned.extend(store.plan(notices, now=now, notified=told))
     return result

@@ -145,7 +145,7 @@ def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, A
     rows = source_rows(config, store)
     return {
         "now": now.isoformat(),
-        "last_cycle": store.get_meta("last_cycle"),
+        "last_cycle": last_cycle.isoformat() if (last_cycle := store.last_cycle()) else None,
         "items_stored": store.item_count(),
         "deliveries": store.delivery_counts(),
         "problems": delivery_rows(store.deliveries((State.FAILED, State.UNKNOWN), limit=10)),

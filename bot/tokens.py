@@ -38,7 +38,6 @@ DIGEST_PAGE_MAX_AGE = timedelta(days=30)  # how long "see them all" works: a mon
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_TOKEN_CHARS = 1024  # an email address is at most 254 characters; anything far longer is not ours
 MIN_ENV_SECRET_CHARS = 16
-SECRET_META_KEY = "unsubscribe-secret"
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -53,10 +52,10 @@ class InvalidToken(ValueError):
         self.reason: Reason = reason
 
 
-class MetaStore(Protocol):
+class SecretStore(Protocol):
     """The Store method `load_secret` needs (a Protocol, so tokens.py does not import the store)."""
 
-    def setdefault_meta(self, key: str, value: str) -> str: ...
+    def setdefault_secret(self, value: str) -> str: ...
 
 
 def _b64encode(data: bytes) -> str:
@@ -124,7 +123,7 @@ def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta =
     return address
 
 
-def load_secret(store: MetaStore, env_name: str | None = "DIGESTBOT_SECRET") -> bytes:
+def load_secret(store: SecretStore, env_name: str | None = "DIGESTBOT_SECRET") -> bytes:
     """The signing secret: the env var if it is long enough, else one generated once and kept in the store.
 
     Keeping it in the database means tokens survive restarts and every process on that database agrees;
@@ -137,12 +136,12 @@ def load_secret(store: MetaStore, env_name: str | None = "DIGESTBOT_SECRET") -> 
         if value:
             log.warning("%s is shorter than %d characters; ignoring it and using the secret kept in the database",
                         env_name, MIN_ENV_SECRET_CHARS)
-    stored = store.setdefault_meta(SECRET_META_KEY, secrets.token_hex(32))
+    stored = store.setdefault_secret(secrets.token_hex(32))
     try:
         secret = bytes.fromhex(stored or "")
     except ValueError:
         secret = b""
     if len(secret) < MIN_ENV_SECRET_CHARS:
-        raise StoreError(f"meta key {SECRET_META_KEY!r} does not hold a usable secret",
-                         hint=f"Delete that meta row to generate a new one, or set {env_name or 'a secret'}.")
+        raise StoreError("the secret kept in the database (bot_state.secret) is not usable",
+                         hint=f"Set that column to NULL to generate a new one, or set {env_name or 'a secret'}.")
     return secret

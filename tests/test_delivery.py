@@ -399,7 +399,7 @@ async def test_a_missing_token_holds_the_post_tells_the_admin_and_disables_nothi
         assert body is not None and "TEST_SLACK_TOKEN (slack.token_env) is not set" in body.get_content()
         (held,) = [d for d in store.deliveries() if d.channel == "slack"]
         assert (held.state, held.attempts) == ("pending", 0)
-        assert not store.meta_with_prefix("disabled:") or not any(store.meta_with_prefix("disabled:").values())
+        assert store.disabled_destinations() == {}
         monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-test")
         assert await deliver(config, store, NOW + timedelta(minutes=12)) == ["sent"]
         assert len(slack.posts) == 1

@@ -175,8 +175,8 @@ async def test_retry_after_is_honoured_across_cycles_and_restarts(db_url: str, s
     assert len(server.requests_for("/hf")) == 1
     with Store.open(db_url) as store:  # the host's hold is kept in real time; let those two hours pass
         host = server.base_url.removeprefix("http://")
-        assert host in json.loads(store.get_meta("host-not-before") or "{}")
-        store.set_meta("host-not-before", "{}")
+        assert host in store.host_holds()
+        store.save_host_holds({})
     assert status(await cycle(config, T0 + timedelta(hours=2, minutes=1)))["fragile"] == "ok"
 
 
@@ -400,8 +400,8 @@ async def test_retry_after_holds_only_that_source_and_loses_nothing(db_url: str,
             assert state.not_before == RETRY_AT
         assert state.next_due_at is not None and state.next_due_at <= held_at  # only the hold keeps it quiet
         host = server.base_url.removeprefix("http://")
-        assert host in json.loads(store.get_meta("host-not-before") or "{}")
-        store.set_meta("host-not-before", "{}")  # the source's own hold, not the host's, must do it
+        assert host in store.host_holds()
+        store.save_host_holds({})  # the source's own hold, not the host's, must do it
 
     report = await cycle(config, held_at)
     assert status(report) == {"steady": "ok", "fragile": "skipped"}

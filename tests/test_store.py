@@ -26,7 +26,8 @@ from bot.store.schema import metadata
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 OWNER, OTHER = "here/ns/101/1", "there/ns/202/2"  # holders of outbox rows (never judged gone: not this host)
-TABLES = {"sources", "items", "deliveries", "meta", "unsubscribes", "alembic_version"}
+TABLES = {"sources", "items", "deliveries", "recipients", "disabled_destinations", "host_holds", "bot_state",
+          "unsubscribes", "alembic_version"}
 
 HEAD = ScriptDirectory(str(Path(bot.store.__file__).parent / "migrations")).get_current_head()
 
@@ -142,8 +143,8 @@ def test_sqlite_writes_begin_immediate_and_reads_deferred(tmp_path: Path) -> Non
             if statement.startswith("BEGIN"):
                 begins.append(statement)
 
-        store.set_meta("k", "v")
-        assert store.get_meta("k") == "v"
+        store.set_last_cycle(T0)
+        assert store.last_cycle() == T0
         assert begins == ["BEGIN IMMEDIATE", "BEGIN"]
         with engine_of(store).connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -463,14 +464,34 @@ def test_alerted_item_ids(store: Store) -> None:
     assert store.alerted_item_ids("ana", "email") == {"arxiv:1", "arxiv:2", "arxiv:3"}
 
 
-# -- meta and unsubscribes ---------------------------------------------------------------------------------
+# -- recipients, destinations, host holds, the bot's state and unsubscribes -------------------------------
 
 
-def test_meta(store: Store) -> None:
-    assert store.get_meta("last_cycle") is None
-    store.set_meta("last_cycle", "2026-03-02T06:00:00+00:00")
-    store.set_meta("last_cycle", '{"ok": true}')
-    assert store.get_meta("last_cycle") == '{"ok": true}'
+def test_bot_state_is_one_row(store: Store) -> None:
+    assert store.last_cycle() is None and store.secret() is None
+    store.set_last_cycle(T0)
+    store.set_last_cycle(T0 + timedelta(hours=1))
+    assert store.setdefault_secret("a" * 64) == "a" * 64
+    assert store.setdefault_secret("b" * 64) == "a" * 64  # the first one stays
+    assert (store.last_cycle(), store.secret()) == (T0 + timedelta(hours=1), "a" * 64)
+
+
+def test_first_meeting_is_kept(store: Store) -> None:
+    store.record_first_met({("email", "ana"): T0, ("slack", "#ml:team"): T0})
+    store.record_first_met({("email", "ana"): T0 + timedelta(days=1), ("email", "bo"): T0 + timedelta(days=1)})
+    assert store.first_met() == {("email", "ana"): T0, ("slack", "#ml:team"): T0,
+                                 ("email", "bo"): T0 + timedelta(days=1)}
+
+
+def test_disabled_destinations_and_host_holds(store: Store) -> None:
+    store.disable_destination("slack", "webhook:HOOK", reason="invalid_token", at=T0)
+    store.disable_destination("slack", "webhook:HOOK", reason="channel_not_found", at=T0)
+    assert store.disabled_destinations() == {("slack", "webhook:HOOK"): "channel_not_found"}
+    assert store.enable_destination("slack", "webhook:HOOK") and not store.enable_destination("slack", "x")
+    assert store.disabled_destinations() == {}
+    store.save_host_holds({"arxiv.org": T0, "huggingface.co": T0 + timedelta(minutes=5)})
+    store.save_host_holds({"arxiv.org": T0 + timedelta(minutes=1)})
+    assert store.host_holds() == {"arxiv.org": T0 + timedelta(minutes=1)}
 
 
 def test_unsubscribes(store: Store) -> None:

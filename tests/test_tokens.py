@@ -13,7 +13,6 @@ import pytest
 from bot.store import Store
 from bot.tokens import (
     MAC_BYTES,
-    SECRET_META_KEY,
     InvalidToken,
     load_secret,
     make_token,
@@ -160,7 +159,7 @@ def test_generated_secret_is_kept_and_shared_by_a_second_process(open_store: Cal
     first, second = open_store(), open_store()
     secret = load_secret(first)
     assert len(secret) == 32
-    assert first.get_meta(SECRET_META_KEY) == secret.hex()
+    assert first.secret() == secret.hex()
     assert load_secret(second) == secret
     assert load_secret(first) == secret  # and again after a "restart"
     token = make_token("ana@example.org", load_secret(first), issued=T0)
@@ -170,7 +169,7 @@ def test_generated_secret_is_kept_and_shared_by_a_second_process(open_store: Cal
 def test_env_secret_wins_when_long_enough(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGESTBOT_SECRET", "correct horse battery staple")
     assert load_secret(store) == b"correct horse battery staple"
-    assert store.get_meta(SECRET_META_KEY) is None  # nothing generated
+    assert store.secret() is None  # nothing generated
 
 
 def test_short_env_secret_is_ignored_with_a_warning(store: Store, monkeypatch: pytest.MonkeyPatch,
@@ -183,4 +182,4 @@ def test_short_env_secret_is_ignored_with_a_warning(store: Store, monkeypatch: p
 
 def test_env_name_none_always_uses_the_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGESTBOT_SECRET", "correct horse battery staple")
-    assert load_secret(store, env_name=None) == bytes.fromhex(store.get_meta(SECRET_META_KEY) or "")
+    assert load_secret(store, env_name=None) == bytes.fromhex(store.secret() or "")

@@ -210,3 +210,4 @@ class Delivery:
     covers_until: datetime | None = None  # a digest covers the items first seen up to here (from its `since`)
     claimed_by: str | None = None  # the process holding it (`claimed`, `sending`)
     send_started_at: datetime | None = None  # wall clock when its last send began
+    parts_sent: int = 0  # Slack parts already posted: a retry resumes after them

@@ -238,4 +238,5 @@ def _delivery(row: Row[Any]) -> Delivery:
         covers_until=row.covers_until,
         claimed_by=row.claimed_by,
         send_started_at=row.send_started_at,
+        parts_sent=row.parts_sent,
     )

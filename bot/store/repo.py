@@ -3,7 +3,7 @@
 Every method is one short transaction (BEGIN IMMEDIATE on SQLite when it writes) and takes the time it should
 record as an argument: the store never reads the clock, so tests and `digestbot once --now` control time.
 SQL for items, their embeddings and the outbox lives in `items.py`, `vectors.py` and `deliveries.py`; this module holds
-sources, meta and unsubscribes, which are a few lines each.
+sources, recipients, destinations, host holds, the bot's own state and unsubscribes, which are a few lines each.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, Row, case, delete, select
+from sqlalchemy import Connection, Engine, Row, case, delete, insert, select, update
 
 from bot.errors import StoreError
 from bot.models import Item, ItemVector, SourceHealth
@@ -25,8 +25,8 @@ from bot.store import deliveries as outbox
 from bot.store import items as item_sql
 from bot.store import vectors
 from bot.store.deliveries import RETRYABLE_STATES
-from bot.store.engine import create_store_engine, dialect_insert, migrate, transaction
-from bot.store.schema import meta, sources, unsubscribes
+from bot.store.engine import chunks, create_store_engine, dialect_insert, migrate, transaction
+from bot.store.schema import bot_state, deliveries, disabled_destinations, host_holds, recipients, sources, unsubscribes
 
 MAX_ERROR_CHARS = 2000
 
@@ -50,6 +50,7 @@ class SourceState:
     max_item_count: int | None = None
     not_before: datetime | None = None
     next_due_at: datetime | None = None
+    notified_streak: str | None = None  # the failure streak the admin was told of (`bot.outbox.notices`)
 
     @property
     def failing(self) -> bool:
@@ -57,7 +58,8 @@ class SourceState:
 
 
 class Store:
-    """The database behind digestbot: the item diff, source state, the outbox, meta and unsubscribes."""
+    """The database behind digestbot: the item diff, source state, the outbox, what it knows of recipients and
+    destinations, and unsubscribes."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -201,14 +203,16 @@ class Store:
     # -- outbox --------------------------------------------------------------------------------------------
 
     def plan(self, deliveries: Sequence[PlannedDelivery], *, now: datetime,
-             meta_values: Mapping[str, str] | None = None) -> list[str]:
+             notified: Mapping[str, str | None] | None = None) -> list[str]:
         """Insert all planned deliveries in one transaction; return the keys that did not exist yet.
 
-        `meta_values` are upserted in the same transaction: a marker saying "this was planned" is then never
-        saved without the rows it stands for (a crash between the two would lose them for good)."""
+        `notified` ({source: failure streak told, or None}) is recorded in the same transaction: a marker saying
+        "the admin was told" is then never saved without the notice it stands for (a crash between the two would
+        lose it for good)."""
         with self._write() as connection:
             inserted = outbox.plan(connection, deliveries, now)
-            _upsert_meta(connection, meta_values or {})
+            for name, streak in (notified or {}).items():
+                connection.execute(update(sources).where(sources.c.name == name).values(notified_streak=streak))
             return inserted
 
     def last_covered(self, recipient: str, channel: str, kind: Kind = Kind.DIGEST) -> datetime | None:
@@ -252,6 +256,11 @@ class Store:
         """Give back the `claimed` rows of `owner` (all, or `ids`) that it did not start; how many."""
         with self._write() as connection:
             return outbox.release(connection, owner, now, ids, next_attempt_at)
+
+    def set_parts_sent(self, delivery_id: int, parts: int) -> None:
+        """How many parts of a Slack digest are posted: a retry resumes after them (Slack has no idempotency key)."""
+        with self._write() as connection:
+            connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(parts_sent=parts))
 
     def holders(self) -> list[str]:
         """The processes holding outbox rows now."""
@@ -319,38 +328,83 @@ class Store:
         with self._read() as connection:
             return outbox.alerted_item_ids(connection, recipient, channel)
 
-    # -- meta and unsubscribes -----------------------------------------------------------------------------
+    # -- recipients, destinations, hosts, the bot's own state, unsubscribes ------------------------------------
 
-    def get_meta(self, key: str) -> str | None:
+    def first_met(self) -> dict[tuple[str, str], datetime]:
+        """{(channel, recipient name): when the planner first met it}."""
         with self._read() as connection:
-            value: str | None = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-            return value
+            rows = connection.execute(select(recipients.c.channel, recipients.c.name, recipients.c.first_met_at))
+            return {(str(channel), str(name)): at for channel, name, at in rows}
 
-    def setdefault_meta(self, key: str, value: str) -> str:
-        """Store `value` unless the key exists; return what is stored. Two processes racing agree on one value."""
-        with self._write() as connection:
-            statement = dialect_insert(connection, meta).values(key=key, value=value)
-            connection.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
-            stored = connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one()
-            return str(stored)
-
-    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
-        """Every meta entry whose key starts with `prefix`, in one query."""
-        with self._read() as connection:
-            rows = connection.execute(select(meta.c.key, meta.c.value).where(meta.c.key.startswith(prefix,
-                                                                                                   autoescape=True)))
-            return {str(k): str(v) for k, v in rows}
-
-    def set_meta_many(self, values: dict[str, str]) -> None:
-        """Upsert several meta entries in one transaction."""
-        if not values:
+    def record_first_met(self, met: Mapping[tuple[str, str], datetime]) -> None:
+        """Record first meetings in one transaction; a recipient met before keeps its first time."""
+        if not met:
             return
         with self._write() as connection:
-            _upsert_meta(connection, values)
+            rows = [{"channel": channel, "name": name, "first_met_at": at} for (channel, name), at in met.items()]
+            for part in chunks(rows):
+                connection.execute(dialect_insert(connection, recipients).values(part).on_conflict_do_nothing(
+                    index_elements=["channel", "name"]))
 
-    def set_meta(self, key: str, value: str) -> None:
+    def disabled_destinations(self) -> dict[tuple[str, str], str]:
+        """{(channel, address): why} for every destination disabled after a permanent error."""
+        with self._read() as connection:
+            rows = connection.execute(select(disabled_destinations.c.channel, disabled_destinations.c.address,
+                                             disabled_destinations.c.reason))
+            return {(str(channel), str(address)): str(reason) for channel, address, reason in rows}
+
+    def disable_destination(self, channel: str, address: str, *, reason: str, at: datetime) -> None:
         with self._write() as connection:
-            _upsert_meta(connection, {key: value})
+            statement = dialect_insert(connection, disabled_destinations).values(
+                channel=channel, address=address, reason=_clip(reason), disabled_at=at)
+            connection.execute(statement.on_conflict_do_update(index_elements=["channel", "address"],
+                                                               set_={"reason": _clip(reason), "disabled_at": at}))
+
+    def enable_destination(self, channel: str, address: str) -> bool:
+        """Undo `disable_destination`; whether it was disabled."""
+        with self._write() as connection:
+            table = disabled_destinations
+            result = connection.execute(delete(table).where(table.c.channel == channel, table.c.address == address))
+            return bool(result.rowcount)
+
+    def host_holds(self) -> dict[str, datetime]:
+        """{host: no request before}: Retry-After holds kept across restarts."""
+        with self._read() as connection:
+            return {str(host): at for host, at in connection.execute(select(host_holds.c.host,
+                                                                            host_holds.c.not_before))}
+
+    def save_host_holds(self, holds: Mapping[str, datetime]) -> None:
+        """Replace the stored holds with `holds` (the live ones)."""
+        with self._write() as connection:
+            connection.execute(delete(host_holds))
+            if holds:
+                connection.execute(insert(host_holds), [{"host": h, "not_before": at} for h, at in holds.items()])
+
+    def setdefault_secret(self, value: str) -> str:
+        """Store `value` as the signing secret unless there is one; return what is stored. Two processes racing
+        agree on one value."""
+        with self._write() as connection:
+            statement = dialect_insert(connection, bot_state).values(id=1, secret=value)
+            connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+            connection.execute(update(bot_state).where(bot_state.c.id == 1, bot_state.c.secret.is_(None))
+                               .values(secret=value))
+            return str(connection.execute(select(bot_state.c.secret).where(bot_state.c.id == 1)).scalar_one())
+
+    def secret(self) -> str | None:
+        with self._read() as connection:
+            value: str | None = connection.execute(select(bot_state.c.secret)).scalar()
+            return value
+
+    def last_cycle(self) -> datetime | None:
+        """When the last cycle finished (`digestbot status`)."""
+        with self._read() as connection:
+            at: datetime | None = connection.execute(select(bot_state.c.last_cycle_at)).scalar()
+            return at
+
+    def set_last_cycle(self, at: datetime) -> None:
+        with self._write() as connection:
+            statement = dialect_insert(connection, bot_state).values(id=1, last_cycle_at=at)
+            connection.execute(statement.on_conflict_do_update(index_elements=["id"], set_={"last_cycle_at": at}))
 
     def unsubscribe(self, address: str, *, at: datetime) -> None:
         """Addresses are compared case-insensitively; the first unsubscribe time is kept."""
@@ -394,15 +448,10 @@ def _source_state(row: Row[Any]) -> SourceState:
         max_item_count=row.max_item_count,
         not_before=row.not_before,
         next_due_at=row.next_due_at,
+        notified_streak=row.notified_streak,
     )
 
 
 def _health(state: SourceState) -> SourceHealth:
     return SourceHealth(name=state.name, failing=state.failing, consecutive_failures=state.consecutive_failures,
                         last_error=state.last_error, last_success=state.last_success_at)
-
-
-def _upsert_meta(connection: Connection, values: Mapping[str, str]) -> None:
-    for key, value in values.items():
-        statement = dialect_insert(connection, meta).values(key=key, value=value)
-        connection.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))

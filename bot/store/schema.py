@@ -83,6 +83,7 @@ sources = Table(
     Column("max_item_count", Integer),
     Column("not_before", UTCDateTime),
     Column("next_due_at", UTCDateTime),
+    Column("notified_streak", Text),  # the failure streak the admin was told of (`bot.outbox.notices`); NULL: none
 )
 
 items = Table(
@@ -125,6 +126,7 @@ deliveries = Table(
     Column("last_error", Text),
     Column("claimed_by", String),  # the process that holds the row (`claimed` or `sending`): see `bot.store.owner`
     Column("send_started_at", UTCDateTime),  # wall clock when its send began (to look for a Slack post of it)
+    Column("parts_sent", Integer, nullable=False, server_default="0"),  # Slack parts posted so far, for a resume
     CheckConstraint(f"state IN ({', '.join(repr(str(s)) for s in State)})", name="state"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "claimed_by"),
@@ -132,11 +134,42 @@ deliveries = Table(
     Index(None, "kind", "recipient", "channel", "covers_until"),
 )
 
-meta = Table(
-    "meta",
+# When the planner first met each recipient: a new subscriber's first digest is its first scheduled one after that.
+recipients = Table(
+    "recipients",
     metadata,
-    Column("key", String, primary_key=True),
-    Column("value", Text, nullable=False),
+    Column("channel", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("first_met_at", UTCDateTime, nullable=False),
+)
+
+# Destinations that answered with a permanent error (a deleted channel, a revoked webhook); a row is removed when a
+# person re-enables one (`digestbot outbox retry`).
+disabled_destinations = Table(
+    "disabled_destinations",
+    metadata,
+    Column("channel", String, primary_key=True),
+    Column("address", String, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=False),
+)
+
+# Retry-After holds per host, kept across restarts; only live ones are stored.
+host_holds = Table(
+    "host_holds",
+    metadata,
+    Column("host", String, primary_key=True),
+    Column("not_before", UTCDateTime, nullable=False),
+)
+
+# The bot's own state: one row. `secret` signs links (`bot.tokens`) unless the environment gives one.
+bot_state = Table(
+    "bot_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("secret", Text),
+    Column("last_cycle_at", UTCDateTime),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 # One embedding per item (`bot.scoring.semantic`), computed once for the item's lifetime: `model` and `text_hash`
