@@ -16,7 +16,7 @@ Workload, synthesised from `bench/data/seed_items.jsonl` (333 real titles and ab
   `--on-topic 1` is a stress case: every subscriber follows the topic of every paper of the day.
 
 Measured, each in a fresh process so that its peak memory is its own. Judged (the targets), made `--repeat` times
-(3) and the median kept, as this machine's speed drifts: **planning**, the code a cycle runs (`bot.planning.Matches`
+(3) and the median kept, as this machine's speed drifts: **planning**, the code a cycle runs (`bot.outbox.plan.Matches`
 over the items stored in a SQLite file): `compile_profiles(...).with_corpus(stored items)`, every item scored
 against every profile once, then each profile's digest of its best 25 as `ScoredItem`s with their reasons, as
 10,000 recipients of one profile each would get. For transparency: `Matcher.rank_all(items, top=25)` (what
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.config import ProfileConfig  # noqa: E402
 from bot.models import Item  # noqa: E402
-from bot.planning import Matches  # noqa: E402
+from bot.outbox.matches import Matches  # noqa: E402
 from bot.scoring import compile_profiles  # noqa: E402
 from bot.scoring.text import STOPWORDS, term_variants, text_keys  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -184,7 +184,7 @@ def run_fast(profiles: dict[str, ProfileConfig], items: list[Item], top: int | N
 
 
 def run_plan(profiles: dict[str, ProfileConfig], items: list[Item]) -> dict[str, float]:
-    """What a planning pass runs (`bot.planning.Matches`): the items stored in a SQLite file (not timed), then
+    """What a planning pass runs (`bot.outbox.plan.Matches`): the items stored in a SQLite file (not timed), then
     compile, score every item against every profile once, and each profile's digest of its best 25 with reasons,
     as 10,000 recipients of one profile each would get."""
     now = datetime(2026, 12, 1, 7, tzinfo=UTC)

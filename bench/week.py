@@ -89,13 +89,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from bot.app import App  # noqa: E402
 from bot.config import parse_config  # noqa: E402
-from bot.delivery import Deliverer  # noqa: E402
 from bot.models import Page  # noqa: E402
 from bot.notify.maildir import MaildirSink  # noqa: E402
-from bot.pipeline import RefreshResult  # noqa: E402
-from bot.planning import PlanResult  # noqa: E402
+from bot.outbox.deliver import Deliverer  # noqa: E402
+from bot.outbox.plan import PlanResult  # noqa: E402
 from bot.sources import parse_page  # noqa: E402
 from bot.sources.fetch import Fetcher  # noqa: E402
+from bot.sources.refresh import RefreshResult  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.schema import deliveries  # noqa: E402
 from tests.localhttp import LocalHTTPServer, Reply, Request  # noqa: E402

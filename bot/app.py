@@ -17,14 +17,16 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from bot.config import Config, redact_url, semantic_profiles
-from bot.delivery import Deliverer, DeliveryOutcome
 from bot.models import Item
+from bot.outbox.deliver import Deliverer, DeliveryOutcome
+from bot.outbox.matches import Matches
 from bot.outbox.model import Kind
-from bot.pipeline import RefreshResult, refresh_sources
-from bot.planning import Matches, PlanResult, plan_deliveries
+from bot.outbox.plan import PlanResult, plan_deliveries
+from bot.outbox.prepare import digest_for
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
+from bot.sources.refresh import RefreshResult, refresh_sources
 from bot.store import Store
 from bot.tokens import load_secret
 
@@ -148,7 +150,7 @@ class App:
         row = self.store.delivery_by_key(key)
         if row is None or row.kind == Kind.NOTICE:
             return None
-        digest = Deliverer(self.config, self.store, self.renderer, secret=None).digest_for(row)
+        digest = digest_for(row, self.store, config=self.config, secret=None)
         if row.kind == Kind.DIGEST:
             since = row.payload.since
             until = row.covers_until or row.created_at

@@ -81,7 +81,7 @@ class StoreUnreachable(StoreError):
 
 
 class DeliveryError(BotError):
-    """A send failed; which subclass says what the outbox does with the row (`bot.delivery.OUTCOMES`).
+    """A send failed; which subclass says what the outbox does with the row (`bot.outbox.deliver.OUTCOMES`).
 
     The class attributes are what each kind implies: `retry` (a later attempt can succeed), `unknown` (the
     message may have gone out), `stop_batch` (every send of this batch would fail the same way: stop and tell a

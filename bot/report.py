@@ -131,7 +131,7 @@ def print_deliveries(console: Console, rows: list[dict[str, Any]]) -> None:
 
 def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, Any]:
     """What `digestbot status` shows, as plain data."""
-    from bot.planning import Recipient, recipient_identity
+    from bot.outbox.keys import Recipient, recipient_identity
 
     upcoming = []
     everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]

@@ -24,9 +24,9 @@ from bot.errors import BotError, ConfigError, StoreUnreachable
 from bot.lead import AlwaysLeader, Leadership
 from bot.metrics import Metrics
 from bot.models import Notice
-from bot.notices import admin_destinations, notice_rows
+from bot.outbox.keys import new_message_id
 from bot.outbox.model import State
-from bot.planning import new_message_id
+from bot.outbox.notices import admin_destinations, notice_rows
 from bot.web import WebServer, make_app
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -68,16 +67,6 @@ class _Settings:
 
 _STORE = web.AppKey("store", Store)
 _SETTINGS = web.AppKey("settings", _Settings)
-
-
-def unsubscribe_url(public_url: str, token: str) -> str:
-    """The link for emails and List-Unsubscribe; `public_url` may carry a path prefix (behind a proxy)."""
-    return f"{public_url.rstrip('/')}/unsubscribe/{quote(token, safe='')}"
-
-
-def digest_url(public_url: str, token: str) -> str:
-    """The link to a digest as a web page ("N more matched — see them all", "View in a browser")."""
-    return f"{public_url.rstrip('/')}/digest/{quote(token, safe='')}"
 
 
 def _html(body: str, status: int = 200) -> web.Response:

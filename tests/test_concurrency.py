@@ -16,8 +16,8 @@ from bot.app import App
 from bot.config import load_config
 from bot.models import Source
 from bot.notify.maildir import MaildirSink
-from bot.pipeline import refresh_interval
 from bot.scheduler import ConfigWatcher, Daemon
+from bot.sources.refresh import refresh_interval
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from bot.config import Config, parse_config
-from bot.delivery import Deliverer
 from bot.models import Item
+from bot.outbox.deliver import Deliverer
 from bot.outbox.model import Payload, PlannedDelivery
+from bot.outbox.prepare import digest_for
 from bot.render import Renderer
 from bot.store import Store
 from tests.slackapi import ScriptedSlack
@@ -261,7 +262,7 @@ async def test_slack_post_in_doubt_is_looked_for_in_the_channel_before_posting(s
         assert store.begin_send(row.id, owner=DEAD, now=NOW, lease=LEASE)
         if posted:  # the dead process's post reached Slack before it died
             deliverer = Deliverer(config, store, Renderer())
-            message = Renderer().render_slack(deliverer.digest_for(row))[0]
+            message = Renderer().render_slack(digest_for(row, store, config=config, secret=None))[0]
             await deliverer._slack_notifier().post("C0PAPERS", message, tag=(row.key, 0))
         assert await deliver(config, store, NOW + LEASE + timedelta(seconds=1)) == ["sent"]
         assert len(slack.posts) == 1
@@ -300,7 +301,7 @@ async def test_two_healthy_processes_never_send_the_same_mail_when_a_batch_outli
     A renews its lease while the batch is alive, so process B, delivering every 0.1 s, never takes A's queued
     rows; and had it taken one, A would not send it (only the holder starts a send)."""
 
-    from bot import delivery
+    from bot.outbox import deliver as delivery
 
     monkeypatch.setattr(delivery, "LEASE", timedelta(seconds=0.5))
     monkeypatch.setattr(delivery, "RENEW_EVERY", 0.1)
@@ -407,7 +408,6 @@ async def test_a_missing_token_holds_the_post_tells_the_admin_and_disables_nothi
 
 def test_each_kind_of_delivery_error_has_one_outcome() -> None:
     """The error tree (bot.errors) and the one table that maps it to the row's next state."""
-    from bot.delivery import OUTCOMES
     from bot.errors import (
         AuthFailed,
         DeliveryError,
@@ -418,6 +418,7 @@ def test_each_kind_of_delivery_error_has_one_outcome() -> None:
         SessionRefused,
         UnknownOutcome,
     )
+    from bot.outbox.deliver import OUTCOMES
 
     def outcome(kind: type[DeliveryError]) -> str:
         return next(state for cls, state in OUTCOMES if issubclass(kind, cls))

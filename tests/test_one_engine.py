@@ -21,7 +21,7 @@ import pytest
 from bot.app import App, scoring_corpus
 from bot.config import load_config
 from bot.outbox.model import PayloadItem
-from bot.planning import plan_deliveries
+from bot.outbox.plan import plan_deliveries
 from bot.scoring import load_items_jsonl, semantic
 from bot.store import Store
 

@@ -14,7 +14,7 @@ import pytest
 from bot.config import Config, parse_config
 from bot.models import Item
 from bot.outbox.model import PlannedDelivery
-from bot.planning import plan_deliveries
+from bot.outbox.plan import plan_deliveries
 from bot.scoring import compile_profiles
 from bot.store import Store
 from bot.store import deliveries as outbox
@@ -175,7 +175,7 @@ def test_profile_max_items_caps_that_profile_in_the_digest(store: Store) -> None
 def test_a_paper_matching_two_of_a_readers_profiles_names_both_in_every_channel(store: Store) -> None:
     """It named only the best one in the email ("Matched (rlhf)"). One model: the payload keeps every profile of the
     recipient the paper passes (the score is the best one's), and email text, HTML and Slack all show them."""
-    from bot.delivery import Deliverer
+    from bot.outbox.prepare import digest_for
     from bot.render import Renderer
 
     cfg = parse_config({
@@ -195,10 +195,11 @@ def test_a_paper_matching_two_of_a_readers_profiles_names_both_in_every_channel(
     assert (both.profile, both.also) == ("rlhf", ("vision",))  # ties: the profile first in [profiles]
     alone = next(e for e in rows["email"].payload.items if e.id == "arxiv:2611.00002")
     assert alone.also == ()
-    renderer, deliverer = Renderer(), Deliverer(cfg, store, Renderer())
-    email = renderer.render_email(deliverer.digest_for(rows["email"]))
+    renderer = Renderer()
+    email = renderer.render_email(digest_for(rows["email"], store, config=cfg, secret=None))
     assert "Matched (rlhf, vision)" in email.text and ">rlhf, vision</span>" in email.html
-    slack = " ".join(str(m.blocks) for m in renderer.render_slack(deliverer.digest_for(rows["slack"])))
+    slack_digest = digest_for(rows["slack"], store, config=cfg, secret=None)
+    slack = " ".join(str(m.blocks) for m in renderer.render_slack(slack_digest))
     assert "_DPO in title_ · rlhf, vision" in slack
 
 

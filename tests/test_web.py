@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from bot.errors import ConfigError
+from bot.outbox.keys import unsubscribe_url
 from bot.store import Store
 from bot.tokens import make_token
-from bot.web import WebServer, make_app, unsubscribe_url
+from bot.web import WebServer, make_app
 
 SECRET = b"k" * 32
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from bot.config import Config
 from bot.models import Notice
+from bot.outbox.keys import notice_key
 from bot.outbox.model import Channel, Kind, Payload, PlannedDelivery
 from bot.store import SourceState, Store
 
@@ -75,7 +76,7 @@ def plan_notices(config: Config, store: Store, *, now: datetime,
 def notice_rows(destinations: list[tuple[Channel, str]], notice: Notice, key: str, *, now: datetime,
                 new_message_id: Callable[[], str]) -> list[PlannedDelivery]:
     """Outbox rows for one notice, one per admin destination; `key` makes it once-only."""
-    return [PlannedDelivery(key=f"notice:{channel}:{key}", kind=Kind.NOTICE, channel=channel, recipient="admin",
+    return [PlannedDelivery(key=notice_key(channel, key), kind=Kind.NOTICE, channel=channel, recipient="admin",
                             address=address, period_key=now.strftime("%Y-%m-%dT%H:%M"),
                             payload=Payload(notice=notice),
                             message_id=new_message_id(), covers_until=now)

@@ -25,20 +25,18 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
-from bot.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.outbox.model import Channel, Delivery, Digest, Kind
-from bot.planning import new_message_id
-from bot.render import RenderedEmail, Renderer, SlackMessage
+from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto
+from bot.outbox.model import Channel, Delivery, Kind
+from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
+from bot.outbox.prepare import Prepared, missing_secret, prepare
+from bot.render import Renderer
 from bot.store import LEASE_LAPSED, Store
 from bot.store.owner import owner_gone, process_owner
-from bot.tokens import make_token
-from bot.web import digest_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +68,6 @@ class DeliveryOutcome:
     stop_batch: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A row's content, rendered for its channel before the send (so a send is only network I/O)."""
-
-    email: RenderedEmail | None = None
-    slack: list[SlackMessage] | None = None
-    items: int = 0
-    skip: bool = False
-
-
 def utcnow_aware() -> datetime:
     return datetime.now(UTC)
 
@@ -104,34 +92,6 @@ class Deliverer:
         self.owner = process_owner()  # this process, as holder of the outbox rows it claims
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
         self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
-
-    def unsubscribe_link(self, row: Delivery) -> str | None:
-        """The one-click link for an email row, signed for its address; stable across retries (planning time).
-
-        Only with `bot.public_url` (somewhere the endpoint is reachable) and only for email: on a Slack channel
-        anyone reading could unsubscribe it.
-        """
-        public_url = self.config.bot.public_url
-        if row.channel != Channel.EMAIL or not public_url or not self.secret:
-            return None
-        return unsubscribe_url(public_url, make_token(row.address, self.secret, issued=row.created_at))
-
-    def page_link(self, row: Delivery) -> str | None:
-        """The digest as a web page, signed for this row (`bot.web.digest_page`): with `bot.public_url` only."""
-        public_url = self.config.bot.public_url
-        if row.kind == Kind.NOTICE or not public_url or not self.secret:
-            return None
-        return digest_url(public_url, make_token(row.key, self.secret, issued=row.created_at, purpose="digest"))
-
-    def digest_for(self, row: Delivery) -> Digest:
-        """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload."""
-        payload = row.payload
-        items = self.store.get_items(payload.item_ids)
-        return Digest(recipient=row.recipient, channel=row.channel, kind=row.kind, period_key=row.period_key,
-                      items=tuple(payload.matches(items)), generated_at=row.created_at,
-                      total_matched=payload.total_matched, failing_sources=payload.failing_sources,
-                      since=payload.since, page_url=self.page_link(row), unsubscribe_url=self.unsubscribe_link(row),
-                      alerted=frozenset(e.id for e in payload.items if e.alerted))
 
     async def deliver_due(self, *, now: datetime, limit: int = 200,
                           on_outcome: Callable[[DeliveryOutcome, int], None] | None = None) -> list[DeliveryOutcome]:
@@ -228,14 +188,9 @@ class Deliverer:
         domain = sender_address.rsplit("@", 1)[-1]
         message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
                                 date=row.created_at, list_id=f"digestbot <digest.{domain}>",
-                                unsubscribe_mailto=self._unsubscribe_mailto(row, sender_address),
-                                unsubscribe_url=self.unsubscribe_link(row))
+                                unsubscribe_mailto=unsubscribe_mailto(self.config, row, sender_address),
+                                unsubscribe_url=unsubscribe_link(self.config, self.secret, row))
         await notifier.send(message)
-
-    def _unsubscribe_mailto(self, row: Delivery, sender: str) -> str:
-        """A mailto a person reads: the admin's address if there is one, else the sender's."""
-        to = self.config.bot.admin_email or sender
-        return f"mailto:{to}?subject=" + quote(f"unsubscribe {row.address}")
 
     async def _send_slack(self, row: Delivery, prepared: Prepared) -> None:
         """Post every part of the digest; parts already posted (recorded one by one) are not posted again.
@@ -261,27 +216,14 @@ class Deliverer:
                 await notifier.post(row.address, message, tag=(row.key, index))
             self.store.set_parts_sent(row.id, index + 1)
 
-    def _missing_secret(self, row: Delivery) -> str | None:
-        """The environment variable this row needs and does not have, said with the key that names it."""
-        smtp, slack = self.config.smtp, self.config.slack
-        if row.channel == Channel.EMAIL:
-            if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
-                return f"{smtp.password_env} (smtp.password_env) is not set"
-            return None
-        if row.address.startswith("webhook:"):
-            env = row.address.removeprefix("webhook:")
-            return None if os.environ.get(env) else f"{env} (the webhook_env of {row.recipient}) is not set"
-        if slack is not None and slack.token_env and not os.environ.get(slack.token_env):
-            return f"{slack.token_env} (slack.token_env) is not set"
-        return None
-
     def _slack_notifier(self) -> SlackNotifier:
         settings = self.config.slack
         return SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
 
-    async def _settle_slack(self, row: Delivery, prepared: Prepared, *, now: datetime) -> DeliveryOutcome | None:
+    async def _settle_slack(self, row: Delivery, prepared: Prepared, *, now: datetime) -> DeliveryOutcome | Delivery:
         """A Slack row whose send had started when its process died: find out which parts went out before going
-        on. None: go on and post what is missing; otherwise the row's outcome (all there, or no way to tell)."""
+        on: the row with the parts found counted as posted (then post the rest), or the row's outcome (all there,
+        or no way to tell)."""
         done = row.parts_sent
         parts = len(prepared.slack or [])
         try:
@@ -310,29 +252,14 @@ class Deliverer:
         if done >= parts:
             self.store.mark_sent(row.id, owner=self.owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
-        return None
-
-    def prepare(self, row: Delivery) -> Prepared:
-        """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
-        notice = row.payload.notice
-        if row.kind == Kind.NOTICE and notice is not None:
-            if row.channel == Channel.EMAIL:
-                return Prepared(email=self.renderer.render_notice_email(notice))
-            return Prepared(slack=self.renderer.render_notice_slack(notice))
-        digest = self.digest_for(row)
-        if (row.kind == Kind.DIGEST and not digest.items and not row.payload.send_empty
-                and not digest.failing_sources):
-            return Prepared(skip=True)
-        if row.channel == Channel.EMAIL:
-            return Prepared(email=self.renderer.render_email(digest), items=len(digest.items))
-        return Prepared(slack=self.renderer.render_slack(digest), items=len(digest.items))
+        return replace(row, parts_sent=done)
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
         owner = self.owner
         if row.created_at + MAX_AGE[row.kind] < now:
             self.store.mark_expired(row.id, owner=owner, error="too old to be useful; not sent", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
-        disabled = self._disabled.get((row.channel, row.address))
+        disabled = self._disabled.get(destination(row))
         if disabled:
             self.store.mark_failed(row.id, owner=owner, error=f"destination disabled: {disabled}", at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
@@ -340,22 +267,23 @@ class Deliverer:
             self.store.mark_cancelled(row.id, owner=owner, error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
-        missing = self._missing_secret(row)
+        missing = missing_secret(self.config, row)
         if missing is not None:  # a configuration problem, not the destination's: wait for it, tell the admin
             self.store.release(owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
             log.error("%s to %s via %s held: %s", row.kind, row.recipient, row.channel, missing)
             if row.kind != Kind.NOTICE:
                 self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=missing)
-        prepared = self.prepare(row)
+        prepared = prepare(row, self.store, self.renderer, config=self.config, secret=self.secret)
         if prepared.skip:
             self.store.mark_sent(row.id, owner=owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
         if row.last_error == LEASE_LAPSED:
             if row.channel == Channel.SLACK:  # Slack has no idempotency key: look before posting again
                 settled = await self._settle_slack(row, prepared, now=now)
-                if settled is not None:
+                if isinstance(settled, DeliveryOutcome):
                     return settled
+                row = settled
             else:
                 log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
                             "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
@@ -401,7 +329,7 @@ class Deliverer:
             self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
         if isinstance(exc, DestinationGone) and row.kind != Kind.NOTICE:
             self.store.disable_destination(row.channel, row.address, reason=error, at=now)
-            self._disabled[(row.channel, row.address)] = error
+            self._disabled[destination(row)] = error
             self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
         elif exc.stop_batch and row.kind != Kind.NOTICE:
             self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)

@@ -1,0 +1,69 @@
+"""What a row says, rebuilt from its frozen payload and rendered for its channel before any network I/O.
+
+The payload holds ids, scores and reasons; the items come from the store now (an item deleted since is left
+out). A row that needs a secret the environment does not have is found here, before a send is attempted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.outbox.keys import page_link, unsubscribe_link
+from bot.outbox.model import Channel, Delivery, Digest, Kind
+from bot.render import RenderedEmail, Renderer, SlackMessage
+from bot.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A row's content, rendered for its channel before the send (so a send is only network I/O)."""
+
+    email: RenderedEmail | None = None
+    slack: list[SlackMessage] | None = None
+    items: int = 0
+    skip: bool = False
+
+
+def digest_for(row: Delivery, store: Store, *, config: Config, secret: bytes | None) -> Digest:
+    """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload; its links
+    signed with `secret` (none without it)."""
+    payload = row.payload
+    items = store.get_items(payload.item_ids)
+    return Digest(recipient=row.recipient, channel=row.channel, kind=row.kind, period_key=row.period_key,
+                  items=tuple(payload.matches(items)), generated_at=row.created_at,
+                  total_matched=payload.total_matched, failing_sources=payload.failing_sources,
+                  since=payload.since, page_url=page_link(config, secret, row),
+                  unsubscribe_url=unsubscribe_link(config, secret, row),
+                  alerted=frozenset(e.id for e in payload.items if e.alerted))
+
+
+def prepare(row: Delivery, store: Store, renderer: Renderer, *, config: Config, secret: bytes | None) -> Prepared:
+    """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
+    notice = row.payload.notice
+    if row.kind == Kind.NOTICE and notice is not None:
+        if row.channel == Channel.EMAIL:
+            return Prepared(email=renderer.render_notice_email(notice))
+        return Prepared(slack=renderer.render_notice_slack(notice))
+    digest = digest_for(row, store, config=config, secret=secret)
+    if row.kind == Kind.DIGEST and not digest.items and not row.payload.send_empty and not digest.failing_sources:
+        return Prepared(skip=True)
+    if row.channel == Channel.EMAIL:
+        return Prepared(email=renderer.render_email(digest), items=len(digest.items))
+    return Prepared(slack=renderer.render_slack(digest), items=len(digest.items))
+
+
+def missing_secret(config: Config, row: Delivery) -> str | None:
+    """The environment variable this row needs and does not have, said with the key that names it."""
+    smtp, slack = config.smtp, config.slack
+    if row.channel == Channel.EMAIL:
+        if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
+            return f"{smtp.password_env} (smtp.password_env) is not set"
+        return None
+    if row.address.startswith("webhook:"):
+        env = row.address.removeprefix("webhook:")
+        return None if os.environ.get(env) else f"{env} (the webhook_env of {row.recipient}) is not set"
+    if slack is not None and slack.token_env and not os.environ.get(slack.token_env):
+        return f"{slack.token_env} (slack.token_env) is not set"
+    return None
