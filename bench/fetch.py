@@ -56,8 +56,8 @@ import httpx  # noqa: E402
 
 from bot.errors import ParseError  # noqa: E402
 from bot.models import Page, Source  # noqa: E402
-from bot.sources import parse_page  # noqa: E402
 from bot.sources.fetch import Fetcher  # noqa: E402
+from bot.sources.parse import parse_page  # noqa: E402
 from bot.sources.refresh import refresh_sources  # noqa: E402
 from bot.store import Store  # noqa: E402
 

@@ -52,7 +52,6 @@ from bs4 import BeautifulSoup, Tag  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
 from bot.models import Item, Page  # noqa: E402
-from bot.sources import parse_page  # noqa: E402
 from bot.sources.arxiv_list import _heading_day, _heading_section  # noqa: E402 (pure string helpers, shared)
 from bot.sources.ids import (  # noqa: E402
     ARXIV_ABS,
@@ -64,6 +63,7 @@ from bot.sources.ids import (  # noqa: E402
     dedupe,
     parse_date,
 )
+from bot.sources.parse import parse_page  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"
 FETCHED_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -93,8 +93,8 @@ from bot.models import Page  # noqa: E402
 from bot.notify.maildir import MaildirSink  # noqa: E402
 from bot.outbox.deliver import Deliverer  # noqa: E402
 from bot.outbox.plan import PlanResult  # noqa: E402
-from bot.sources import parse_page  # noqa: E402
 from bot.sources.fetch import Fetcher  # noqa: E402
+from bot.sources.parse import parse_page  # noqa: E402
 from bot.sources.refresh import RefreshResult  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.schema import deliveries  # noqa: E402

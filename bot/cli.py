@@ -191,20 +191,21 @@ def parse(target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A s
               "--select", help="For kind css: KEY=SELECTOR (item, title, link, summary, date); repeat.")] = None,
           ) -> None:
     """Parse one page and print its items."""
-    from bot.models import Source
-    from bot.sources import KINDS, parse_page
+    from bot.models import Source, SourceOptions
     from bot.sources.fetch import Fetcher
+    from bot.sources.kinds import KINDS
+    from bot.sources.parse import parse_page
 
     if kind not in KINDS:
         raise BotError(f"unknown kind {kind!r}", hint=f"Use one of: {', '.join(KINDS)}.")
-    options: dict[str, Any] = {"announce_types": ("new", "cross", "replace", "replace-cross")}
+    selectors: dict[str, str] = {}
     for pair in select or []:
         key, sep, css = pair.partition("=")
         if not sep or not css:
             raise BotError(f"--select {pair!r} is not KEY=SELECTOR",
                            hint="E.g. --select item=article --select title=h2")
-        options[key.strip()] = css.strip()
-    source = Source(name="cli", kind=kind, url=target, options=options)
+        selectors[key.strip()] = css.strip()
+    source = Source(name="cli", kind=kind, url=target, options=SourceOptions(announce_types=None, selectors=selectors))
 
     async def fetch() -> Any:
         async with Fetcher(os.environ.get("DIGESTBOT_USER_AGENT", "digestbot/0.1 (parse command)")) as fetcher:

@@ -21,16 +21,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
-from bot.models import Source
+from bot.models import Source, SourceOptions
 from bot.schedule import Schedule, parse_duration
-from bot.sources.feeds import is_css_selector
-from bot.sources.fetch import url_problem
+from bot.sources.ids import url_problem
+from bot.sources.kinds import KINDS
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE = "sqlite:///data/digestbot.sqlite3"
 DEFAULT_USER_AGENT = "digestbot/0.1 (paper digest bot; +https://github.com/digestbot/digestbot)"
 SEMANTIC_MODES = ("auto", "on", "off")
-SOURCE_KINDS = ("hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css")
 
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -218,7 +217,7 @@ class SlackSettings(_Strict):
 class SourceConfig(_Strict):
     name: str = Field(min_length=1)
     _v_name = field_validator("name")(_one_line)
-    kind: Literal["hf_papers", "hf_api", "arxiv_feed", "arxiv_api", "arxiv_list", "feed", "css"]
+    kind: str
     url: str = Field(min_length=1)
     every: str = "1h"
     enabled: bool = True
@@ -228,6 +227,13 @@ class SourceConfig(_Strict):
 
     _v_every = field_validator("every")(_check_duration)
     _v_url = field_validator("url")(_check_source_url)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KINDS:
+            raise ValueError(f"expected one of {', '.join(repr(k) for k in KINDS)}, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _css_selectors(self) -> SourceConfig:
@@ -239,14 +245,18 @@ class SourceConfig(_Strict):
         unknown = sorted(set(self.selectors) - {"item", "title", "link", "summary", "date"})
         if unknown:
             raise ValueError(f"unknown selector(s) {', '.join(unknown)}; expected item, title, link, summary, date")
+        if not any(self.selectors.values()):
+            return self
+        from bot.sources.feeds import is_css_selector  # selectolax: only for a config that has selectors
+
         bad = [f"{key} = {css!r}" for key, css in self.selectors.items() if css and not is_css_selector(css)]
         if bad:
             raise ValueError(f"not a CSS selector: {', '.join(bad)}")
         return self
 
     def to_source(self) -> Source:
-        options: dict[str, Any] = {"announce_types": tuple(self.announce_types), "max_pages": self.max_pages}
-        options.update(self.selectors)  # the css parser reads item/title/link/summary/date from the options
+        options = SourceOptions(announce_types=frozenset(self.announce_types), max_pages=self.max_pages,
+                                selectors=dict(self.selectors))
         return Source(name=self.name, kind=self.kind, url=self.url, every=parse_duration(self.every), options=options)
 
 
@@ -559,6 +569,11 @@ def config_warnings(config: Config) -> list[str]:
     if config.subscribers or config.slack_channels:
         warnings.extend(f"profiles.{name}: not used by any subscriber or slack channel"
                         for name in config.profiles if name not in used)
+    for i, source in enumerate(config.sources):  # an option its kind does not read (`bot.sources.kinds`)
+        reads = KINDS[source.kind].options
+        warnings.extend(f"sources[{i}].{option}: kind {source.kind!r} does not read it; it has no effect"
+                        for option in ("announce_types", "max_pages", "selectors")
+                        if option in source.model_fields_set and option not in reads)
     return warnings
 
 

@@ -10,6 +10,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+DEFAULT_ANNOUNCE_TYPES = frozenset({"new", "cross"})  # arXiv: new papers and cross-lists, not replacements
+DEFAULT_MAX_PAGES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """What a source's parser and pager read from its `[[sources]]` entry: typed, and checked once by the config.
+
+    Which kinds read which option is said in `bot.sources.kinds`."""
+
+    announce_types: frozenset[str] | None = DEFAULT_ANNOUNCE_TYPES  # arXiv kinds; None keeps every type
+    max_pages: int = DEFAULT_MAX_PAGES  # paged kinds stop after this many pages
+    selectors: Mapping[str, str] = field(default_factory=dict)  # kind "css": item, title, link, summary, date
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -19,7 +33,7 @@ class Source:
     kind: str
     url: str
     every: timedelta = timedelta(hours=1)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: SourceOptions = field(default_factory=SourceOptions)
 
 
 @dataclass(frozen=True, slots=True)

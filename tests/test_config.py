@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bot.config import config_warnings, load_config
+from bot.config import config_warnings, load_config, parse_config
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +182,7 @@ def test_css_selectors_reach_the_parser(tmp_path: Path) -> None:
     text = BASE + ('[[sources]]\nname = "lab"\nkind = "css"\nurl = "http://x"\n'
                    'selectors = { item = "li.paper", title = "h3", link = "h3 a" }\n')
     source = load_config(write(tmp_path, text)).sources[0].to_source()
-    assert (source.options["item"], source.options["title"], source.options["link"]) == ("li.paper", "h3", "h3 a")
+    assert source.options.selectors == {"item": "li.paper", "title": "h3", "link": "h3 a"}
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text.replace('link = "h3 a"', 'link = "h3 > > a"')))
     assert caught.value.problems == ["sources[0]: not a CSS selector: link = 'h3 > > a'"]
@@ -201,5 +204,36 @@ kind = "arxiv_feed"
 url = "https://rss.arxiv.org/rss/cs.LG"
 """))
     listing, plain = (source.to_source() for source in config.sources)
-    assert listing.options["announce_types"] == ("new", "replace") and listing.options["max_pages"] == 2
-    assert plain.options["announce_types"] == ("new", "cross") and plain.options["max_pages"] == 5
+    assert (listing.options.announce_types, listing.options.max_pages) == (frozenset({"new", "replace"}), 2)
+    assert (plain.options.announce_types, plain.options.max_pages) == (frozenset({"new", "cross"}), 5)
+
+
+def test_loading_a_config_imports_no_fetcher_or_parser() -> None:
+    """The config reads the source-kind table (`bot.sources.kinds`), not the parsers: neither httpx nor
+    selectolax is imported to load one, nor to check a source's kind."""
+    code = ("import sys; from bot.config import load_config; load_config(sys.argv[1]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'selectolax'}))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "config.example.toml")], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_every_source_kind_names_functions_that_exist() -> None:
+    from bot.sources.kinds import KINDS
+
+    for kind in KINDS.values():
+        for target in (kind.parser, kind.next_page, kind.first_page):
+            if target is not None:
+                module, _, name = target.partition(":")
+                assert callable(getattr(importlib.import_module(module), name)), (kind.name, target)
+
+
+def test_an_option_the_kind_does_not_read_is_a_warning() -> None:
+    config = parse_config({"sources": [{"name": "hf", "kind": "hf_papers", "url": "https://huggingface.co/papers",
+                                        "max_pages": 3, "announce_types": ["new"]},
+                                       {"name": "list", "kind": "arxiv_list", "url": "https://arxiv.org/list/cs.CL/new",
+                                        "max_pages": 3}]})
+    warnings = config_warnings(config)
+    assert "sources[0].max_pages: kind 'hf_papers' does not read it; it has no effect" in warnings
+    assert any(w.startswith("sources[0].announce_types:") for w in warnings)
+    assert not any(w.startswith("sources[1].") for w in warnings)

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from bot.errors import FetchError, ParseError
-from bot.models import Item, Page, Source
-from bot.sources import parse_page
+from bot.models import Item, Page, Source, SourceOptions
 from bot.sources.fetch import Fetcher
 from bot.sources.paging import fetch_all_pages, first_page_url, next_page_url, with_params
+from bot.sources.parse import parse_page
 from tests.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -64,7 +64,7 @@ def api_page(name: str, **numbers: int) -> bytes:
 
 
 def source(kind: str, url: str = "https://example.org/", **options: Any) -> Source:
-    return Source(name="s", kind=kind, url=url, options=options)
+    return Source(name="s", kind=kind, url=url, options=SourceOptions(**options))
 
 
 def page_at(url: str, body: bytes) -> Page:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bot.errors import ParseError
-from bot.models import Item, Page, Source
-from bot.sources import parse_page
+from bot.models import Item, Page, Source, SourceOptions
+from bot.sources.parse import parse_page
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 PAGES = [
@@ -35,7 +35,8 @@ PAGES = [
     ("css", "arxiv_list_cs.CL_recent_2026-07-28.html"),
 ]
 CSS = Source(name="fuzz", kind="css", url="https://arxiv.org/list/cs.CL/recent",
-             options={"item": "dd", "title": "div.list-title", "link": "a", "summary": "p", "date": "span"})
+             options=SourceOptions(selectors={"item": "dd", "title": "div.list-title", "link": "a", "summary": "p",
+                                               "date": "span"}))
 HOSTILE_TEXT = [
     b"9999-12-31T23:59:59-23:59", b"Fri, 31 Dec 9999 23:59:59 -2359", b"Mon, 01 Jan 99999999999999999999 00:00 +0000",
     b"Sat, 1 Jan 0001 00:00:00 +2359", b"\x00", b"\xff\xfe", b"&#0;", b"&#x110000;", b"&bogus;", b"<", b"]]>", b"&",

@@ -16,9 +16,10 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 from bot.models import Item, Page
-from bot.sources import hf, parse_page
+from bot.sources import hf
 from bot.sources.arxiv_list import _abs_id, _parts_by_dd
 from bot.sources.ids import arxiv_id, collapse, collapse_each, parse_date
+from bot.sources.parse import parse_page
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 HF_DAILY = (FIXTURES / "hf_papers_daily_2024-08-01.html").read_bytes()

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from bot.errors import ParseError
-from bot.models import Item, Page, Source
-from bot.sources import KINDS, parse_page
+from bot.models import Item, Page, Source, SourceOptions
 from bot.sources.arxiv_list import _heading_day
 from bot.sources.ids import arxiv_id, canonical_id, doi, names, normalise_url, parse_date
+from bot.sources.kinds import KINDS
+from bot.sources.parse import parse_page
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "fixtures"
@@ -50,13 +51,14 @@ def page_of(body: bytes | str, url: str = "https://example.org/page", fetched_at
 
 
 def parse(kind: str, body: bytes | str, **options: Any) -> list[Item]:
-    return parse_page(kind, page_of(body), Source(name="t", kind=kind, url="https://example.org/", options=options))
+    return parse_page(kind, page_of(body), Source(name="t", kind=kind, url="https://example.org/",
+                                                  options=SourceOptions(**options)))
 
 
 def fixture_items(name: str) -> list[Item]:
     case = next(c for c in CASES if c[0] == name)
     page = page_of((FIXTURES / name).read_bytes(), url=f"https://example.org/{name}", fetched_at=case[3])
-    return parse_page(case[1], page, Source(name="t", kind=case[1], url=page.url, options=case[2]))
+    return parse_page(case[1], page, Source(name="t", kind=case[1], url=page.url, options=SourceOptions(**case[2])))
 
 
 # -- every real page against its expected output ------------------------------------------------------------
@@ -169,9 +171,9 @@ def test_arxiv_feed_replacements_filtered_by_default(name: str) -> None:
     items = fixture_items(name)
     assert [i.section for i in items] == (["new", "new", "cross"] if name == RSS else ["new", "cross"])
     body = (FIXTURES / name).read_bytes()
-    everything = parse("arxiv_feed", body, announce_types="all")
+    everything = parse("arxiv_feed", body, announce_types=None)
     assert everything[-1].section == "replace" and len(everything) == len(items) + 1
-    assert [i.section for i in parse("arxiv_feed", body, announce_types=["replace"])] == ["replace"]
+    assert [i.section for i in parse("arxiv_feed", body, announce_types=frozenset({"replace"}))] == ["replace"]
 
 
 def test_arxiv_rss_item_fields() -> None:
@@ -287,7 +289,7 @@ NEW_PAGE = """<html><body><div id="dlpage"><h3>Showing new listings for Tuesday,
 
 
 def test_arxiv_list_new_page_sections() -> None:
-    items = parse("arxiv_list", NEW_PAGE, announce_types="all")
+    items = parse("arxiv_list", NEW_PAGE, announce_types=None)
     assert [(i.id, i.section) for i in items] == [
         ("arxiv:2607.30001", "new"), ("arxiv:hep-th/9901001", "cross"),
         ("arxiv:2601.00001", "replace"), ("arxiv:2601.00002", "replace-cross")]
@@ -302,22 +304,22 @@ def test_arxiv_list_sections_in_one_dl_keep_their_own_headings() -> None:
     replacements as new submissions (they would reach digests that leave replacements out)."""
     one_dl = NEW_PAGE.replace('</dd></dl>\n<dl id="articles"><h3>', '</dd>\n<h3>')
     assert one_dl.count('<dl id="articles">') == 1 and one_dl.count("<h3>") == 4
-    assert parse("arxiv_list", one_dl, announce_types="all") == parse("arxiv_list", NEW_PAGE, announce_types="all")
+    assert parse("arxiv_list", one_dl, announce_types=None) == parse("arxiv_list", NEW_PAGE, announce_types=None)
     assert [i.section for i in parse("arxiv_list", one_dl)] == ["new", "cross"]
     cut = one_dl.replace("<dt><a href=\"/abs/2601.00002\"", "<x><a href=\"/abs/2601.00002\"", 1)
     with pytest.raises(ParseError, match="has 1 of the 2 entries it announces"):
         parse("arxiv_list", cut)
     quiet = re.sub(r"(<h3>Cross submissions[^<]*</h3>).*?(?=<h3>)", r"\g<1><p>No updates for this time period.</p>",
                    one_dl, flags=re.DOTALL)
-    assert [i.id for i in parse("arxiv_list", quiet, announce_types="all")] == [
+    assert [i.id for i in parse("arxiv_list", quiet, announce_types=None)] == [
         "arxiv:2607.30001", "arxiv:2601.00001", "arxiv:2601.00002"]
     first_heading_later = one_dl.replace('<h3>New submissions (showing 1 of 1 entries)</h3>\n', "", 1).replace(
         "</dd>\n<h3>Cross", "</dd>\n<h3>New submissions (showing 0 of 0 entries)</h3><h3>Cross", 1)
-    assert [(i.id, i.section) for i in parse("arxiv_list", first_heading_later, announce_types="all")][:2] == [
+    assert [(i.id, i.section) for i in parse("arxiv_list", first_heading_later, announce_types=None)][:2] == [
         ("arxiv:2607.30001", None), ("arxiv:hep-th/9901001", "cross")]
     nested = one_dl.replace("<h3>", "<div><h3>").replace("</h3>", "</h3></div>")
     assert nested.count("<div><h3>") == 4
-    assert parse("arxiv_list", nested, announce_types="all") == parse("arxiv_list", NEW_PAGE, announce_types="all")
+    assert parse("arxiv_list", nested, announce_types=None) == parse("arxiv_list", NEW_PAGE, announce_types=None)
 
 
 # -- generic feeds and css pages ----------------------------------------------------------------------------
@@ -357,23 +359,25 @@ LISTING = """<html><body><ul>
 
 def test_css_listing() -> None:
     page = page_of(LISTING, url="https://lab.example.org/news/")
-    source = Source(name="t", kind="css", url=page.url,
-                    options={"item": "li.post", "title": "h2", "summary": "p.s", "date": "time"})
+    def css(**selectors: str) -> Source:
+        return Source(name="t", kind="css", url=page.url, options=SourceOptions(selectors=selectors))
+
+    source = css(item="li.post", title="h2", summary="p.s", date="time")
     first, second = parse_page("css", page, source)
     assert (first.id, first.title, first.url) == ("https://lab.example.org/p/1", "First & foremost",
                                                   "https://lab.example.org/p/1")
     assert first.abstract == "One." and first.published == datetime(2026, 7, 1, tzinfo=UTC)
     assert second.id == "arxiv:2607.11111"
     with pytest.raises(ParseError, match="layout changed"):
-        parse_page("css", page, Source(name="t", kind="css", url=page.url, options={"item": "article", "title": "h2"}))
-    broken = Source(name="t", kind="css", url=page.url, options={"item": "li.post", "title": "h2", "date": "time[["})
+        parse_page("css", page, css(item="article", title="h2"))
+    broken = css(item="li.post", title="h2", date="time[[")
     with pytest.raises(ParseError, match=r"not a CSS selector: date = 'time\[\['") as caught:
         parse_page("css", page, broken)
     assert "check-config" in caught.value.hint
 
 
 def test_unknown_kind() -> None:
-    assert KINDS[:3] == ("hf_papers", "hf_api", "arxiv_feed")
+    assert list(KINDS)[:3] == ["hf_papers", "hf_api", "arxiv_feed"]
     with pytest.raises(ParseError, match="unknown source kind 'rdf'"):
         parse("rdf", "<x/>")
 

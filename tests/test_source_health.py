@@ -11,7 +11,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -22,11 +22,11 @@ from rich.console import Console
 
 from bot.app import App, CycleReport
 from bot.config import Config, parse_config
-from bot.models import Item, Page
+from bot.models import Item, Page, SourceOptions
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.report import print_sources, source_rows
-from bot.sources import PARSERS, ids
+from bot.sources import hf, ids
 from bot.sources.fetch import Fetcher
 from bot.store import Store
 from tests.localhttp import LocalHTTPServer, Reply, Request
@@ -264,10 +264,10 @@ async def test_a_bug_met_on_one_source_fails_that_source_not_the_cycle(db_url: s
     report it, and the other source and the digest go on."""
     fragile, config, stored = await healthy_start(db_url, server, mail)
 
-    def broken(page: Page, options: Mapping[str, Any]) -> list[Item]:
+    def broken(page: Page, options: SourceOptions) -> list[Item]:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setitem(PARSERS, "hf_papers", broken)
+    monkeypatch.setattr(hf, "parse_hf_papers", broken)
     report = await cycle(config, T0 + timedelta(hours=1))
     assert status(report) == {"steady": "ok", "fragile": "failed"}
     assert "unexpected error while reading this source (RecursionError(" in (

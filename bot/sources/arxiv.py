@@ -11,32 +11,20 @@ revised old paper is not news by default. `published` is the announcement date f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
 from bot.errors import ParseError
-from bot.models import Item, Page
+from bot.models import Item, Page, SourceOptions
 from bot.sources.feeds import ARXIV, ATOM, Entry, parse_xml, read_feed
 from bot.sources.ids import ARXIV_ABS, arxiv_id, collapse, date_reader
 
-DEFAULT_ANNOUNCE_TYPES = frozenset({"new", "cross"})
 ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
 _PREFIX = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE)
-
-
-def announce_types(options: Mapping[str, Any]) -> frozenset[str] | None:
-    """The announce types a source keeps; None means all."""
-    wanted = options.get("announce_types")
-    if wanted is None:
-        return DEFAULT_ANNOUNCE_TYPES
-    if isinstance(wanted, str):
-        return None if wanted in ("all", "*") else frozenset({wanted})
-    return frozenset(str(w) for w in wanted)
 
 
 def is_kept(item: Item, wanted: frozenset[str] | None) -> bool:
@@ -44,7 +32,7 @@ def is_kept(item: Item, wanted: frozenset[str] | None) -> bool:
     return wanted is None or item.section is None or item.section in wanted
 
 
-def parse_arxiv_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_arxiv_feed(page: Page, options: SourceOptions) -> list[Item]:
     """rss.arxiv.org RSS 2.0 or Atom. A channel without items (weekends, holidays) is a quiet day: []."""
     entries = read_feed(page)
     if not entries:
@@ -53,8 +41,7 @@ def parse_arxiv_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
     items = [item for entry in entries if (item := _announcement_item(entry, read_date)) is not None]
     if not items:
         raise ParseError(f"{page.url}: {len(entries)} entries but no arXiv ids in them; layout changed?")
-    wanted = announce_types(options)
-    return [item for item in items if is_kept(item, wanted)]
+    return [item for item in items if is_kept(item, options.announce_types)]
 
 
 def _announcement_item(entry: Entry, read_date: Callable[[str], datetime | None]) -> Item | None:
@@ -76,7 +63,7 @@ def _announcement_item(entry: Entry, read_date: Callable[[str], datetime | None]
     )
 
 
-def parse_arxiv_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_arxiv_api(page: Page, options: SourceOptions) -> list[Item]:
     """export.arxiv.org/api/query Atom, current and legacy (pre-2025) formats. No entries: no results, []."""
     entries = read_feed(page)
     read_date = date_reader()

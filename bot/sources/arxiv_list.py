@@ -9,17 +9,16 @@ entry; each shortcut checks the layout it relies on and falls back to reading en
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
-from bot.models import Item, Page
-from bot.sources.arxiv import SHOWING, announce_types, is_kept
+from bot.models import Item, Page, SourceOptions
+from bot.sources.arxiv import SHOWING, is_kept
 from bot.sources.ids import ARXIV_ABS, ARXIV_ID_PATTERN, arxiv_id, collapse, names
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
@@ -39,7 +38,7 @@ def _new_york() -> tzinfo:
         return UTC
 
 
-def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_arxiv_list(page: Page, options: SourceOptions) -> list[Item]:
     """arxiv.org/list/<cat>/recent (one `dl#articles` per day) or /new (one per announce type)."""
     tree = LexborHTMLParser(page.body)  # lexbor decodes the UTF-8 itself, as `Page.text` would
     sections = tree.css("dl#articles")
@@ -65,8 +64,7 @@ def parse_arxiv_list(page: Page, options: Mapping[str, Any]) -> list[Item]:
         if groups and said_empty == len(groups):
             return []
         raise ParseError(f"{page.url}: {len(groups)} article sections but no entries read; layout changed?")
-    wanted = announce_types(options)
-    return [item for item in items if is_kept(item, wanted)]
+    return [item for item in items if is_kept(item, options.announce_types)]
 
 
 _HINT_TRUNCATED = "The page arrived incomplete; the source is retried on its next refresh."

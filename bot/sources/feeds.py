@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from bot.errors import ParseError
-from bot.models import Item, Page
+from bot.models import Item, Page, SourceOptions
 from bot.sources.ids import canonical_id, collapse, date_reader, names, parse_date
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def html_text(markup: str) -> str:
     return collapse(body.text(separator=" ") if body is not None else "")
 
 
-def parse_feed(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_feed(page: Page, options: SourceOptions) -> list[Item]:
     """Any RSS/Atom feed. Ids: arXiv or DOI when the entry's link/guid/doi names one, else the link."""
     entries = read_feed(page)
     if not entries:
@@ -204,15 +204,15 @@ def is_css_selector(css: str) -> bool:
     return True
 
 
-def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
-    """A listing page read with selectors from the source options: `item`, `title`, optional `link`,
-    `summary`, `date` (each relative to the item element)."""
-    item_sel, title_sel = options.get("item"), options.get("title")
-    if not isinstance(item_sel, str) or not isinstance(title_sel, str):
-        raise ParseError(f"{page.url}: a css source needs string options `item` and `title`",
-                         hint="Add options = { item = \"...\", title = \"...\" } to the [[sources]] entry.")
-    bad = [f"{key} = {css!r}" for key in _CSS_KEYS if isinstance(css := options.get(key), str) and css
-           and not is_css_selector(css)]
+def parse_css(page: Page, options: SourceOptions) -> list[Item]:
+    """A listing page read with the source's `selectors`: `item`, `title`, optional `link`, `summary`, `date` (each
+    relative to the item element)."""
+    selectors = options.selectors
+    item_sel, title_sel = selectors.get("item"), selectors.get("title")
+    if not item_sel or not title_sel:
+        raise ParseError(f"{page.url}: a css source needs selectors `item` and `title`",
+                         hint="Add selectors = { item = \"...\", title = \"...\" } to the [[sources]] entry.")
+    bad = [f"{key} = {css!r}" for key in _CSS_KEYS if (css := selectors.get(key)) and not is_css_selector(css)]
     if bad:
         raise ParseError(f"{page.url}: not a CSS selector: {', '.join(bad)}",
                          hint="Fix the source's `selectors` (`digestbot check-config` checks them) or `--select`.")
@@ -220,24 +220,24 @@ def parse_css(page: Page, options: Mapping[str, Any]) -> list[Item]:
     nodes = tree.css(item_sel)
     if not nodes:
         raise ParseError(f"{page.url}: no element matches item selector {item_sel!r}; layout changed?")
-    items = [item for item in (_css_item(node, options, page.url) for node in nodes) if item is not None]
+    items = [item for item in (_css_item(node, selectors, page.url) for node in nodes) if item is not None]
     if not items:
         raise ParseError(f"{page.url}: {len(nodes)} {item_sel!r} elements but none with a title and link; "
                          "layout changed?")
     return items
 
 
-def _css_item(node: LexborNode, options: Mapping[str, Any], base: str) -> Item | None:
-    title_node = node.css_first(options["title"])
+def _css_item(node: LexborNode, selectors: Mapping[str, str], base: str) -> Item | None:
+    title_node = node.css_first(selectors["title"])
     if title_node is None:
         return None
     title = collapse(title_node.text())
-    href = _css_href(node, title_node, options.get("link"))
+    href = _css_href(node, title_node, selectors.get("link"))
     if not title or not href:
         return None
     url = _absolute(base, href)
-    summary_node = node.css_first(options["summary"]) if options.get("summary") else None
-    date_node = node.css_first(options["date"]) if options.get("date") else None
+    summary_node = node.css_first(selectors["summary"]) if selectors.get("summary") else None
+    date_node = node.css_first(selectors["date"]) if selectors.get("date") else None
     date_text = (date_node.attributes.get("datetime") or date_node.text()) if date_node is not None else None
     return Item(
         id=canonical_id(url=url),

@@ -33,7 +33,7 @@ import httpx
 
 from bot.errors import FetchError
 from bot.models import Page, Source
-from bot.sources.ids import parse_date
+from bot.sources.ids import parse_date, url_problem
 
 log = logging.getLogger(__name__)
 
@@ -320,22 +320,6 @@ def _page(reply: _Reply) -> Page:
 
 # Sites that publish a slower pace for robots than our default spacing (arXiv's API asks for 3 s between calls).
 HOST_INTERVALS = {"export.arxiv.org": 3.0, "arxiv.org": 1.0}
-
-
-def url_problem(url: str) -> str | None:
-    """Why `url` can never be fetched (not a URL, an unsupported scheme, an http(s) URL without a host), or None.
-    What `fetch` reads: http(s), file:// and plain paths (a one-letter scheme is a Windows drive). Config
-    validation asks the same, so a typo is caught when the config is loaded."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:  # "http://[::1"
-        return f"not a valid URL ({exc})"
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return None if parts.hostname else "a URL without a host"
-    if scheme in ("file", "") or len(scheme) == 1:
-        return None
-    return f"unsupported URL scheme {scheme!r}"
 
 
 def backoff_delay(attempt: int, base: float, jitter: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.errors import ParseError
-from bot.models import Item, Page
+from bot.models import Item, Page, SourceOptions
 from bot.sources.ids import arxiv_id, canonical_id, collapse, names, parse_date
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _LISTING = 'data-target="DailyPapers"'
 _LISTING_PROPS = f'{_LISTING} data-props="'.encode()
 
 
-def parse_hf_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_hf_api(page: Page, options: SourceOptions) -> list[Item]:
     """`/api/daily_papers`: a JSON array of entries, each with a nested `paper`."""
     try:
         data = json.loads(page.body)
@@ -49,7 +49,7 @@ def parse_hf_api(page: Page, options: Mapping[str, Any]) -> list[Item]:
     return _items_from_entries(data, page.url)
 
 
-def parse_hf_papers(page: Page, options: Mapping[str, Any]) -> list[Item]:
+def parse_hf_papers(page: Page, options: SourceOptions) -> list[Item]:
     """A papers listing (daily, weekly, search) or a single paper page."""
     tree: LexborHTMLParser | None = None
     listing = _listing_node(page.body)

@@ -234,3 +234,19 @@ def _encode_unsafe(link: str) -> str:
 
 def _utf8(char: str) -> bytes:
     return "\ufffd".encode() if _SURROGATE.match(char) else char.encode()
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` can never be fetched (not a URL, an unsupported scheme, an http(s) URL without a host), or None.
+    What `fetch` reads: http(s), file:// and plain paths (a one-letter scheme is a Windows drive). Config
+    validation asks the same, so a typo is caught when the config is loaded."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # "http://[::1"
+        return f"not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return None if parts.hostname else "a URL without a host"
+    if scheme in ("file", "") or len(scheme) == 1:
+        return None
+    return f"unsupported URL scheme {scheme!r}"

@@ -4,7 +4,8 @@
     arxiv_list  /list/<cat>/recent?skip=S&show=K   next: skip=S+count, show=K; last when "Total of N entries" is reached
     arxiv_api   /api/query?…&start=S&max_results=K next: start=S+K; last at opensearch totalResults (or an empty page)
 
-Other kinds are one page. Every kind stops at `source.options["max_pages"]` (default 5, the config's default),
+Other kinds are one page (`bot.sources.kinds` says which rule a kind uses). Every kind stops at
+`source.options.max_pages` (default 5, the config's default),
 so a listing that never ends costs a bounded number of requests per refresh. Next-page URLs change only the
 paging parameters; every other query parameter is kept byte for byte, so a query the user wrote stays theirs.
 
@@ -16,40 +17,38 @@ a `limit` above 100 gets an error response from HF, so it is clamped to 100 and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
 
-import bot.sources as sources  # the package (for parse_page), which itself exports this module's functions
 from bot.models import Item, Page, Source
 from bot.sources.arxiv import api_span, list_span
 from bot.sources.fetch import Fetcher
 from bot.sources.hf import api_entry_count
+from bot.sources.kinds import source_kind
+from bot.sources.parse import parse_page
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PAGES = 5
 HF_DEFAULT_LIMIT = 50
 HF_MAX_LIMIT = 100
 ARXIV_API_DEFAULT_MAX_RESULTS = 10  # the export API's documented default
 
-__all__ = ["fetch_all_pages", "first_page_url", "max_pages", "next_page_url", "with_params"]
-
-
-def max_pages(source: Source) -> int:
-    """The source's page cap; a missing or unusable value means the default (the config validates 1..100)."""
-    value = source.options.get("max_pages", DEFAULT_MAX_PAGES)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else DEFAULT_MAX_PAGES
+__all__ = ["fetch_all_pages", "first_page_url", "next_page_url", "with_params"]
 
 
 def first_page_url(source: Source) -> str:
-    """The URL page 1 is fetched from: the configured one, except an hf_api `limit` above 100 becomes 100."""
-    if source.kind == "hf_api":
-        limit = _int_param(source.url, "limit")
-        if limit is not None and limit > HF_MAX_LIMIT:
-            log.warning("source %s: limit=%d is above what Hugging Face accepts; fetching %d per page instead",
-                        source.name, limit, HF_MAX_LIMIT)
-            return with_params(source.url, {"limit": HF_MAX_LIMIT})
+    """The URL page 1 is fetched from: the configured one, unless the kind's rule says otherwise."""
+    return source_kind(source.kind).first_url(source)
+
+
+def first_hf_api(source: Source) -> str:
+    """An hf_api `limit` above 100 becomes 100 (HF refuses more); paging fetches the rest."""
+    limit = _int_param(source.url, "limit")
+    if limit is not None and limit > HF_MAX_LIMIT:
+        log.warning("source %s: limit=%d is above what Hugging Face accepts; fetching %d per page instead",
+                    source.name, limit, HF_MAX_LIMIT)
+        return with_params(source.url, {"limit": HF_MAX_LIMIT})
     return source.url
 
 
@@ -59,13 +58,12 @@ def next_page_url(source: Source, page: Page, items: list[Item], number: int) ->
     Only facts on the page and in its URL decide (totals, ranges, entry counts), never `items` alone where the
     page says more: parsed items can be fewer than the entries (announce-type filter, malformed entries).
     """
-    if number >= max_pages(source):
+    if number >= source.options.max_pages:
         return None
-    rule = _NEXT.get(source.kind)
-    return rule(page, items) if rule is not None else None
+    return source_kind(source.kind).page_after(page, items)
 
 
-def _next_hf_api(page: Page, items: list[Item]) -> str | None:
+def next_hf_api(page: Page, items: list[Item]) -> str | None:
     entries = api_entry_count(page)
     count = len(items) if entries is None else entries
     limit = _int_param(page.url, "limit")
@@ -78,7 +76,7 @@ def _next_hf_api(page: Page, items: list[Item]) -> str | None:
     return with_params(page.url, params)
 
 
-def _next_arxiv_list(page: Page, items: list[Item]) -> str | None:
+def next_arxiv_list(page: Page, items: list[Item]) -> str | None:
     span = list_span(page)
     if span is None or span.count == 0:
         return None  # no "Total of N entries": a listing that fits on one page
@@ -89,7 +87,7 @@ def _next_arxiv_list(page: Page, items: list[Item]) -> str | None:
     return with_params(page.url, {"skip": end, "show": show})
 
 
-def _next_arxiv_api(page: Page, items: list[Item]) -> str | None:
+def next_arxiv_api(page: Page, items: list[Item]) -> str | None:
     span = api_span(page)
     if span is None or span.count == 0:
         return None  # an empty page ends paging even where totalResults promises more (the API does that)
@@ -98,13 +96,6 @@ def _next_arxiv_api(page: Page, items: list[Item]) -> str | None:
     if start >= span.total:
         return None
     return with_params(page.url, {"start": start, "max_results": per_page})
-
-
-_NEXT: dict[str, Callable[[Page, list[Item]], str | None]] = {
-    "hf_api": _next_hf_api,
-    "arxiv_list": _next_arxiv_list,
-    "arxiv_api": _next_arxiv_api,
-}
 
 
 def with_params(url: str, params: Mapping[str, int | str]) -> str:
@@ -144,7 +135,7 @@ async def fetch_all_pages(fetcher: Fetcher, source: Source, *, etag: str | None,
     first = await fetcher.fetch(replace(source, url=first_page_url(source)), etag=etag, last_modified=last_modified)
     if first is None:
         return None
-    page_items = sources.parse_page(source.kind, first, source)
+    page_items = parse_page(source.kind, first, source)
     items = list(page_items)
     seen = {item.id for item in items}
     fetched = {first.url}
@@ -157,7 +148,7 @@ async def fetch_all_pages(fetcher: Fetcher, source: Source, *, etag: str | None,
             break
         page, number = next_page, number + 1
         fetched |= {url, page.url}
-        page_items = sources.parse_page(source.kind, page, source)
+        page_items = parse_page(source.kind, page, source)
         fresh = [item for item in page_items if item.id not in seen]
         items += fresh
         seen.update(item.id for item in fresh)

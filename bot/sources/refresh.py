@@ -1,8 +1,8 @@
-"""The one place where the stages meet: refresh sources, plan deliveries, deliver what is due.
+"""Refreshing sources: fetch every due source, parse it, store what is new, and record how it went.
 
-fetch → parse → store (diff) → score → plan (outbox) → render → notify. Each function takes the clock as an
-argument (`now`), so `digestbot once --now T` and the tests can walk time, and each one records failures
-where they happened (on the source, on the outbox row) and carries on with the rest.
+The first stages of fetch → parse → store (diff) → score → plan (outbox) → render → notify; they meet the others
+in `bot.app`. The clock is an argument (`now`), so `digestbot once --now T` and the tests can walk time. A source
+that fails is recorded as failing (its error on its row) and the others carry on.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from functools import partial
 
 from bot.errors import BotError, FetchError, ParseError, StoreError
 from bot.models import Item, Source
-from bot.sources import fetch_all_pages
 from bot.sources.fetch import Fetcher
+from bot.sources.kinds import source_kind
+from bot.sources.paging import fetch_all_pages
 from bot.store import SourceState, Store
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ REFRESH_JITTER = 0.1
 # A well-formed page with no items is a quiet day only where quiet days exist (arXiv announces nothing on
 # weekends); elsewhere, zero items from a source that used to list this many is a broken scraper.
 SUSPICIOUS_DROP = 3
-QUIET_DAY_KINDS = frozenset({"arxiv_feed", "arxiv_list", "arxiv_api"})
 _HINT_BUG = ("This is a digestbot bug: please report it with the log's traceback. The other sources are not affected, "
              "and this one is retried on its next refresh.")
 
@@ -78,7 +78,7 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
             return RefreshResult(source.name, "not-modified")
         page, parsed = fetched
         items = [replace(item, source=source.name) for item in parsed]
-        if not items and (state.max_item_count or 0) >= SUSPICIOUS_DROP and source.kind not in QUIET_DAY_KINDS:
+        if not items and (state.max_item_count or 0) >= SUSPICIOUS_DROP and not source_kind(source.kind).quiet_days:
             raise ParseError(f"{source.url}: no items, where earlier fetches found up to {state.max_item_count}; "
                              "layout changed?")
     except FetchError as exc:
