@@ -13,7 +13,7 @@ The cycles, each on a fresh temporary SQLite store:
 
 - `digestbot`: `Store.open`, `Fetcher` with the shipped politeness (1 s between requests to one host, 2 per host,
   3 retries with backoff from 1 s) and a total deadline of `--deadline` seconds per fetch (shipped: 60 s), then
-  `refresh_sources(store, fetcher, sources, now=...)`: fetch (following paging: the servers ignore paging
+  `refresh_sources(AsyncStore(store), fetcher, sources, now=...)`: fetch (following paging: the servers ignore paging
   parameters, so an arxiv_list / arxiv_api source costs one extra request, which repeats page 1 and ends
   paging), parse, diff, record health;
 - `digestbot-nospacing`: the same with `min_host_interval=0`, to show what the spacing itself costs;
@@ -59,7 +59,7 @@ from bot.models import Page, Source  # noqa: E402
 from bot.sources.fetch import Fetcher  # noqa: E402
 from bot.sources.parse import parse_page  # noqa: E402
 from bot.sources.refresh import refresh_sources  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import AsyncStore, Store  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"
 USER_AGENT = "digestbot-bench/1.0 (+mailto:bench@example.org)"
@@ -254,7 +254,7 @@ async def _digestbot_cycle(store: Store, sources: list[Source], spacing: float, 
     stalls: list[float] = [0.0]
     watcher = asyncio.create_task(_watch_loop(stalls))
     async with Fetcher(USER_AGENT, deadline=deadline, min_host_interval=spacing) as fetcher:
-        results = await refresh_sources(store, fetcher, sources, now=datetime.now(UTC))
+        results = await refresh_sources(AsyncStore(store), fetcher, sources, now=datetime.now(UTC))
     watcher.cancel()
     ok = sum(1 for r in results if r.status == "ok")
     return ok, sum(1 for r in results if r.status == "failed"), sum(r.fetched for r in results), stalls[0] * 1e3

@@ -27,7 +27,7 @@ from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
 from bot.sources.refresh import RefreshResult, refresh_sources
-from bot.store import Store
+from bot.store import AsyncStore, Store
 from bot.tokens import load_secret
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,18 @@ class App:
         return self._store
 
     @property
+    def db(self) -> AsyncStore:
+        """The store for this App's coroutines: calls run in a worker thread (`bot.store.aio`)."""
+        return AsyncStore(self.store)
+
+    @property
     def fetcher(self) -> Fetcher:
         assert self._fetcher is not None, "App used outside `async with`"
         return self._fetcher
 
     async def __aenter__(self) -> App:
         if self._store is None:
-            self._store = Store.open(self.config.bot.database)
+            self._store = await asyncio.to_thread(Store.open, self.config.bot.database)
         if self._fetcher is None:
             self._fetcher = Fetcher(self.config.bot.user_agent)
             await self._fetcher.__aenter__()
@@ -117,14 +122,13 @@ class App:
             await self._fetcher.__aexit__(exc_type, exc, tb)
             self._fetcher = None
         if self._own_store and self._store is not None:
-            self._store.close()
+            await asyncio.to_thread(self._store.close)
             self._store = None
 
-    @property
-    def secret(self) -> bytes:
-        """The unsubscribe-token secret: from the environment, or generated once and kept in the database."""
+    async def secret(self) -> bytes:
+        """The secret links are signed with: from the environment, or generated once and kept in the database."""
         if self._secret is None:
-            self._secret = load_secret(self.store, self.config.bot.secret_env)
+            self._secret = await self.db.run(load_secret, self.config.bot.secret_env)
         return self._secret
 
     # Settings a running process cannot change: it holds the database and the HTTP endpoint open.
@@ -150,7 +154,7 @@ class App:
         row = self.store.delivery_by_key(key)
         if row is None or row.kind == Kind.NOTICE:
             return None
-        digest = digest_for(row, self.store, config=self.config, secret=None)
+        digest = digest_for(self.store, row, config=self.config, secret=None)
         if row.kind == Kind.DIGEST:
             since = row.payload.since
             until = row.covers_until or row.created_at
@@ -202,25 +206,19 @@ class App:
 
     async def refresh(self, *, now: datetime, only_due: bool = True,
                       on_result: Callable[[RefreshResult], None] | None = None) -> list[RefreshResult]:
+        """Fetch the due sources. Retry-After holds per host survive restarts: no request to a host that asked us
+        to wait, whichever process it asked."""
         sources = [s.to_source() for s in self.config.sources if s.enabled]
-        self._load_host_holds()
-        try:
-            return await refresh_sources(self.store, self.fetcher, sources, now=now, only_due=only_due,
-                                         new_items=self._fresh, on_result=on_result)
-        finally:
-            self._save_host_holds()
-
-    def _load_host_holds(self) -> None:
-        """Retry-After holds per host survive restarts: no request to a host that asked us to wait."""
         holds = self.fetcher.host_not_before
-        for host, until in self.store.host_holds().items():
+        for host, until in (await self.db.run(Store.host_holds)).items():
             if host not in holds or holds[host] < until:
                 holds[host] = until
-
-    def _save_host_holds(self) -> None:
-        current = utcnow()
-        self.store.save_host_holds({host: until for host, until in self.fetcher.host_not_before.items()
-                                    if until > current})
+        try:
+            return await refresh_sources(self.db, self.fetcher, sources, now=now, only_due=only_due,
+                                         new_items=self._fresh, on_result=on_result)
+        finally:
+            current = utcnow()
+            await self.db.run(Store.save_host_holds, {host: until for host, until in holds.items() if until > current})
 
     async def cycle(self, *, now: datetime | None = None, only_due: bool = True, schedule: bool = True,
                     progress: Progress | None = None) -> CycleReport:
@@ -250,7 +248,7 @@ class App:
                 await asyncio.to_thread(self._embed_new, fresh)
             tell("planning digests and alerts", 0, 0)
             report.planned = await asyncio.to_thread(self._plan, now)
-        deliverer = Deliverer(self.config, self.store, self.renderer, secret=self.secret)
+        deliverer = Deliverer(self.config, self.store, self.renderer, secret=await self.secret())
         sent = [0]
 
         def one_sent(outcome: DeliveryOutcome, total: int) -> None:
@@ -258,7 +256,7 @@ class App:
             tell(f"{outcome.status}: {outcome.kind} to {outcome.recipient} via {outcome.channel}", sent[0], total)
 
         report.delivered = await deliverer.deliver_due(now=now, on_outcome=one_sent)
-        self.store.set_last_cycle(now)
+        await self.db.run(Store.set_last_cycle, now)
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered
         log.log(logging.INFO if busy else logging.DEBUG,

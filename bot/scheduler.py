@@ -228,7 +228,7 @@ async def _serve(config_path: Path, config: Config, leadership: Leadership, tick
     async with App(config) as app, AsyncExitStack() as stack:
         daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds, leadership=leadership)
         if config.bot.http_port is not None:
-            web_app = make_app(app.store, app.secret, health=daemon.health, metrics=daemon.metrics.render,
+            web_app = make_app(app.store, await app.secret(), health=daemon.health, metrics=daemon.metrics.render,
                                digest_page=app.digest_page)
             server = await stack.enter_async_context(WebServer(web_app, host=config.bot.http_host,
                                                                port=config.bot.http_port))

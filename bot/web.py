@@ -29,7 +29,7 @@ from aiohttp import web
 
 from bot.errors import ConfigError
 from bot.render import default_templates_dir
-from bot.store import Store
+from bot.store import AsyncStore, Store
 from bot.tokens import DIGEST_PAGE_MAX_AGE, TOKEN_MAX_AGE, InvalidToken, read_token
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class _Settings:
         )
 
 
-_STORE = web.AppKey("store", Store)
+_DB = web.AppKey("db", AsyncStore)
 _SETTINGS = web.AppKey("settings", _Settings)
 
 
@@ -114,9 +114,9 @@ async def unsubscribe(request: web.Request) -> web.Response:
     address = _address_from(request)
     if isinstance(address, web.Response):
         return address
-    store, at = request.app[_STORE], request.app[_SETTINGS].clock()
+    db, at = request.app[_DB], request.app[_SETTINGS].clock()
     try:
-        await asyncio.to_thread(store.unsubscribe, address, at=at)
+        await db.run(Store.unsubscribe, address, at=at)
     except Exception:  # the database is down: say so, and let a one-click sender retry
         log.exception("could not record an unsubscribe")
         response = _problem_page(503, "Please try again",
@@ -132,9 +132,9 @@ async def resubscribe(request: web.Request) -> web.Response:
     address = _address_from(request)
     if isinstance(address, web.Response):
         return address
-    store = request.app[_STORE]
+    db = request.app[_DB]
     try:
-        await asyncio.to_thread(store.resubscribe, address)
+        await db.run(Store.resubscribe, address)
     except Exception:  # the database is down
         log.exception("could not record a resubscribe")
         return _problem_page(503, "Please try again", "We could not record this just now. Try again in a few "
@@ -195,7 +195,7 @@ def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utc
     if not secret:
         raise ValueError("an empty secret would accept forged tokens")
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[_STORE] = store
+    app[_DB] = AsyncStore(store)
     app[_SETTINGS] = _Settings(secret, clock, health, max_age, digest_page)
     app.router.add_get("/unsubscribe/{token}", confirm_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)

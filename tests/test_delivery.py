@@ -262,7 +262,7 @@ async def test_slack_post_in_doubt_is_looked_for_in_the_channel_before_posting(s
         assert store.begin_send(row.id, owner=DEAD, now=NOW, lease=LEASE)
         if posted:  # the dead process's post reached Slack before it died
             deliverer = Deliverer(config, store, Renderer())
-            message = Renderer().render_slack(digest_for(row, store, config=config, secret=None))[0]
+            message = Renderer().render_slack(digest_for(store, row, config=config, secret=None))[0]
             await deliverer._slack_notifier().post("C0PAPERS", message, tag=(row.key, 0))
         assert await deliver(config, store, NOW + LEASE + timedelta(seconds=1)) == ["sent"]
         assert len(slack.posts) == 1

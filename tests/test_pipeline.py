@@ -196,9 +196,9 @@ def test_a_paper_matching_two_of_a_readers_profiles_names_both_in_every_channel(
     alone = next(e for e in rows["email"].payload.items if e.id == "arxiv:2611.00002")
     assert alone.also == ()
     renderer = Renderer()
-    email = renderer.render_email(digest_for(rows["email"], store, config=cfg, secret=None))
+    email = renderer.render_email(digest_for(store, rows["email"], config=cfg, secret=None))
     assert "Matched (rlhf, vision)" in email.text and ">rlhf, vision</span>" in email.html
-    slack_digest = digest_for(rows["slack"], store, config=cfg, secret=None)
+    slack_digest = digest_for(store, rows["slack"], config=cfg, secret=None)
     slack = " ".join(str(m.blocks) for m in renderer.render_slack(slack_digest))
     assert "_DPO in title_ · rlhf, vision" in slack
 

@@ -174,7 +174,7 @@ async def test_database_down_gives_503_to_retry_not_a_traceback(store: Store, se
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(store, "unsubscribe", broken)
+    monkeypatch.setattr(Store, "unsubscribe", broken)  # the handler calls it as `Store.unsubscribe` in a thread
     response = await client.post(f"/unsubscribe/{token_for('a@x.org')}", data=ONE_CLICK)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "300"

@@ -35,7 +35,7 @@ from bot.outbox.model import Channel, Delivery, Kind
 from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.outbox.prepare import Prepared, missing_secret, prepare
 from bot.render import Renderer
-from bot.store import LEASE_LAPSED, Store
+from bot.store import LEASE_LAPSED, AsyncStore, Store
 from bot.store.owner import owner_gone, process_owner
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Deliverer:
 
     def __init__(self, config: Config, store: Store, renderer: Renderer, *, secret: bytes | None = None) -> None:
         self.config = config
-        self.store = store
+        self.db = AsyncStore(store)  # every store call runs in a worker thread (`bot.store.aio`)
         self.renderer = renderer
         self.secret = secret
         self._disabled: dict[tuple[str, str], str] = {}  # destinations disabled after a permanent error, read per batch
@@ -100,16 +100,16 @@ class Deliverer:
         The rows are held under a lease renewed while this runs; whatever was not started when it ends (done,
         cancelled, or an exception) goes back to pending at once."""
         owner = self.owner
-        gone = [holder for holder in self.store.holders() if holder != owner and owner_gone(holder)]
+        gone = [holder for holder in await self.db.run(Store.holders) if holder != owner and owner_gone(holder)]
         if gone:
             log.warning("taking back the outbox rows of %d stopped process(es) (%s): rows they had not started "
                         "go out as usual; one whose send had started is checked first", len(gone), ", ".join(gone))
-        rows = self.store.claim(now=now, limit=limit, lease=LEASE, owner=owner, gone=gone)
+        rows = await self.db.run(Store.claim, now=now, limit=limit, lease=LEASE, owner=owner, gone=gone)
         if not rows:
             return []
         started = time.monotonic()
         self._now = lambda: now + timedelta(seconds=time.monotonic() - started)
-        self._disabled = self.store.disabled_destinations()
+        self._disabled = await self.db.run(Store.disabled_destinations)
         outcomes: list[DeliveryOutcome] = []
         email_rows = [r for r in rows if r.channel == Channel.EMAIL]
         slack_rows = [r for r in rows if r.channel == Channel.SLACK]
@@ -131,7 +131,7 @@ class Deliverer:
             renewing.cancel()
             with suppress(asyncio.CancelledError):
                 await renewing
-            released = self.store.release(owner=owner, now=now)
+            released = await self.db.run(Store.release, owner=owner, now=now)
             if released:
                 log.info("gave back %d claimed deliveries not started; the next cycle sends them", released)
         return outcomes
@@ -148,7 +148,7 @@ class Deliverer:
         while True:
             await asyncio.sleep(RENEW_EVERY)
             try:
-                self.store.renew(owner=self.owner, until=self._now() + LEASE)
+                await self.db.run(Store.renew, owner=self.owner, until=self._now() + LEASE)
             except Exception as exc:  # noqa: BLE001 - the store is down: the sends go on, the lease may lapse
                 log.warning("could not renew the outbox lease (%s: %s)", type(exc).__name__, exc)
 
@@ -156,8 +156,7 @@ class Deliverer:
                                 now: datetime) -> list[DeliveryOutcome]:
         smtp = self.config.smtp
         if smtp is None:
-            return [self._record(r, Permanent("no [smtp] section in the config"), now=now)
-                    for r in rows]
+            return [await self._record(r, Permanent("no [smtp] section in the config"), now=now) for r in rows]
         lanes = min(smtp.concurrency, len(rows))
         notifiers = [await stack.enter_async_context(EmailNotifier(smtp)) for _ in range(lanes)]
         queue: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -170,7 +169,8 @@ class Deliverer:
             while not queue.empty():
                 row = queue.get_nowait()
                 if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
-                    self.store.release(owner=self.owner, now=now, ids=[row.id], next_attempt_at=now + retry_delay(1))
+                    await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
+                                      next_attempt_at=now + retry_delay(1))
                     continue
                 outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p))
                 outcomes.append(self._heard(outcome))
@@ -214,7 +214,7 @@ class Deliverer:
                 await notifier.post_webhook(webhook_url, message)
             else:
                 await notifier.post(row.address, message, tag=(row.key, index))
-            self.store.set_parts_sent(row.id, index + 1)
+            await self.db.run(Store.set_parts_sent, row.id, index + 1)
 
     def _slack_notifier(self) -> SlackNotifier:
         settings = self.config.slack
@@ -233,50 +233,54 @@ class Deliverer:
             found = await self._slack_notifier().find_posted(row.address, row.key, since=row.send_started_at)
         except DeliveryError as exc:
             if isinstance(exc, Retryable):  # ask again later; the row keeps its doubt (LEASE_LAPSED stays)
-                self.store.release(owner=self.owner, now=now, ids=[row.id],
+                await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
                                    next_attempt_at=now + retry_delay(1, exc.retry_after))
                 return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=exc.message)
             error = f"{LEASE_LAPSED}; {exc.message}"
-            self.store.mark_unknown(row.id, owner=self.owner, error=error, at=now)
+            await self.db.run(Store.mark_unknown, row.id, owner=self.owner, error=error, at=now)
             log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
                         row.kind, row.recipient, error, row.id)
             if row.kind != Kind.NOTICE:  # a notice about a notice could go on for ever
-                self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
+                await self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
         while done in found:
             done += 1
-        self.store.set_parts_sent(row.id, done)
+        await self.db.run(Store.set_parts_sent, row.id, done)
         log.warning("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
                     row.kind, row.recipient, done, parts,
                     "nothing to post again" if done >= parts else "posting the rest")
         if done >= parts:
-            self.store.mark_sent(row.id, owner=self.owner, at=now)
+            await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
         return replace(row, parts_sent=done)
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
         owner = self.owner
         if row.created_at + MAX_AGE[row.kind] < now:
-            self.store.mark_expired(row.id, owner=owner, error="too old to be useful; not sent", at=now)
+            await self.db.run(Store.mark_expired, row.id, owner=owner, error="too old to be useful; not sent",
+                              at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
         disabled = self._disabled.get(destination(row))
         if disabled:
-            self.store.mark_failed(row.id, owner=owner, error=f"destination disabled: {disabled}", at=now)
+            await self.db.run(Store.mark_failed, row.id, owner=owner, error=f"destination disabled: {disabled}",
+                              at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
-        if row.channel == Channel.EMAIL and row.kind != Kind.NOTICE and self.store.is_unsubscribed(row.address):
-            self.store.mark_cancelled(row.id, owner=owner, error="the reader unsubscribed before it was sent", at=now)
+        if (row.channel == Channel.EMAIL and row.kind != Kind.NOTICE
+                and await self.db.run(Store.is_unsubscribed, row.address)):
+            await self.db.run(Store.mark_cancelled, row.id, owner=owner,
+                              error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
         missing = missing_secret(self.config, row)
         if missing is not None:  # a configuration problem, not the destination's: wait for it, tell the admin
-            self.store.release(owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
+            await self.db.run(Store.release, owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
             log.error("%s to %s via %s held: %s", row.kind, row.recipient, row.channel, missing)
             if row.kind != Kind.NOTICE:
-                self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
+                await self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=missing)
-        prepared = prepare(row, self.store, self.renderer, config=self.config, secret=self.secret)
+        prepared = await self.db.run(prepare, row, self.renderer, config=self.config, secret=self.secret)
         if prepared.skip:
-            self.store.mark_sent(row.id, owner=owner, at=now)
+            await self.db.run(Store.mark_sent, row.id, owner=owner, at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
         if row.last_error == LEASE_LAPSED:
             if row.channel == Channel.SLACK:  # Slack has no idempotency key: look before posting again
@@ -288,7 +292,7 @@ class Deliverer:
                 log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
                             "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
                             row.message_id)
-        if not self.store.begin_send(row.id, owner=owner, now=self._now(), lease=LEASE):
+        if not await self.db.run(Store.begin_send, row.id, owner=owner, now=self._now(), lease=LEASE):
             log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
                         row.kind, row.recipient, row.channel)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "lost")
@@ -296,42 +300,44 @@ class Deliverer:
         try:
             await send(row, prepared)
         except DeliveryError as exc:
-            return self._record(row, exc, now=now)
-        if not self.store.mark_sent(row.id, owner=owner, at=now):
+            return await self._record(row, exc, now=now)
+        if not await self.db.run(Store.mark_sent, row.id, owner=owner, at=now):
             log.warning("%s to %s via %s was sent, but another process had taken the row over (this one's lease "
                         "lapsed); it records the outcome", row.kind, row.recipient, row.channel)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
 
-    def _tell_admin(self, kind: str, row: Delivery, error: str, *, key: str, now: datetime) -> None:
+    async def _tell_admin(self, kind: str, row: Delivery, error: str, *, key: str, now: datetime) -> None:
         """Plan a notice to the admin (once per key): sending is stuck in a way only a person can fix."""
         notice = delivery_problem_notice(kind, row.channel, row.address, error, now)
         rows = notice_rows(admin_destinations(self.config), notice, key, now=now,
                            new_message_id=lambda: new_message_id(self.config))
         if rows:
-            self.store.plan(rows, now=now)
+            await self.db.run(Store.plan, rows, now=now)
 
-    def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
+    async def _record(self, row: Delivery, exc: DeliveryError, *, now: datetime) -> DeliveryOutcome:
         """Turn a failed send into the row's next state; the message says where and what."""
         error, owner = exc.message, self.owner
         status = next(state for kind, state in OUTCOMES if isinstance(exc, kind))
         if status == "retry" and row.attempts >= MAX_ATTEMPTS:
             status = "failed"
         if status == "unknown":
-            self.store.mark_unknown(row.id, owner=owner, error=error, at=now)
+            await self.db.run(Store.mark_unknown, row.id, owner=owner, error=error, at=now)
         elif status == "retry":
-            self.store.mark_retry(row.id, owner=owner, error=error,
+            await self.db.run(Store.mark_retry, row.id, owner=owner, error=error,
                                   next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
         else:
-            self.store.mark_failed(row.id, owner=owner, error=error, at=now)
+            await self.db.run(Store.mark_failed, row.id, owner=owner, error=error, at=now)
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
         if status == "unknown" and row.channel == Channel.SLACK and row.kind != Kind.NOTICE:
-            self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
+            await self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
         if isinstance(exc, DestinationGone) and row.kind != Kind.NOTICE:
-            self.store.disable_destination(row.channel, row.address, reason=error, at=now)
+            await self.db.run(Store.disable_destination, row.channel, row.address, reason=error, at=now)
             self._disabled[destination(row)] = error
-            self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}", now=now)
+            await self._tell_admin("destination-disabled", row, error, key=f"disabled:{row.channel}:{row.address}",
+                                   now=now)
         elif exc.stop_batch and row.kind != Kind.NOTICE:
-            self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}", now=now)
+            await self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}",
+                                   now=now)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, status, error=error,
                                stop_batch=exc.stop_batch)

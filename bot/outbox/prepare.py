@@ -26,7 +26,7 @@ class Prepared:
     skip: bool = False
 
 
-def digest_for(row: Delivery, store: Store, *, config: Config, secret: bytes | None) -> Digest:
+def digest_for(store: Store, row: Delivery, *, config: Config, secret: bytes | None) -> Digest:
     """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload; its links
     signed with `secret` (none without it)."""
     payload = row.payload
@@ -39,14 +39,14 @@ def digest_for(row: Delivery, store: Store, *, config: Config, secret: bytes | N
                   alerted=frozenset(e.id for e in payload.items if e.alerted))
 
 
-def prepare(row: Delivery, store: Store, renderer: Renderer, *, config: Config, secret: bytes | None) -> Prepared:
+def prepare(store: Store, row: Delivery, renderer: Renderer, *, config: Config, secret: bytes | None) -> Prepared:
     """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
     notice = row.payload.notice
     if row.kind == Kind.NOTICE and notice is not None:
         if row.channel == Channel.EMAIL:
             return Prepared(email=renderer.render_notice_email(notice))
         return Prepared(slack=renderer.render_notice_slack(notice))
-    digest = digest_for(row, store, config=config, secret=secret)
+    digest = digest_for(store, row, config=config, secret=secret)
     if row.kind == Kind.DIGEST and not digest.items and not row.payload.send_empty and not digest.failing_sources:
         return Prepared(skip=True)
     if row.channel == Channel.EMAIL:

@@ -13,14 +13,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import partial
 
 from bot.errors import BotError, FetchError, ParseError, StoreError
 from bot.models import Item, Source
 from bot.sources.fetch import Fetcher
 from bot.sources.kinds import source_kind
 from bot.sources.paging import fetch_all_pages
-from bot.store import SourceState, Store
+from bot.store import AsyncStore, SourceState, Store
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def refresh_interval(source: Source) -> timedelta:
     return source.every * (1 - REFRESH_JITTER * fraction)
 
 
-async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now: datetime,
+async def refresh_source(db: AsyncStore, fetcher: Fetcher, source: Source, *, now: datetime,
                          state: SourceState | None = None, new_items: list[Item] | None = None) -> RefreshResult:
     """Fetch (every page, for sources that page), parse and diff one source; the items that were new are
     appended to `new_items` when it is given (the cycle embeds them in one batch).
@@ -67,14 +66,14 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
     Store calls run in a worker thread, so a busy database never stalls the other fetches in flight.
     """
     if state is None:
-        state = await asyncio.to_thread(store.get_source_state, source.name)
+        state = await db.run(Store.get_source_state, source.name)
     next_due = now + refresh_interval(source)
     try:
         fetched = await fetch_all_pages(fetcher, source, etag=state.etag, last_modified=state.last_modified)
         if fetched is None:
-            await asyncio.to_thread(partial(
-                store.record_fetch_ok, source.name, at=now, etag=state.etag, last_modified=state.last_modified,
-                item_count=state.last_item_count or 0, not_modified=True, next_due_at=next_due))
+            await db.run(Store.record_fetch_ok, source.name, at=now, etag=state.etag,
+                         last_modified=state.last_modified, item_count=state.last_item_count or 0, not_modified=True,
+                         next_due_at=next_due)
             return RefreshResult(source.name, "not-modified")
         page, parsed = fetched
         items = [replace(item, source=source.name) for item in parsed]
@@ -83,24 +82,23 @@ async def refresh_source(store: Store, fetcher: Fetcher, source: Source, *, now:
                              "layout changed?")
     except FetchError as exc:
         if exc.held and exc.retry_at is not None:  # the host asked us to wait: not this source's failure
-            await asyncio.to_thread(partial(store.record_fetch_held, source.name, not_before=exc.retry_at,
-                                            next_due_at=next_due))
+            await db.run(Store.record_fetch_held, source.name, not_before=exc.retry_at, next_due_at=next_due)
             log.info("source %s waits: %s", source.name, exc.message)
             return RefreshResult(source.name, "skipped")
-        return await _failed(store, source, exc, now=now, next_due=next_due)
+        return await _failed(db, source, exc, now=now, next_due=next_due)
     except ParseError as exc:
-        return await _failed(store, source, exc, now=now, next_due=next_due)
+        return await _failed(db, source, exc, now=now, next_due=next_due)
     except Exception as exc:  # a bug of ours, met on a page nobody foresaw, costs this source, not the whole cycle
-        return await _failed(store, source, _bug(source, exc, "reading this source"), now=now, next_due=next_due)
+        return await _failed(db, source, _bug(source, exc, "reading this source"), now=now, next_due=next_due)
     try:
-        new = await asyncio.to_thread(partial(store.save_items, source.name, items, seen_at=now))
+        new = await db.run(Store.save_items, source.name, items, seen_at=now)
     except StoreError as exc:  # these items refused (a database that is down fails recording this too, and stops)
-        return await _failed(store, source, exc, now=now, next_due=next_due)
+        return await _failed(db, source, exc, now=now, next_due=next_due)
     except Exception as exc:  # text no driver can encode, or another bug of ours: this source only
         error = _bug(source, exc, "saving this source's items")
-        return await _failed(store, source, error, now=now, next_due=next_due)
-    await asyncio.to_thread(partial(store.record_fetch_ok, source.name, at=now, etag=page.etag,
-                                    last_modified=page.last_modified, item_count=len(items), next_due_at=next_due))
+        return await _failed(db, source, error, now=now, next_due=next_due)
+    await db.run(Store.record_fetch_ok, source.name, at=now, etag=page.etag, last_modified=page.last_modified,
+                 item_count=len(items), next_due_at=next_due)
     log.info("source %s: %d items, %d new", source.name, len(items), len(new))
     if new_items is not None:
         new_items.extend(new)
@@ -113,7 +111,7 @@ def _bug(source: Source, exc: Exception, doing: str) -> BotError:
     return BotError(f"{source.url}: unexpected error while {doing} ({exc!r})", hint=_HINT_BUG)
 
 
-async def _failed(store: Store, source: Source, exc: BotError, *, now: datetime,
+async def _failed(db: AsyncStore, source: Source, exc: BotError, *, now: datetime,
                   next_due: datetime) -> RefreshResult:
     """Record a failed refresh (with the hold a Retry-After asks for) and say so; nothing stored is touched."""
     not_before = None
@@ -121,13 +119,13 @@ async def _failed(store: Store, source: Source, exc: BotError, *, now: datetime,
         # an HTTP date is a time; seconds count from the answer, which is this cycle's `now`
         not_before = exc.retry_at or now + timedelta(seconds=exc.retry_after)
     message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-    await asyncio.to_thread(partial(store.record_fetch_error, source.name, at=now, error=message,
-                                    next_due_at=next_due, not_before=not_before))
+    await db.run(Store.record_fetch_error, source.name, at=now, error=message, next_due_at=next_due,
+                 not_before=not_before)
     log.warning("source %s failed: %s", source.name, exc.message)
     return RefreshResult(source.name, "failed", error=exc.message)
 
 
-async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
+async def refresh_sources(db: AsyncStore, fetcher: Fetcher, sources: Sequence[Source], *, now: datetime,
                           only_due: bool = True, new_items: list[Item] | None = None,
                           on_result: Callable[[RefreshResult], None] | None = None) -> list[RefreshResult]:
     """Refresh every (due) source concurrently; the fetcher itself keeps each host polite. The items new to the
@@ -136,7 +134,7 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
     What the store knows of the sources is read once, in one query, for the due check and the refresh alike.
     """
     semaphore = asyncio.Semaphore(REFRESH_CONCURRENCY)
-    known = {state.name: state for state in await asyncio.to_thread(store.source_states)}
+    known = {state.name: state for state in await db.run(Store.source_states)}
 
     async def one(source: Source) -> RefreshResult:
         state = known.get(source.name) or SourceState(name=source.name)
@@ -144,7 +142,7 @@ async def refresh_sources(store: Store, fetcher: Fetcher, sources: Sequence[Sour
             result = RefreshResult(source.name, "skipped")
         else:
             async with semaphore:
-                result = await refresh_source(store, fetcher, source, now=now, state=state, new_items=new_items)
+                result = await refresh_source(db, fetcher, source, now=now, state=state, new_items=new_items)
         if on_result is not None:
             on_result(result)
         return result

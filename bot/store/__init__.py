@@ -5,7 +5,8 @@
     new = store.save_items("hf-daily", items, seen_at=now)  # only items never seen from any source
 """
 
+from bot.store.aio import AsyncStore
 from bot.store.deliveries import HELD_STATES, LEASE_LAPSED
 from bot.store.repo import SourceState, Store
 
-__all__ = ["HELD_STATES", "LEASE_LAPSED", "SourceState", "Store"]
+__all__ = ["HELD_STATES", "LEASE_LAPSED", "AsyncStore", "SourceState", "Store"]
