@@ -98,7 +98,7 @@ from bot.sources.parse import parse_page  # noqa: E402
 from bot.sources.refresh import RefreshResult  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.schema import deliveries  # noqa: E402
-from tests.localhttp import LocalHTTPServer, Reply, Request  # noqa: E402
+from tests.support.localhttp import LocalHTTPServer, Reply, Request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "fixtures"

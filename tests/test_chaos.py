@@ -29,7 +29,7 @@ from aiohttp import web
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackRequest, SlackSink
 from bot.store import Store
-from tests.localhttp import LocalHTTPServer
+from tests.support.localhttp import LocalHTTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "data" / "fixtures"

@@ -18,7 +18,7 @@ from bot.models import Source
 from bot.notify.maildir import MaildirSink
 from bot.scheduler import ConfigWatcher, Daemon
 from bot.sources.refresh import refresh_interval
-from tests.localhttp import LocalHTTPServer, Reply
+from tests.support.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 

@@ -18,7 +18,7 @@ from bot.config import parse_config
 from bot.notify.maildir import MaildirSink
 from bot.sources.fetch import Fetcher
 from bot.store import Store
-from tests.localhttp import LocalHTTPServer, Reply, Request
+from tests.support.localhttp import LocalHTTPServer, Reply, Request
 from tests.test_parser_fuzz import mutate_bytes, mutate_date
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"

@@ -21,8 +21,8 @@ from bot.outbox.model import Payload, PlannedDelivery
 from bot.outbox.prepare import digest_for
 from bot.render import Renderer
 from bot.store import Store
-from tests.slackapi import ScriptedSlack
-from tests.smtpsink import FaultySink
+from tests.support.slackapi import ScriptedSlack
+from tests.support.smtpsink import FaultySink
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)

@@ -17,7 +17,7 @@ from bot.errors import DeliveryError
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.maildir import MaildirSink
 from bot.render import RenderedEmail, Renderer
-from tests.smtpsink import FaultySink
+from tests.support.smtpsink import FaultySink
 from tests.test_render import make_digest, scored
 
 SENDER = "digestbot <digest@example.org>"

@@ -18,8 +18,8 @@ import trustme
 from bot.config import SmtpSettings
 from bot.errors import DeliveryError
 from bot.notify.email import EmailNotifier
+from tests.support.tlssink import TLSSink
 from tests.test_email import message, settings
-from tests.tlssink import TLSSink
 
 PASSWORD = "hunter2-tls-secret"
 PASSWORD_ENV = "TEST_SMTP_TLS_PASSWORD"

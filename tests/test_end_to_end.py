@@ -24,7 +24,7 @@ from bot.sources.fetch import Fetcher
 from bot.store import Store
 from bot.tokens import load_secret
 from bot.web import WebServer, make_app
-from tests.localhttp import LocalHTTPServer, Reply
+from tests.support.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 T0 = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # the bot starts (and meets its recipients)

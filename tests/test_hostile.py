@@ -18,7 +18,7 @@ from bot.config import parse_config
 from bot.notify.maildir import MaildirSink
 from bot.notify.slack_sink import SlackSink
 from bot.sources.fetch import Fetcher
-from tests.localhttp import LocalHTTPServer, Reply
+from tests.support.localhttp import LocalHTTPServer, Reply
 
 HOSTILE = "Evil x\r\nBcc: a@evil.example <script>alert(1)</script> <!channel> & <https://evil.example|x>"
 FEED = f"""<?xml version="1.0" encoding="utf-8"?>

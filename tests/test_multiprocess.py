@@ -32,7 +32,7 @@ from bot.lead import Leadership
 from bot.notify.maildir import MaildirSink
 from bot.store import Store
 from tests.conftest import PG_ENV, _pg_schema_url
-from tests.localhttp import LocalHTTPServer, Reply, Request
+from tests.support.localhttp import LocalHTTPServer, Reply, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "data" / "fixtures" / "hf_api_daily_papers_2026-06-12.json"

@@ -20,7 +20,7 @@ from bot.models import Item, Page, Source, SourceOptions
 from bot.sources.fetch import Fetcher
 from bot.sources.paging import fetch_all_pages, first_page_url, next_page_url, with_params
 from bot.sources.parse import parse_page
-from tests.localhttp import LocalHTTPServer, Reply
+from tests.support.localhttp import LocalHTTPServer, Reply
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 HF_API = "hf_api_daily_papers_2026-06-12.json"  # 30 entries, the full answer of /api/daily_papers

@@ -14,7 +14,7 @@ from bot.errors import DeliveryError
 from bot.notify.slack import SlackNotifier
 from bot.notify.slack_sink import SlackSink
 from bot.render import Renderer, SlackMessage
-from tests.slackapi import ScriptedSlack
+from tests.support.slackapi import ScriptedSlack
 from tests.test_render import make_digest, scored
 
 TOKEN = "xoxb-test-secret-token"

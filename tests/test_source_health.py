@@ -29,7 +29,7 @@ from bot.report import print_sources, source_rows
 from bot.sources import hf, ids
 from bot.sources.fetch import Fetcher
 from bot.store import Store
-from tests.localhttp import LocalHTTPServer, Reply, Request
+from tests.support.localhttp import LocalHTTPServer, Reply, Request
 
 Handler = Callable[[Request], Reply]
 FIXTURES = Path(__file__).parent / "data" / "fixtures"

@@ -25,7 +25,7 @@ from typing import Any
 from bot.app import App, CycleReport
 from bot.config import load_config
 from bot.notify.maildir import MaildirSink
-from tests.localhttp import LocalHTTPServer, Reply, Request
+from tests.support.localhttp import LocalHTTPServer, Reply, Request
 
 DAYS = 14
 PER_DAY = 20

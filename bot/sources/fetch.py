@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import socket
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,13 +84,29 @@ def _hostname(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
+class Clock:
+    """The fetcher's time: a monotonic clock for spacing and deadlines, the wall clock for Retry-After dates, and
+    the sleep that waits. Tests inject one that records the waits and moves time on at once."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class Fetcher:
     """Fetches sources politely; use as `async with Fetcher(ua) as fetcher: page = await fetcher.fetch(src)`."""
 
     def __init__(self, user_agent: str, *, timeout: float = 20.0, deadline: float = 60.0,
                  max_bytes: int = 20_000_000, max_retries: int = 3, per_host_concurrency: int = 2,
                  min_host_interval: float = 1.0, backoff_base: float = 1.0,
-                 transport: httpx.AsyncBaseTransport | None = None, rng: random.Random | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, rng: random.Random | None = None,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()  # every wait (spacing, backoff, Retry-After) and the times they compare
         self.deadline = deadline
         self.max_bytes = max_bytes
         self.max_retries = max_retries
@@ -130,10 +147,9 @@ class Fetcher:
             headers = {"If-None-Match": etag} if etag else {}
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
-            loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self.deadline):
-                    return await self._fetch_http(url, headers, loop.time() + self.deadline)
+                    return await self._fetch_http(url, headers, self.clock.monotonic() + self.deadline)
             except TimeoutError as exc:
                 raise FetchError(f"{url}: no complete response within the {self.deadline:g} s deadline",
                                  hint=_HINT_TRANSIENT) from exc
@@ -168,8 +184,8 @@ class Fetcher:
             retry_after, retry_at = _retry_after(reply.headers)
             if retry_after is not None:
                 host = _host(reply.url)
-                self.host_not_before[host] = retry_at or datetime.now(UTC) + timedelta(seconds=retry_after)
-                if asyncio.get_running_loop().time() + retry_after > deadline_at:
+                self.host_not_before[host] = retry_at or self.clock.now() + timedelta(seconds=retry_after)
+                if self.clock.monotonic() + retry_after > deadline_at:
                     raise FetchError(f"{reply.url}: HTTP {reply.status}, Retry-After {retry_after:.0f} s: beyond this "
                                      "fetch's deadline, so the source waits until then", status=reply.status,
                                      retry_after=retry_after, retry_at=retry_at,
@@ -185,8 +201,8 @@ class Fetcher:
 
     async def _sleep_backoff(self, attempt: int, deadline_at: float) -> None:
         delay = backoff_delay(attempt, self.backoff_base, self._rng.uniform(0.5, 1.5))
-        remaining = deadline_at - asyncio.get_running_loop().time()
-        await asyncio.sleep(max(0.0, min(delay, remaining)))
+        remaining = deadline_at - self.clock.monotonic()
+        await self.clock.sleep(max(0.0, min(delay, remaining)))
 
     async def _follow(self, url: str, headers: dict[str, str], deadline_at: float) -> _Reply:
         """GET `url`, following at most MAX_REDIRECTS redirects, to http(s) URLs only, and never from a public
@@ -224,12 +240,11 @@ class Fetcher:
 
     async def _take_turn(self, host: str, url: str, deadline_at: float) -> None:
         """Wait for this host's Retry-After time and spacing; fail at once if that is past the deadline."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self.clock.monotonic()
         not_before = self.host_not_before.get(host)
         held = now  # when the site's Retry-After lets us ask again
         if not_before is not None:
-            held += max(0.0, (not_before - datetime.now(UTC)).total_seconds())
+            held += max(0.0, (not_before - self.clock.now()).total_seconds())
         if held > deadline_at:
             wait = held - now
             raise FetchError(f"{url}: the site asked us to wait {wait:.0f} s, beyond this fetch's deadline",
@@ -240,7 +255,7 @@ class Fetcher:
                              "beyond this fetch's deadline", hint=_HINT_QUEUED)
         self._next_slot[host] = start + max(self.min_host_interval, HOST_INTERVALS.get(host.split(":")[0], 0.0))
         if start > now:
-            await asyncio.sleep(start - now)
+            await self.clock.sleep(start - now)
 
     async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
         """The decoded body, stopping as soon as it passes max_bytes (so a gzip bomb never inflates fully)."""

@@ -1,6 +1,6 @@
 """A real HTTP server on 127.0.0.1 (port 0) in a thread, for any test that must talk HTTP.
 
-    from tests.localhttp import LocalHTTPServer, Reply
+    from tests.support.localhttp import LocalHTTPServer, Reply
 
     with LocalHTTPServer(directory=FIXTURES) as server:      # files served with ETag / Last-Modified / 304
         server.route("/flaky", Reply(500), Reply(200, b"ok"))  # canned replies in order; the last one repeats
