@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import config_warnings, parse_config
 from bot.errors import ConfigError
+from tests.support.fuzz import fuzz_case
 from tests.test_parser_fuzz import json_paths
 
 EXAMPLE = tomllib.loads((Path(__file__).parents[1] / "config.example.toml").read_text(encoding="utf-8"))
@@ -44,11 +45,12 @@ def edited(seed: int) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(0, 1000, 250))
 def test_bad_edits_give_a_config_error_or_a_config(seed: int) -> None:
     for case in range(seed, seed + 250):
-        try:
-            config = parse_config(edited(case))
-        except ConfigError as exc:
-            assert exc.problems and all(isinstance(p, str) and p for p in exc.problems), case
-            continue
-        for source in config.sources:
-            source.to_source()
-        assert all(isinstance(warning, str) for warning in config_warnings(config))
+        with fuzz_case(f"edited({case})"):
+            try:
+                config = parse_config(edited(case))
+            except ConfigError as exc:
+                assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+                continue
+            for source in config.sources:
+                source.to_source()
+            assert all(isinstance(warning, str) for warning in config_warnings(config))

@@ -18,6 +18,7 @@ from bot.config import parse_config
 from bot.notify.maildir import MaildirSink
 from bot.sources.fetch import Fetcher
 from bot.store import Store
+from tests.support.fuzz import fuzz_case
 from tests.support.localhttp import LocalHTTPServer, Reply, Request
 from tests.test_parser_fuzz import mutate_bytes, mutate_date
 
@@ -74,11 +75,12 @@ async def run_cycles(db_url: str, server: LocalHTTPServer, mail: MaildirSink) ->
     async with Fetcher("digestbot-test", deadline=1.5, timeout=1.0, max_retries=0, min_host_interval=0.0,
                        max_bytes=2_000_000) as fetcher, App(config, fetcher=fetcher) as app:
         for hour in range(DAYS * 24):
-            report = await app.cycle(now=T0 + timedelta(hours=hour))
-            statuses |= {r.status for r in report.refreshed}
-            with Store.open(db_url) as store:
-                count = store.item_count()
-            assert count >= stored, hour  # nothing stored is ever lost
+            with fuzz_case(f"the cycle of hour {hour} (each source's answer n is seeded by '<kind>-<n>')"):
+                report = await app.cycle(now=T0 + timedelta(hours=hour))
+                statuses |= {r.status for r in report.refreshed}
+                with Store.open(db_url) as store:
+                    count = store.item_count()
+                assert count >= stored  # nothing stored is ever lost
             stored = count
     assert statuses <= {"ok", "failed", "not-modified", "skipped"} and {"ok", "failed"} <= statuses
     assert len(mail.messages()) == DAYS  # one digest a day, whatever the pages did

@@ -21,6 +21,7 @@ import pytest
 from bot.errors import FetchError
 from bot.models import Source
 from bot.sources.fetch import Fetcher
+from tests.support.fuzz import fuzz_case
 
 BODY = (Path(__file__).parent / "data" / "fixtures" / "arxiv_rss-atom_cs.LG_2026-09-25_trimmed.xml").read_bytes()
 STATUSES = [200, 200, 200, 204, 206, 301, 302, 303, 304, 307, 308, 400, 403, 404, 410, 418, 429, 500, 502, 503, 999]
@@ -67,5 +68,5 @@ async def test_malformed_answers_give_a_page_or_a_fetch_error(port: int, seed: i
                        max_bytes=100_000) as fetcher:
         for case in range(seed, seed + 100):
             fetcher.host_not_before.clear()  # a Retry-After from one case must not hold the next
-            with contextlib.suppress(FetchError):
+            with fuzz_case(f"GET /{case} (the answer is seeded by its path)"), contextlib.suppress(FetchError):
                 await fetcher.fetch(Source(name="fuzz", kind="feed", url=f"http://127.0.0.1:{port}/{case}"))

@@ -19,6 +19,7 @@ import pytest
 from bot.errors import ParseError
 from bot.models import Item, Page, Source, SourceOptions
 from bot.sources.parse import parse_page
+from tests.support.fuzz import fuzz_case
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 PAGES = [
@@ -143,9 +144,9 @@ def read(kind: str, body: bytes) -> None:
 @pytest.mark.parametrize("seed", range(0, 1200, 100))
 def test_mutated_pages_give_items_or_a_parse_error(seed: int) -> None:
     for case in range(seed, seed + 100):
-        rng = random.Random(case)
         kind, name = PAGES[case % len(PAGES)]
-        read(kind, mutate_bytes(rng, (FIXTURES / name).read_bytes()))
+        with fuzz_case(f"mutate_bytes(random.Random({case}), {name}) read as {kind}"):
+            read(kind, mutate_bytes(random.Random(case), (FIXTURES / name).read_bytes()))
 
 
 @pytest.mark.parametrize("seed", range(0, 600, 100))
@@ -153,7 +154,7 @@ def test_mistyped_hf_json_gives_items_or_a_parse_error(seed: int) -> None:
     entries = json.loads((FIXTURES / "hf_api_daily_papers_2026-07-31.json").read_bytes())
     for case in range(seed, seed + 100):
         data = mutate_json(random.Random(case), entries)
-        text = json.dumps(data)
-        read("hf_api", text.encode())
-        props = html.escape(json.dumps({"dailyPapers": data}), quote=True).encode()
-        read("hf_papers", b'<html><body><div data-target="DailyPapers" data-props="' + props + b'"></div>')
+        with fuzz_case(f"mutate_json(random.Random({case}), hf_api_daily_papers_2026-07-31.json)"):
+            read("hf_api", json.dumps(data).encode())
+            props = html.escape(json.dumps({"dailyPapers": data}), quote=True).encode()
+            read("hf_papers", b'<html><body><div data-target="DailyPapers" data-props="' + props + b'"></div>')

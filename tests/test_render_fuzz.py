@@ -32,6 +32,7 @@ from bot.render import (
     SlackMessage,
     safe_url,
 )
+from tests.support.fuzz import fuzz_case
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 LONG = 10_000
@@ -267,8 +268,9 @@ def fuzz_digests(start: int, count: int) -> None:
     for seed in range(start, start + count):
         digest = Fuzz(seed).digest()
         where = f"seed {seed} ({digest.kind}, {len(digest.items)} items)"
-        check_email(renderer, digest, where)
-        check_slack(renderer.render_slack(digest), where)
+        with fuzz_case(f"Fuzz({seed}).digest()"):
+            check_email(renderer, digest, where)
+            check_slack(renderer.render_slack(digest), where)
 
 
 @pytest.fixture(scope="module")
@@ -286,10 +288,11 @@ def test_hostile_notices_render_safely(renderer: Renderer, start: int) -> None:
     for seed in range(start, start + 40):
         notice = Fuzz(seed).notice()
         where = f"notice seed {seed}"
-        email = renderer.render_notice_email(notice)
-        check_subject(email.subject, where)
-        check_html(email.html, where)
-        check_slack(renderer.render_notice_slack(notice), where)
+        with fuzz_case(f"Fuzz({seed}).notice()"):
+            email = renderer.render_notice_email(notice)
+            check_subject(email.subject, where)
+            check_html(email.html, where)
+            check_slack(renderer.render_notice_slack(notice), where)
 
 
 def _with_title(digest: Digest, title: str) -> Digest:
@@ -307,8 +310,9 @@ def test_lone_surrogates_render_as_replacement_characters(start: int) -> None:
     for seed in range(start, start + 20):
         digest = _with_title(Fuzz(seed).digest(), "\ud800")
         where = f"surrogate seed {seed}"
-        check_email(renderer, digest, where)
-        check_slack(renderer.render_slack(digest), where)
+        with fuzz_case(f"_with_title(Fuzz({seed}).digest(), lone surrogate)"):
+            check_email(renderer, digest, where)
+            check_slack(renderer.render_slack(digest), where)
 
 
 def test_a_metric_name_is_text_not_a_format_template(renderer: Renderer) -> None:

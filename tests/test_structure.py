@@ -45,3 +45,13 @@ def test_the_rule_is_checked_for_real() -> None:
     source = ("async def cycle(self):\n    self.store.plan([])\n    def later():\n        self.store.claim()\n"
               "    await self.db.run(Store.claim)\n")
     assert _store_calls_in_coroutines(ast.parse(source)) == [(2, "self.store.plan")]
+
+
+def test_a_fuzz_failure_names_the_case_that_reproduces_it() -> None:
+    import pytest
+
+    from tests.support.fuzz import fuzz_case
+
+    with pytest.raises(AssertionError) as caught, fuzz_case("edited(7)"):
+        raise AssertionError("a config the fuzzer broke")
+    assert caught.value.__notes__ == ["fuzz case that reproduces this: edited(7)"]
