@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 
 import bot
 from bot.models import Notice, ScoredItem, SourceHealth, meaning_label, shown_related
 from bot.outbox.model import Digest, Kind
+from bot.safetext import MRKDWN_LOOKALIKES, escape_slack, one_line, plain_slack, safe_url, short_authors, truncate
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ SLACK_ITEMS_PER_MESSAGE = 20
 SUBJECT_LIMIT = 150
 SLACK_SECTION_LIMIT = 3000
 SLACK_HEADER_LIMIT = 150
-MAX_URL = 2000  # a longer link is dropped (the title stays): no real paper URL is this long, and one item's link
-#                 must not push an email past HTML_LIMIT
 SLACK_LINK_LIMIT = 1500  # a `<url|title>` longer than this, once quoted and escaped, is shown as the title alone
 _METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comment{s}", "github_stars": "★ {n}"}
 
@@ -49,80 +47,6 @@ class RenderedEmail:
 class SlackMessage:
     text: str
     blocks: list[dict[str, Any]]
-
-
-def one_line(text: str, limit: int | None = None) -> str:
-    """Header-safe text: CR, LF, NUL and other control/format characters go, whitespace collapses, capped."""
-    if text.isascii() and text.isprintable() and "  " not in text:
-        flat = text.strip()  # the common case: nothing to drop, nothing to collapse
-        return truncate(flat, limit) if limit is not None else flat
-    kept = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Zl", "Zp"):
-            kept.append(" ")
-        elif category == "Cs":  # a lone surrogate (JSON "\ud800"): no encoding can carry it
-            kept.append("\ufffd")
-        elif category != "Cf":  # bidi overrides, zero-width tricks
-            kept.append(ch)
-    flat = " ".join("".join(kept).split())
-    return truncate(flat, limit) if limit is not None else flat
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut at a word boundary when there is one near the end, and say so with "…"."""
-    if len(text) <= limit:
-        return text
-    cut = text[: max(limit - 1, 0)]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def escape_slack(text: str) -> str:
-    """Slack's three control characters, so scraped `<!channel>` or `<https://evil|x>` show literally."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-# mrkdwn has no escape for its formatting characters: in scraped text they become look-alikes, so a title like
-# "*Not* bold: `x`" reads the same and formats nothing (nor breaks the bold we put around titles)
-_MRKDWN_LOOKALIKES = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
-
-
-def plain_slack(text: str) -> str:
-    """Scraped text for a Slack message: `escape_slack`, and no formatting characters (see above)."""
-    return escape_slack(text.translate(_MRKDWN_LOOKALIKES))
-
-
-def safe_url(url: str | None) -> str | None:
-    """Only absolute http(s) links survive (no `javascript:`, no whitespace tricks)."""
-    if not url:
-        return None
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    if len(url) > MAX_URL or any(unicodedata.category(ch)[0] in "CZ" for ch in url):
-        return None
-    return url
-
-
-def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
-    """The first `keep` names, "et al." for the rest (only the names shown are cleaned: a paper can list 500)."""
-    names: list[str] = []
-    rest = iter(authors)
-    for author in rest:
-        name = one_line(author, 60)
-        if name:
-            names.append(name)
-            if len(names) == keep:
-                break
-    more = any(one_line(author) for author in rest)
-    return ", ".join(names) + (" et al." if more else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +271,7 @@ def slack_link(url: str, label: str) -> str:
 
 
 def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
-    title = view.title.translate(_MRKDWN_LOOKALIKES)
+    title = view.title.translate(MRKDWN_LOOKALIKES)
     link = slack_link(view.url, title) if view.url else ""
     if not link or len(link) > SLACK_LINK_LIMIT:  # quoting and escaping can grow a URL many times over
         link = escape_slack(title)

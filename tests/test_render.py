@@ -14,10 +14,9 @@ from bot.render import (
     SLACK_HEADER_LIMIT,
     SLACK_SECTION_LIMIT,
     Renderer,
-    escape_slack,
-    one_line,
     slack_link,
 )
+from bot.safetext import escape_slack, one_line
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 

@@ -30,8 +30,8 @@ from bot.render import (
     SUBJECT_LIMIT,
     Renderer,
     SlackMessage,
-    safe_url,
 )
+from bot.safetext import safe_url
 from tests.support.fuzz import fuzz_case
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

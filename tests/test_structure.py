@@ -55,3 +55,17 @@ def test_a_fuzz_failure_names_the_case_that_reproduces_it() -> None:
     with pytest.raises(AssertionError) as caught, fuzz_case("edited(7)"):
         raise AssertionError("a config the fuzzer broke")
     assert caught.value.__notes__ == ["fuzz case that reproduces this: edited(7)"]
+
+
+def test_every_package_ships() -> None:
+    """A package missing from pyproject's list works in a checkout and breaks `pip install .` (the Dockerfile)."""
+    import tomllib
+
+    listed = set(tomllib.loads((BOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(BOT.parent).parts) for init in BOT.rglob("__init__.py")}
+    assert found - listed == set()
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {str(path.relative_to(BOT.parent)): len(path.read_text().splitlines()) for path in BOT.rglob("*.py")}
+    assert {path: n for path, n in sizes.items() if n > 400} == {}

@@ -31,7 +31,8 @@ from aiosmtplib.email import extract_recipients, extract_sender
 
 from bot.config import SmtpSettings
 from bot.errors import AuthFailed, DeliveryError, MaybeSent, Permanent, Retryable, SessionRefused
-from bot.render import SUBJECT_LIMIT, RenderedEmail, one_line
+from bot.render import SUBJECT_LIMIT, RenderedEmail
+from bot.safetext import one_line
 
 log = logging.getLogger(__name__)
 

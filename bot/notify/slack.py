@@ -22,7 +22,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.config import SlackSettings
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
-from bot.render import SlackMessage, one_line
+from bot.render import SlackMessage
+from bot.safetext import one_line
 
 log = logging.getLogger(__name__)
 # slack_sdk logs request URLs at DEBUG; a webhook URL is a secret, so its loggers never go below WARNING.

@@ -2,8 +2,8 @@
 `ScoredItem`s with reasons.
 
 The modules follow the work: `text` (text → match keys), `compile` (profiles → one index), `scan` (an item →
-class counts), `semantic` (optional embeddings), `engine` (the one score that planning, `preview`, `rank`,
-alerts and the benchmarks run), `checks` (profile warnings for `check-config`), `items` (JSON-lines input).
+class counts), `semantic` (optional embeddings), `keywords` and `engine` (the one score that planning, `preview`,
+`rank`, alerts and the benchmarks run), `checks` (profile warnings for `check-config`), `items` (JSON-lines input).
 """
 
 from bot.scoring.checks import check_profile

@@ -46,10 +46,8 @@ item so that profiles sharing a keyword share its reasons.
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from itertools import compress
 from operator import attrgetter
 from typing import Any, cast
@@ -69,11 +67,11 @@ from bot.scoring.batch import (
     Postings,
     Scan,
     best_pairs,
-    quantise,
     saturate,
 )
-from bot.scoring.compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, KEYWORD, Index, compile_index
-from bot.scoring.scan import Counts, Followed, Heads, count_classes
+from bot.scoring.compile import AUTHOR, DESCRIPTION, DESCRIPTION_CAP, Index, compile_index
+from bot.scoring.keywords import BY_WEIGHT, SAT, Keywords, as_python, bm25_idf, gc_paused, keyword_reasons
+from bot.scoring.scan import Counts, count_classes
 from bot.scoring.semantic import SEMANTIC, SEMANTIC_FIELD, SEMANTIC_TERM, Similarity, similarity_for
 
 __all__ = ["Matcher", "compile_profiles"]
@@ -82,19 +80,14 @@ IDF_REFERENCE_FRACTION = 0.1
 IDF_SHRINK_DOCS = 20
 SCAN_CACHE_ITEMS = 5_000
 _Described = tuple[str, str, int, int]  # a matched description word: label, field, count, weight in quanta
-_Term = tuple[int, str, float, float]  # a keyword or description word: class id, label, title/abstract weight
-_Explained = tuple[int, tuple[Reason, ...], float]  # what some matched keywords add: in quanta, why, as a score
-_SAT = tuple(saturate(c) for c in range(64))
 _ID = attrgetter("id")
 _MERGE_PAIRS = 400_000
-_EXPLAIN_SLICE = 16_384
-_WEIGHT = attrgetter("weight")
 
 
 class Matcher:
     """All profiles compiled into one index; immutable once built (`with_corpus` returns a new one)."""
 
-    _shared: _Keywords
+    _shared: Keywords
 
     def __init__(self, index: Index, idf: Sequence[float] | None = None, similarity: Similarity | None = None,
                  corpus_size: int = 0, *, base: Matcher | None = None) -> None:
@@ -107,7 +100,7 @@ class Matcher:
         self._idf = list(idf) if idf is not None else [1.0] * index.n_classes
         profiles = index.profiles
         self._batch: BatchScorer | None = None  # built on first use
-        shared: _Keywords = base._shared if base is not None else _Keywords(index)
+        shared: Keywords = base._shared if base is not None else Keywords(index)
         self._shared = shared
         self._names, self._by_name, self._scans, self._heads = shared.names, shared.by_name, shared.scans, shared.heads
         self._keyword_terms, self._keyword_classes = shared.terms, shared.classes
@@ -152,13 +145,13 @@ class Matcher:
         if n == 0:
             return Matcher(self._ix, None, similar, 0, base=self)
         df = [0] * self._ix.n_classes
-        with _gc_paused():  # the scans are kept, many small acyclic objects
+        with gc_paused():  # the scans are kept, many small acyclic objects
             for item in items:
                 for c in self._scan(item)[0]:
                     df[c] += 1
-        ref = _bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
+        ref = bm25_idf(n, max(1.0, IDF_REFERENCE_FRACTION * n))
         shrink = n / (n + IDF_SHRINK_DOCS)
-        idf = [1.0 + shrink * (_bm25_idf(n, d) / ref - 1.0) for d in df]
+        idf = [1.0 + shrink * (bm25_idf(n, d) / ref - 1.0) for d in df]
         return Matcher(self._ix, idf, similar, n, base=self)
 
     def score(self, item: Item) -> dict[str, ScoredItem]:
@@ -199,7 +192,7 @@ class Matcher:
             floor = np.zeros(len(self._names)) if with_below_min else np.asarray(self._min, dtype=np.float64)
             if wanted is not None:  # profiles not asked for never pass
                 floor[[p for p in range(len(self._names)) if p not in wanted]] = np.inf
-        with _gc_paused():
+        with gc_paused():
             positions, found, _, meaning = self._batch_scores(ordered, top, floor)
             ranked = self._explained(ordered, positions, found, meaning)
         return ranked if wanted is None else {self._names[p]: ranked[self._names[p]] for p in sorted(wanted)}
@@ -242,8 +235,8 @@ class Matcher:
         memo: dict[Any, Any] = {}
         plain, names, terms, classes = self._plain, self._names, self._keyword_terms, self._keyword_classes
         scored_item = ScoredItem
-        with _gc_paused():  # many small acyclic objects: see `_gc_paused`
-            for slot, position, p, semantic in _as_python(by_item, positions, profiles, meaning):
+        with gc_paused():  # many small acyclic objects: see `gc_paused`
+            for slot, position, p, semantic in as_python(by_item, positions, profiles, meaning):
                 if position != current:
                     current, item = position, ordered[position]
                     memo = {} if memos is None else memos.setdefault(position, {})  # one memo per item
@@ -256,7 +249,7 @@ class Matcher:
                     matched = tuple(compress(terms[p], map(get, classes[p])))
                     found = memo.get(matched)
                     if found is None:
-                        found = memo[matched] = _keyword_reasons(matched, counts)
+                        found = memo[matched] = keyword_reasons(matched, counts)
                     out[slot] = scored_item(item, names[p], found[2], found[1])
                 else:
                     out[slot] = self._scored(item, p, counts, authors.get(p), int(semantic), memo)
@@ -269,7 +262,7 @@ class Matcher:
         if self._similar is not None:
             self._similar.warm(items)
         ordered = sorted(items, key=_ID)
-        with _gc_paused():
+        with gc_paused():
             return ordered, self._batch_scores(ordered, None, None)
 
     def profile_id(self, profile: str) -> int:
@@ -293,7 +286,7 @@ class Matcher:
             matched = tuple(compress(self._keyword_terms[p], map(counts.get, self._keyword_classes[p])))
             found = memo.get(matched)
             if found is None:
-                found = memo[matched] = _keyword_reasons(matched, counts)
+                found = memo[matched] = keyword_reasons(matched, counts)
             total, reasons, score = found
             if self._plain[p] and not authors:
                 return ScoredItem(item, profile.name, score, reasons)
@@ -308,7 +301,7 @@ class Matcher:
             extra.append(Reason(name, "authors", 1, self._author_quanta[p] * QUANTUM, AUTHOR))
         if extra:  # keyword reasons come sorted; a stable sort keeps config order among equal weights
             extra[:0] = reasons
-            extra.sort(key=_WEIGHT, reverse=True)
+            extra.sort(key=BY_WEIGHT, reverse=True)
             reasons = tuple(extra)
         return ScoredItem(item, profile.name, total * QUANTUM, reasons)
 
@@ -372,93 +365,13 @@ class Matcher:
         for c, label, wt, wa in compress(self._described_terms[p], map(counts.get, self._described_classes[p])):
             t, a = counts[c]
             if t:
-                found.append((label, "title", t, floor(wt * (_SAT[t] if t < 64 else saturate(t)) * SCALE + 0.5)))
+                found.append((label, "title", t, floor(wt * (SAT[t] if t < 64 else saturate(t)) * SCALE + 0.5)))
             if a:
-                found.append((label, "abstract", a, floor(wa * (_SAT[a] if a < 64 else saturate(a)) * SCALE + 0.5)))
+                found.append((label, "abstract", a, floor(wa * (SAT[a] if a < 64 else saturate(a)) * SCALE + 0.5)))
         if not found:
             return found
         scale = DESCRIPTION_CAP / (sum([q for *_, q in found]) * QUANTUM + DESCRIPTION_CAP)
         return [(label, field, n, floor(q * QUANTUM * scale * SCALE + 0.5)) for label, field, n, q in found]
-
-
-class _Keywords:
-    """What a matcher needs that no corpus changes (keywords keep their weight whatever the corpus): built once per
-    compiled config and shared by its `with_corpus` copies, with the per-item scans."""
-
-    def __init__(self, index: Index) -> None:
-        profiles = index.profiles
-        self.names = tuple(p.name for p in profiles)
-        self.by_name = {name: i for i, name in enumerate(self.names)}
-        self.scans: dict[str, tuple[Item, Scan]] = {}
-        self.heads = Heads(index.root)
-        equal: dict[float, float] = {}  # one float object per distinct weight (most are equal): less memory
-        self.title = [equal.setdefault(x, x) for x in (b * profiles[p].title_weight
-                                                       for b, p in zip(index.term_base, index.term_profile,
-                                                                       strict=True))]
-        self.abstract = [equal.setdefault(x, x) for x in (b * profiles[p].abstract_weight
-                                                          for b, p in zip(index.term_base, index.term_profile,
-                                                                          strict=True))]
-        # A term as (class, label, title weight, abstract weight): equal ones are one object, shared by the
-        # profiles (memory), and an item's reasons for it are built once however many profiles it matches.
-        shared: dict[_Term, _Term] = {}
-
-        def term(t: int) -> _Term:
-            found = (index.term_class[t], index.term_label[t], self.title[t], self.abstract[t])
-            return shared.setdefault(found, found)
-
-        self.terms = [tuple(map(term, profile.keywords)) for profile in profiles]
-        # Per profile, the class of each keyword: `compress(terms, map(counts.get, classes))` picks the matched
-        # ones in config order without a Python loop over all of them.
-        self.classes = [tuple(index.term_class[t] for t in profile.keywords) for profile in profiles]
-        self.min = [profile.min_score for profile in profiles]
-        self.author_quanta = [quantise(profile.author_weight) for profile in profiles]
-        self.followed = Followed(index.authors)
-        self.postings: Postings | None = None  # the keywords' postings, once a batch scorer needs them
-
-
-def _keyword_reasons(matched: tuple[_Term, ...], counts: Counts) -> _Explained:
-    """What these matched keywords add, in quanta, and their reasons strongest first (config order on ties)."""
-    total = 0
-    reasons = []
-    for c, label, wt, wa in matched:
-        t, a = counts[c]
-        if t:
-            q = quantise(wt * (_SAT[t] if t < 64 else saturate(t)))
-            total += q
-            reasons.append(Reason(label, "title", t, q * QUANTUM, KEYWORD))
-        if a:
-            q = quantise(wa * (_SAT[a] if a < 64 else saturate(a)))
-            total += q
-            reasons.append(Reason(label, "abstract", a, q * QUANTUM, KEYWORD))
-    if len(reasons) > 1:
-        reasons.sort(key=_WEIGHT, reverse=True)
-    return total, tuple(reasons), total * QUANTUM  # one score float for every profile these keywords explain
-
-
-def _as_python(order: NDArray[np.int64], positions: NDArray[np.int32], profiles: NDArray[np.int32],
-               meaning: NDArray[np.float64]) -> Iterator[tuple[int, int, int, float]]:
-    """(slot, position, profile id, meaning) in `order`, as Python numbers, converted a slice at a time: whole
-    lists of a planning pass's ~250,000 pairs would hold ~30 MB at once."""
-    for start in range(0, len(order), _EXPLAIN_SLICE):
-        at = order[start:start + _EXPLAIN_SLICE]
-        yield from zip(at.tolist(), positions[at].tolist(), profiles[at].tolist(), meaning[at].tolist(), strict=True)
-
-
-def _bm25_idf(n: int, df: float) -> float:
-    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: the index and the results are many small acyclic objects, whose
-    creation would otherwise trigger full collections that cost a fifth to a third of the time."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def compile_profiles(profiles: Mapping[str, ProfileConfig], *, corpus: Sequence[Item] = (),
@@ -472,6 +385,6 @@ def compile_profiles(profiles: Mapping[str, ProfileConfig], *, corpus: Sequence[
     described = {p: profile.description for p, profile in enumerate(profiles.values())
                  if profile.description and profile.description.strip() and profile.semantic}
     similarity = similarity_for(described, enabled=semantic) if semantic is not False else None
-    with _gc_paused():
+    with gc_paused():
         matcher = Matcher(compile_index(profiles), None, similarity)
         return matcher.with_corpus(corpus) if corpus else matcher
