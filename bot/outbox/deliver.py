@@ -31,7 +31,7 @@ from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, Unk
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
 from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto
-from bot.outbox.model import Channel, Delivery, Kind
+from bot.outbox.model import Channel, Delivery, Kind, Outcome
 from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.outbox.prepare import Prepared, missing_secret, prepare
 from bot.render import Renderer
@@ -45,10 +45,10 @@ RENEW_EVERY = 30.0  # seconds
 MAX_ATTEMPTS = 8
 # What the outbox does with a row whose send raised, by kind of error (the first that matches; `bot.errors`).
 # MaybeSent is Retryable: an email in doubt goes again with its Message-ID. A retry past MAX_ATTEMPTS fails.
-OUTCOMES: tuple[tuple[type[DeliveryError], str], ...] = (
-    (UnknownOutcome, "unknown"),  # a Slack post in doubt: never again blindly
-    (Retryable, "retry"),
-    (DeliveryError, "failed"),  # Permanent, AuthFailed, DestinationGone
+OUTCOMES: tuple[tuple[type[DeliveryError], Outcome], ...] = (
+    (UnknownOutcome, Outcome.UNKNOWN),  # a Slack post in doubt: never again blindly
+    (Retryable, Outcome.RETRY),
+    (DeliveryError, Outcome.FAILED),  # Permanent, AuthFailed, DestinationGone
 )
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
@@ -62,7 +62,7 @@ class DeliveryOutcome:
     recipient: str
     channel: Channel
     kind: Kind
-    status: str  # sent, skipped, retry, failed, unknown, expired, cancelled, lost (taken over by another process)
+    status: Outcome
     items: int = 0
     error: str | None = None
     stop_batch: bool = False
@@ -235,14 +235,14 @@ class Deliverer:
             if isinstance(exc, Retryable):  # ask again later; the row keeps its doubt (LEASE_LAPSED stays)
                 await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
                                    next_attempt_at=now + retry_delay(1, exc.retry_after))
-                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=exc.message)
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.RETRY, error=exc.message)
             error = f"{LEASE_LAPSED}; {exc.message}"
             await self.db.run(Store.mark_unknown, row.id, owner=self.owner, error=error, at=now)
             log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
                         row.kind, row.recipient, error, row.id)
             if row.kind != Kind.NOTICE:  # a notice about a notice could go on for ever
                 await self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "unknown", error=error)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.UNKNOWN, error=error)
         while done in found:
             done += 1
         await self.db.run(Store.set_parts_sent, row.id, done)
@@ -251,7 +251,7 @@ class Deliverer:
                     "nothing to post again" if done >= parts else "posting the rest")
         if done >= parts:
             await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SENT, items=prepared.items)
         return replace(row, parts_sent=done)
 
     async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
@@ -259,29 +259,29 @@ class Deliverer:
         if row.created_at + MAX_AGE[row.kind] < now:
             await self.db.run(Store.mark_expired, row.id, owner=owner, error="too old to be useful; not sent",
                               at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "expired")
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.EXPIRED)
         disabled = self._disabled.get(destination(row))
         if disabled:
             await self.db.run(Store.mark_failed, row.id, owner=owner, error=f"destination disabled: {disabled}",
                               at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "failed", error=disabled)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.FAILED, error=disabled)
         if (row.channel == Channel.EMAIL and row.kind != Kind.NOTICE
                 and await self.db.run(Store.is_unsubscribed, row.address)):
             await self.db.run(Store.mark_cancelled, row.id, owner=owner,
                               error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "cancelled")
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.CANCELLED)
         missing = missing_secret(self.config, row)
         if missing is not None:  # a configuration problem, not the destination's: wait for it, tell the admin
             await self.db.run(Store.release, owner=owner, now=now, ids=[row.id], next_attempt_at=now + SECRET_WAIT)
             log.error("%s to %s via %s held: %s", row.kind, row.recipient, row.channel, missing)
             if row.kind != Kind.NOTICE:
                 await self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "retry", error=missing)
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.RETRY, error=missing)
         prepared = await self.db.run(prepare, row, self.renderer, config=self.config, secret=self.secret)
         if prepared.skip:
             await self.db.run(Store.mark_sent, row.id, owner=owner, at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "skipped")
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SKIPPED)
         if row.last_error == LEASE_LAPSED:
             if row.channel == Channel.SLACK:  # Slack has no idempotency key: look before posting again
                 settled = await self._settle_slack(row, prepared, now=now)
@@ -295,7 +295,7 @@ class Deliverer:
         if not await self.db.run(Store.begin_send, row.id, owner=owner, now=self._now(), lease=LEASE):
             log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
                         row.kind, row.recipient, row.channel)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "lost")
+            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.LOST)
         row = replace(row, attempts=row.attempts + 1)
         try:
             await send(row, prepared)
@@ -305,7 +305,7 @@ class Deliverer:
             log.warning("%s to %s via %s was sent, but another process had taken the row over (this one's lease "
                         "lapsed); it records the outcome", row.kind, row.recipient, row.channel)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
-        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, "sent", items=prepared.items)
+        return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SENT, items=prepared.items)
 
     async def _tell_admin(self, kind: str, row: Delivery, error: str, *, key: str, now: datetime) -> None:
         """Plan a notice to the admin (once per key): sending is stuck in a way only a person can fix."""
@@ -319,17 +319,17 @@ class Deliverer:
         """Turn a failed send into the row's next state; the message says where and what."""
         error, owner = exc.message, self.owner
         status = next(state for kind, state in OUTCOMES if isinstance(exc, kind))
-        if status == "retry" and row.attempts >= MAX_ATTEMPTS:
-            status = "failed"
-        if status == "unknown":
+        if status == Outcome.RETRY and row.attempts >= MAX_ATTEMPTS:
+            status = Outcome.FAILED
+        if status == Outcome.UNKNOWN:
             await self.db.run(Store.mark_unknown, row.id, owner=owner, error=error, at=now)
-        elif status == "retry":
+        elif status == Outcome.RETRY:
             await self.db.run(Store.mark_retry, row.id, owner=owner, error=error,
-                                  next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
+                              next_attempt_at=now + retry_delay(row.attempts, exc.retry_after))
         else:
             await self.db.run(Store.mark_failed, row.id, owner=owner, error=error, at=now)
         log.warning("%s to %s via %s: %s (%s)", row.kind, row.recipient, row.channel, status, error)
-        if status == "unknown" and row.channel == Channel.SLACK and row.kind != Kind.NOTICE:
+        if status == Outcome.UNKNOWN and row.channel == Channel.SLACK and row.kind != Kind.NOTICE:
             await self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
         if isinstance(exc, DestinationGone) and row.kind != Kind.NOTICE:
             await self.db.run(Store.disable_destination, row.channel, row.address, reason=error, at=now)

@@ -29,6 +29,19 @@ class State(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Outcome(StrEnum):
+    """What one delivery attempt of this cycle came to (`bot.outbox.deliver.DeliveryOutcome`)."""
+
+    SENT = "sent"
+    SKIPPED = "skipped"  # a digest with nothing to say (and no `send_empty`): recorded as sent, not sent
+    RETRY = "retry"  # back to pending, due later
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # a Slack post in doubt
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"  # its reader unsubscribed before it went out
+    LOST = "lost"  # another process had taken the row over
+
+
 class Kind(StrEnum):
     """What a row carries: a scheduled digest, an instant alert, or a notice to the bot's admin."""
 
