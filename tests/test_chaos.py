@@ -154,15 +154,17 @@ async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_
             assert await once(config, DAY.replace(hour=6), chaos, log) == 0, log.read_text()  # meets everyone
             owed = SUBSCRIBERS + CHANNELS  # one digest each (a Slack digest may be posted in several parts)
             kills = {"mail": 0, "slack": 0}
-            for round_ in range(KILLS):  # kill on an email, then on a Slack post, and so on
-                chaos.kill_on = ("mail", "slack")[round_ % 2]
-                if chaos.kill_on == "mail":
-                    left = SUBSCRIBERS - len({str(m["To"]) for m in mail.messages()})
-                else:
-                    left = CHANNELS - len({r.body["channel"] for r in slack.posts if r.method == "chat.postMessage"})
-                if left <= 0:
-                    continue
-                chaos.kill_at = rng.randint(1, left)  # somewhere in what this round still has to send
+            for round_ in range(KILLS):  # kill on the kind killed least so far that still has something to send
+                left = {"mail": SUBSCRIBERS - len({str(m["To"]) for m in mail.messages()}),
+                        "slack": CHANNELS - len({r.body["channel"] for r in slack.posts
+                                                 if r.method == "chat.postMessage"})}
+                waiting = sorted((kind for kind in left if left[kind] > 0), key=lambda kind: kills[kind])
+                if not waiting:
+                    break
+                chaos.kill_on = waiting[0]
+                # Early in what this round still has to send: email and Slack go out side by side, so a late kill
+                # on one lets the other finish everything it had (and leaves nothing of it to kill on later).
+                chaos.kill_at = rng.randint(1, max(1, left[chaos.kill_on] // 2))
                 code = await once(config, DAY.replace(hour=7, minute=5 + round_), chaos, log)
                 kills[chaos.kill_on] += code == -signal.SIGKILL
             chaos.kill_at = 0
