@@ -119,7 +119,8 @@ class Reason:
 
     `kind` is "keyword" for the profile's own terms and "description" for words taken from its plain-words
     description, which weigh less and are shown apart, so the reader sees their keywords first; "semantic" for
-    the similarity of the item to that description (`bot.scoring.semantic`), "author" for a followed author.
+    the similarity of the item to that description (`bot.scoring.semantic`), "author" for a followed author,
+    "feedback" for what the reader's ratings added or took away (`bot.scoring.feedback`).
     """
 
     term: str
@@ -179,7 +180,11 @@ class ScoredItem:
         described: list[str] = []
         people: list[str] = []
         similar = ""
+        learned = ""
         for reason in sorted(self.reasons, key=lambda r: -r.weight):
+            if reason.kind == "feedback":  # what the reader's ratings did (`bot.scoring.feedback`)
+                learned = reason.term
+                continue
             if reason.kind == "semantic":
                 similar = meaning_label(reason)
                 continue
@@ -200,6 +205,8 @@ class ScoredItem:
             text += ("; related: " if text else "related: ") + ", ".join(described[:related])
         if similar:
             text += f"; {similar}" if text else similar
+        if learned:
+            text += f"; {learned}" if text else learned
         return text
 
 

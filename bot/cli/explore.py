@@ -86,10 +86,14 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
          config: ConfigOption = Path(DEFAULT_CONFIG),
          profile: Annotated[str | None, typer.Option(help="Score only this profile.")] = None,
          top: Annotated[int | None, typer.Option(help="At most N items per profile.")] = None,
-         json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+         json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+         ratings: Annotated[Path | None, typer.Option(
+             "--ratings", help="JSON lines {\"id\": ..., \"rating\": 1 | -1}: rank as a reader who rated these "
+                               "would see it.")] = None) -> None:
     """Score items from a JSON-lines file and print them best first, with scores and reasons."""
     from bot.app import SEMANTIC_SWITCH
     from bot.scoring import compile_profiles, load_items_jsonl
+    from bot.scoring.feedback import load_ratings, taste_of, with_feedback
 
     cfg = load_config(config)
     if profile is not None and profile not in cfg.profiles:
@@ -98,6 +102,11 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
     corpus = load_items_jsonl(items)
     matcher = compile_profiles(cfg.profiles, corpus=corpus, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
     ranked = matcher.rank_all(corpus, top=top, profiles=None if profile is None else [profile])
+    if ratings is not None:  # the same papers, moved by the reader's taste (`bot.scoring.feedback`)
+        taste = taste_of(load_ratings(ratings), {item.id: item for item in corpus}, corpus)
+        if taste is not None:
+            ranked = {name: with_feedback(matcher.rank(corpus, name, with_below_min=True), taste,
+                                          min_score=matcher.min_score(name), limit=top) for name in ranked}
     rows = [s for name in ranked for s in ranked[name]]
     corpus_note = _corpus_note(matcher, f"the {len(corpus)} item(s) of {items}")
     if json_out:

@@ -1,0 +1,195 @@
+"""Learning from a reader's 👍 / 👎: the ranking within a profile moves towards papers like those they liked.
+
+The profile stays the reader's explicit intent: only papers the profile itself scored (a keyword, a description
+word or the meaning matched, and no `exclude` vetoed them) move, and nothing moves before the first rating.
+
+The model is Rocchio's, over the papers' words: every paper is a vector of its stemmed content words and word
+pairs (title words count twice), weighted by how rare they are in the corpus (IDF) and scaled to unit length.
+The reader's taste is
+
+    taste(x) = cos(x, mean of liked papers) - DISLIKE_SHARE · cos(x, mean of disliked papers)
+
+and a paper's score for the profile becomes
+
+    score + FEEDBACK_WEIGHT · n / (n + EVIDENCE_PRIOR) · z(taste(x))
+
+where z standardises taste over the papers being ranked (so the shift is in units of how much tastes differ
+among them, whatever the corpus) and n is the number of ratings: a weight that grows with the evidence, so a few
+ratings move little. Only the papers the reader has not rated set the scale. What a rating added is a reason of its
+own (kind "feedback"), shown beside the keywords: "like 3 papers you rated 👍 (e.g. "…")", "like papers you rated
+👎" or "less like what you rated 👍".
+
+`bench/feedback.py` measures it with a simulated reader on the judged corpus (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.models import Item, Reason, ScoredItem
+from bot.scoring.batch import QUANTUM, quantise
+from bot.scoring.text import STOPWORDS, stem, tokens
+
+FEEDBACK_WEIGHT = 4.0  # how far (in standard deviations of taste among the papers ranked) full evidence moves one
+EVIDENCE_PRIOR = 10  # ratings at which feedback has half its weight
+DISLIKE_SHARE = 0.5  # a 👎 pushes away half as hard as a 👍 pulls
+FEEDBACK = "feedback"  # the Reason kind
+_LIKE_SHOWN = 60  # characters of a liked paper's title quoted in a reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """A reader's verdict on one paper: +1 (👍) or -1 (👎)."""
+
+    item_id: str
+    rating: int
+
+
+def load_ratings(path: Path) -> list[Rating]:
+    """`{"id": "arxiv:…", "rating": 1 | -1}` per line (the contract of `digestbot rank --ratings`); a later line
+    for the same paper replaces an earlier one, as a changed rating does."""
+    found: dict[str, Rating] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read ratings file {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            rating = Rating(str(data["id"]), int(data["rating"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}:{number}: expected {{\"id\": \"...\", \"rating\": 1 or -1}}, got {line[:80]!r}",
+                              hint="One JSON object per line.") from exc
+        if rating.rating not in (1, -1):
+            raise ConfigError(f"{path}:{number}: rating must be 1 (👍) or -1 (👎), got {rating.rating}")
+        found[rating.item_id] = rating
+    return list(found.values())
+
+
+def _words(item: Item) -> Counter[str]:
+    """Stemmed content words and adjacent word pairs; the title counts twice."""
+    bag: Counter[str] = Counter()
+    for text, times in ((item.title, 2), (item.abstract, 1)):
+        stems = [stem(t.lower()) for t in tokens(text) if t.lower() not in STOPWORDS and not t.isdigit()]
+        for word in stems:
+            bag[word] += times
+        for first, second in zip(stems, stems[1:], strict=False):
+            bag[f"{first} {second}"] += times
+    return bag
+
+
+class Taste:
+    """One reader's ratings for one profile, as the two centroids of Rocchio's model (see the module docstring)."""
+
+    def __init__(self, rated: Sequence[tuple[Item, int]], corpus: Sequence[Item]) -> None:
+        documents = [_words(item) for item in corpus]
+        frequency: Counter[str] = Counter()
+        for bag in documents:
+            frequency.update(bag.keys())
+        n = max(len(documents), 1)
+        self._idf = {word: math.log((n + 1) / (df + 0.5)) for word, df in frequency.items()}
+        self._default_idf = math.log((n + 1) / 0.5)  # a word the corpus never used
+        self._vectors: dict[str, tuple[Item, dict[str, float]]] = {}
+        self.count = len(rated)
+        self.rated = {item.id for item, _ in rated}
+        self.liked = [item for item, r in rated if r > 0]
+        liked = [self.vector(item) for item in self.liked]
+        disliked = [self.vector(item) for item, r in rated if r < 0]
+        self._liked_vectors = liked
+        self._pull = _mean(liked)
+        self._push = _mean(disliked)
+
+    def vector(self, item: Item) -> dict[str, float]:
+        """The paper's unit-length word vector (computed once per paper for this taste)."""
+        cached = self._vectors.get(item.id)
+        if cached is not None and cached[0] is item:
+            return cached[1]
+        weights = {w: (1.0 + math.log(c)) * self._idf.get(w, self._default_idf) for w, c in _words(item).items()}
+        norm = math.sqrt(sum(x * x for x in weights.values())) or 1.0
+        vector = {w: x / norm for w, x in weights.items()}
+        self._vectors[item.id] = (item, vector)
+        return vector
+
+    def of(self, item: Item) -> float:
+        x = self.vector(item)
+        return _dot(x, self._pull) - DISLIKE_SHARE * _dot(x, self._push)
+
+    def disliked_more(self, item: Item) -> bool:
+        """Whether the paper is closer to what the reader disliked than to what they liked."""
+        x = self.vector(item)
+        return _dot(x, self._push) > _dot(x, self._pull)
+
+    def like(self, item: Item) -> tuple[int, Item | None]:
+        """How many liked papers this one is close to (at least half as close as to the closest one), and the
+        closest, for the reason; (0, None) when it shares no word with any."""
+        x = self.vector(item)
+        close = sorted(((_dot(x, v), liked) for v, liked in zip(self._liked_vectors, self.liked, strict=True)
+                        if liked.id != item.id), key=lambda pair: -pair[0])
+        if not close or close[0][0] <= 0:
+            return 0, None
+        near = [liked for similarity, liked in close if similarity >= close[0][0] / 2]
+        return len(near), near[0]
+
+
+def _mean(vectors: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    total: Counter[str] = Counter()
+    for vector in vectors:
+        total.update(vector)
+    return {w: x / len(vectors) for w, x in total.items()} if vectors else {}
+
+
+def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(x * b.get(w, 0.0) for w, x in a.items())
+
+
+def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_score: float,
+                  limit: int | None = None) -> list[ScoredItem]:
+    """`ranked` (one profile's papers, every one it scored: `rank(..., with_below_min=True)`) re-scored with the
+    reader's taste; those at or above `min_score`, best first, ties by id. No ratings: exactly `ranked`'s
+    delivered papers in `ranked`'s order."""
+    if taste is None or taste.count == 0 or not ranked:
+        return [s for s in ranked if s.score >= min_score][:limit]
+    tastes = [taste.of(s.item) for s in ranked]
+    unrated = [t for s, t in zip(ranked, tastes, strict=True) if s.item.id not in taste.rated] or tastes
+    mean = sum(unrated) / len(unrated)  # the papers the reader has not seen yet set the scale
+    spread = math.sqrt(sum((t - mean) ** 2 for t in unrated) / len(unrated))
+    weight = FEEDBACK_WEIGHT * taste.count / (taste.count + EVIDENCE_PRIOR)
+    moved = []
+    for scored, value in zip(ranked, tastes, strict=True):
+        shift = quantise(weight * (value - mean) / spread) if spread > 0 else 0
+        if scored.score + shift * QUANTUM >= min_score:
+            moved.append((scored, shift))
+    moved.sort(key=lambda pair: (-(pair[0].score + pair[1] * QUANTUM), pair[0].item.id))
+    return [scored if shift == 0 else  # the reason (the nearest liked paper) only for the papers kept: it costs
+            replace(scored, score=scored.score + shift * QUANTUM,
+                    reasons=(*scored.reasons, _reason(taste, scored.item, shift)))
+            for scored, shift in moved[:limit]]
+
+
+def _reason(taste: Taste, item: Item, shift: int) -> Reason:
+    if shift < 0:
+        closer = "like papers you rated 👎" if taste.disliked_more(item) else "less like what you rated 👍"
+        return Reason(closer, FEEDBACK, 0, shift * QUANTUM, FEEDBACK)
+    count, closest = taste.like(item)
+    if closest is None:
+        return Reason("close to what you rated 👍", FEEDBACK, 0, shift * QUANTUM, FEEDBACK)
+    title = closest.title if len(closest.title) <= _LIKE_SHOWN else closest.title[:_LIKE_SHOWN - 1] + "…"
+    papers = "a paper" if count == 1 else f"{count} papers"
+    return Reason(f"like {papers} you rated 👍 (e.g. “{title}”)", FEEDBACK, count, shift * QUANTUM, FEEDBACK)
+
+
+def taste_of(ratings: Iterable[Rating], items: Mapping[str, Item], corpus: Sequence[Item]) -> Taste | None:
+    """The taste these ratings teach, over the papers among `items` (a rating of a paper not there is unknown and
+    left out); None without any."""
+    rated = [(items[r.item_id], r.rating) for r in ratings if r.item_id in items]
+    return Taste(rated, corpus) if rated else None
