@@ -12,7 +12,7 @@ from bot.config import parse_config
 from bot.errors import ConfigError
 from bot.models import Item
 from bot.scoring import compile_profiles
-from bot.scoring.feedback import Rating, Taste, load_ratings, taste_of, with_feedback
+from bot.scoring.feedback import PaperVectors, Rating, Taste, load_ratings, taste_of, with_feedback
 from tests.test_cli import digestbot
 
 PROFILES = {"rl": {"keywords": ["reinforcement learning"], "exclude": ["robot"]}}
@@ -73,7 +73,7 @@ def test_the_reason_names_a_liked_paper(matcher) -> None:  # type: ignore[no-unt
 
 
 def test_taste_counts_every_rating() -> None:
-    taste = Taste([(ITEMS[0], 1), (ITEMS[2], -1)], ITEMS)
+    taste = Taste([(ITEMS[0], 1), (ITEMS[2], -1)], PaperVectors(ITEMS))
     assert taste.count == 2 and taste.of(ITEMS[1]) > taste.of(ITEMS[3])
 
 

@@ -31,6 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from bot.errors import ConfigError
 from bot.models import Item, Reason, ScoredItem
 from bot.scoring.batch import QUANTUM, quantise
@@ -86,70 +89,95 @@ def _words(item: Item) -> Counter[str]:
     return bag
 
 
+class PaperVectors:
+    """Every paper of a ranking (and every rated one) as a unit-length vector of IDF-weighted words, in one sparse
+    matrix (CSR arrays). Built once per corpus and shared by every reader's `Taste`, so a reader costs two
+    centroids and one sparse matrix-vector product, not a pass over the papers' text."""
+
+    def __init__(self, corpus: Sequence[Item], others: Iterable[Item] = ()) -> None:
+        bags = {item.id: _words(item) for item in corpus}
+        frequency: Counter[str] = Counter()
+        for bag in bags.values():
+            frequency.update(bag.keys())
+        n = max(len(bags), 1)
+        for item in others:  # rated papers outside the corpus: vectors by the corpus's rarity
+            if item.id not in bags:
+                bags[item.id] = _words(item)
+        self.columns: dict[str, int] = {}
+        self.rows = {paper: row for row, paper in enumerate(bags)}
+        indptr: list[int] = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for bag in bags.values():
+            weights = [(self.columns.setdefault(w, len(self.columns)),
+                        (1.0 + math.log(c)) * math.log((n + 1) / (frequency.get(w, 0) + 0.5))) for w, c in bag.items()]
+            norm = math.sqrt(sum(x * x for _, x in weights)) or 1.0
+            indices.extend(column for column, _ in weights)
+            data.extend(x / norm for _, x in weights)
+            indptr.append(len(indices))
+        self.indptr = np.asarray(indptr, dtype=np.int64)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.data = np.asarray(data, dtype=np.float64)
+
+    def dense(self, rows: Sequence[int]) -> NDArray[np.float64]:
+        """The mean of these rows as a dense vector over the words."""
+        total = np.zeros(len(self.columns))
+        for row in rows:
+            start, end = self.indptr[row], self.indptr[row + 1]
+            total[self.indices[start:end]] += self.data[start:end]
+        return total / max(len(rows), 1)
+
+    def dot(self, rows: Sequence[int], vector: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each row's dot product with a dense vector, for all rows at once."""
+        at = np.asarray(rows, dtype=np.int64)
+        starts = self.indptr[at]
+        lengths = self.indptr[at + 1] - starts
+        firsts = np.cumsum(lengths) - lengths  # where each row's entries begin among the gathered ones
+        gathered = np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum()))
+        products = self.data[gathered] * vector[self.indices[gathered]]
+        out = np.zeros(len(at))
+        filled = lengths > 0
+        if filled.any():
+            out[filled] = np.add.reduceat(products, firsts[filled])
+        return out
+
+
 class Taste:
     """One reader's ratings for one profile, as the two centroids of Rocchio's model (see the module docstring)."""
 
-    def __init__(self, rated: Sequence[tuple[Item, int]], corpus: Sequence[Item]) -> None:
-        documents = [_words(item) for item in corpus]
-        frequency: Counter[str] = Counter()
-        for bag in documents:
-            frequency.update(bag.keys())
-        n = max(len(documents), 1)
-        self._idf = {word: math.log((n + 1) / (df + 0.5)) for word, df in frequency.items()}
-        self._default_idf = math.log((n + 1) / 0.5)  # a word the corpus never used
-        self._vectors: dict[str, tuple[Item, dict[str, float]]] = {}
+    def __init__(self, rated: Sequence[tuple[Item, int]], vectors: PaperVectors) -> None:
+        self.vectors = vectors
         self.count = len(rated)
         self.rated = {item.id for item, _ in rated}
         self.liked = [item for item, r in rated if r > 0]
-        liked = [self.vector(item) for item in self.liked]
-        disliked = [self.vector(item) for item, r in rated if r < 0]
-        self._liked_vectors = liked
-        self._pull = _mean(liked)
-        self._push = _mean(disliked)
+        self._liked_rows = [vectors.rows[item.id] for item in self.liked]
+        self._pull = vectors.dense(self._liked_rows)
+        self._push = vectors.dense([vectors.rows[item.id] for item, r in rated if r < 0])
+        self._taste = self._pull - DISLIKE_SHARE * self._push
 
-    def vector(self, item: Item) -> dict[str, float]:
-        """The paper's unit-length word vector (computed once per paper for this taste)."""
-        cached = self._vectors.get(item.id)
-        if cached is not None and cached[0] is item:
-            return cached[1]
-        weights = {w: (1.0 + math.log(c)) * self._idf.get(w, self._default_idf) for w, c in _words(item).items()}
-        norm = math.sqrt(sum(x * x for x in weights.values())) or 1.0
-        vector = {w: x / norm for w, x in weights.items()}
-        self._vectors[item.id] = (item, vector)
-        return vector
+    def of_many(self, items: Sequence[Item]) -> NDArray[np.float64]:
+        """taste(x) for each paper (every one must be among the vectors')."""
+        return self.vectors.dot([self.vectors.rows[item.id] for item in items], self._taste)
 
     def of(self, item: Item) -> float:
-        x = self.vector(item)
-        return _dot(x, self._pull) - DISLIKE_SHARE * _dot(x, self._push)
+        return float(self.of_many([item])[0])
 
     def disliked_more(self, item: Item) -> bool:
         """Whether the paper is closer to what the reader disliked than to what they liked."""
-        x = self.vector(item)
-        return _dot(x, self._push) > _dot(x, self._pull)
+        row = [self.vectors.rows[item.id]]
+        return float(self.vectors.dot(row, self._push)[0]) > float(self.vectors.dot(row, self._pull)[0])
 
     def like(self, item: Item) -> tuple[int, Item | None]:
         """How many liked papers this one is close to (at least half as close as to the closest one), and the
         closest, for the reason; (0, None) when it shares no word with any."""
-        x = self.vector(item)
-        close = sorted(((_dot(x, v), liked) for v, liked in zip(self._liked_vectors, self.liked, strict=True)
+        mine = self.vectors.dense([self.vectors.rows[item.id]])
+        similarity = self.vectors.dot(self._liked_rows, mine)
+        close = sorted(((float(s), liked) for s, liked in zip(similarity, self.liked, strict=True)
                         if liked.id != item.id), key=lambda pair: -pair[0])
         if not close or close[0][0] <= 0:
             return 0, None
-        near = [liked for similarity, liked in close if similarity >= close[0][0] / 2]
+        near = [liked for value, liked in close if value >= close[0][0] / 2]
         return len(near), near[0]
-
-
-def _mean(vectors: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    total: Counter[str] = Counter()
-    for vector in vectors:
-        total.update(vector)
-    return {w: x / len(vectors) for w, x in total.items()} if vectors else {}
-
-
-def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(x * b.get(w, 0.0) for w, x in a.items())
 
 
 def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_score: float,
@@ -159,7 +187,7 @@ def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_scor
     delivered papers in `ranked`'s order."""
     if taste is None or taste.count == 0 or not ranked:
         return [s for s in ranked if s.score >= min_score][:limit]
-    tastes = [taste.of(s.item) for s in ranked]
+    tastes = taste.of_many([s.item for s in ranked]).tolist()
     unrated = [t for s, t in zip(ranked, tastes, strict=True) if s.item.id not in taste.rated] or tastes
     mean = sum(unrated) / len(unrated)  # the papers the reader has not seen yet set the scale
     spread = math.sqrt(sum((t - mean) ** 2 for t in unrated) / len(unrated))
@@ -190,6 +218,6 @@ def _reason(taste: Taste, item: Item, shift: int) -> Reason:
 
 def taste_of(ratings: Iterable[Rating], items: Mapping[str, Item], corpus: Sequence[Item]) -> Taste | None:
     """The taste these ratings teach, over the papers among `items` (a rating of a paper not there is unknown and
-    left out); None without any."""
+    left out), with `corpus` (which must hold every paper to be ranked) for the words' rarity; None without any."""
     rated = [(items[r.item_id], r.rating) for r in ratings if r.item_id in items]
-    return Taste(rated, corpus) if rated else None
+    return Taste(rated, PaperVectors(corpus, (item for item, _ in rated))) if rated else None
