@@ -19,7 +19,8 @@ ratings move little. Only the papers the reader has not rated set the scale. Wha
 own (kind "feedback"), shown beside the keywords: "like 3 papers you rated 👍 (e.g. "…")", "like papers you rated
 👎" or "less like what you rated 👍".
 
-`bench/feedback.py` measures it with a simulated reader on the judged corpus (see BENCHMARKS.md).
+`bench/feedback.py` measures it with a simulated reader on the judged corpus (see BENCHMARKS.md); the weight and
+prior are what leaving one development profile out chooses there.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from bot.models import Item, Reason, ScoredItem
 from bot.scoring.batch import QUANTUM, quantise
 from bot.scoring.text import STOPWORDS, stem, tokens
 
-FEEDBACK_WEIGHT = 4.0  # how far (in standard deviations of taste among the papers ranked) full evidence moves one
-EVIDENCE_PRIOR = 10  # ratings at which feedback has half its weight
+FEEDBACK_WEIGHT = 1.0  # how far (in standard deviations of taste among the papers ranked) full evidence moves one
+EVIDENCE_PRIOR = 20  # ratings at which feedback has half its weight
 DISLIKE_SHARE = 0.5  # a 👎 pushes away half as hard as a 👍 pulls
 FEEDBACK = "feedback"  # the Reason kind
 _LIKE_SHOWN = 60  # characters of a liked paper's title quoted in a reason
