@@ -451,10 +451,11 @@ class TimedApp(App):
         self.refresh_s = self.plan_s = 0.0
         self.plan_profiler = plan_profiler
 
-    async def refresh(self, *, now: datetime, only_due: bool = True) -> list[RefreshResult]:
+    async def refresh(self, *, now: datetime, only_due: bool = True,
+                      on_result: Callable[[RefreshResult], None] | None = None) -> list[RefreshResult]:
         started = time.perf_counter()
         try:
-            return await super().refresh(now=now, only_due=only_due)
+            return await super().refresh(now=now, only_due=only_due, on_result=on_result)
         finally:
             self.refresh_s += time.perf_counter() - started
 
@@ -524,7 +525,7 @@ async def _week(spec: dict[str, Any], clock: Any) -> WeekResult:
     sent: Counter[str] = Counter()
     started_all = time.perf_counter()
     async with fetcher, app:
-        deliverer = Deliverer(app.config, app.store, app.renderer, secret=app.secret)
+        deliverer = Deliverer(app.config, app.store, app.renderer, secret=await app.secret())
         for stamp in spec["ticks"]:
             now = datetime.fromtimestamp(stamp, UTC)
             clock.value = stamp

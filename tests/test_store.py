@@ -19,7 +19,7 @@ import bot.store
 from bot.errors import StoreError, StoreUnreachable
 from bot.models import Item
 from bot.outbox.model import Payload, PayloadItem, PlannedDelivery
-from bot.store import LEASE_LAPSED, Store
+from bot.store import LEASE_LAPSED, AsyncStore, Store
 from bot.store.engine import create_store_engine
 from bot.store.schema import metadata
 
@@ -527,3 +527,13 @@ def test_payloads_written_by_earlier_releases_read_back() -> None:
     assert read.failing_sources[0].consecutive_failures == 3 and read.since == datetime(2026, 3, 1, 7, tzinfo=UTC)
     again = Payload.from_json(read.to_json())
     assert again == read
+
+
+async def test_async_store_runs_what_the_instance_has(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`AsyncStore.run(Store.x)` calls the store's own `x`: an instance's override (a benchmark's timer, a test's
+    patch) applies as it would to a direct call; any other function gets the store as its first argument."""
+    db = AsyncStore(store)
+    assert await db.run(Store.item_count) == 0
+    monkeypatch.setattr(store, "item_count", lambda: 42)
+    assert await db.run(Store.item_count) == 42
+    assert await db.run(lambda s, extra: s.item_count() + extra, 1) == 43
