@@ -120,24 +120,28 @@ class PaperVectors:
         self.indices = np.asarray(indices, dtype=np.int64)
         self.data = np.asarray(data, dtype=np.float64)
 
+    def _entries(self, rows: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The positions of these rows' entries in `indices`/`data`, in row order, and where each row's begin among
+        them."""
+        at = np.asarray(rows, dtype=np.int64)
+        starts = self.indptr[at]
+        lengths = self.indptr[at + 1] - starts
+        firsts = np.cumsum(lengths) - lengths
+        return np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum())), firsts
+
     def dense(self, rows: Sequence[int]) -> NDArray[np.float64]:
         """The mean of these rows as a dense vector over the words."""
+        entries, _ = self._entries(rows)
         total = np.zeros(len(self.columns))
-        for row in rows:
-            start, end = self.indptr[row], self.indptr[row + 1]
-            total[self.indices[start:end]] += self.data[start:end]
+        np.add.at(total, self.indices[entries], self.data[entries])
         return total / max(len(rows), 1)
 
     def dot(self, rows: Sequence[int], vector: NDArray[np.float64]) -> NDArray[np.float64]:
         """Each row's dot product with a dense vector, for all rows at once."""
-        at = np.asarray(rows, dtype=np.int64)
-        starts = self.indptr[at]
-        lengths = self.indptr[at + 1] - starts
-        firsts = np.cumsum(lengths) - lengths  # where each row's entries begin among the gathered ones
-        gathered = np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum()))
-        products = self.data[gathered] * vector[self.indices[gathered]]
-        out = np.zeros(len(at))
-        filled = lengths > 0
+        entries, firsts = self._entries(rows)
+        products = self.data[entries] * vector[self.indices[entries]]
+        out = np.zeros(len(rows))
+        filled = np.diff(np.append(firsts, len(entries))) > 0  # a paper with no words has no entries
         if filled.any():
             out[filled] = np.add.reduceat(products, firsts[filled])
         return out
