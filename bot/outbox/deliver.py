@@ -30,7 +30,7 @@ from bot.config import Config, SlackSettings
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
 from bot.notify.email import EmailNotifier, build_message
 from bot.notify.slack import SlackNotifier
-from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto
+from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto, webhook_env
 from bot.outbox.model import Channel, Delivery, Kind, Outcome
 from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
 from bot.outbox.prepare import Prepared, missing_secret, prepare
@@ -199,12 +199,12 @@ class Deliverer:
         a retry after part 3 of 5 failed resumes at part 3.
         """
         settings = self.config.slack
-        webhook_env = row.address.removeprefix("webhook:") if row.address.startswith("webhook:") else None
-        if settings is None and webhook_env is None:
+        hook = webhook_env(row.address)
+        if settings is None and hook is None:
             raise Permanent("no [slack] section in the config")
-        webhook_url = os.environ.get(webhook_env) if webhook_env else None
-        if webhook_env and not webhook_url:
-            raise Retryable(f"environment variable {webhook_env} (the webhook URL for {row.recipient}) is not set")
+        webhook_url = os.environ.get(hook) if hook else None
+        if hook and not webhook_url:
+            raise Retryable(f"environment variable {hook} (the webhook URL for {row.recipient}) is not set")
         notifier = self._slack_notifier()
         done = row.parts_sent
         for index, message in enumerate(prepared.slack or []):
@@ -227,7 +227,7 @@ class Deliverer:
         done = row.parts_sent
         parts = len(prepared.slack or [])
         try:
-            if row.address.startswith("webhook:"):
+            if webhook_env(row.address) is not None:
                 raise Permanent(f"{LEASE_LAPSED} mid-post to a Slack webhook",
                                     hint="A webhook cannot read the channel, so digestbot cannot tell.")
             found = await self._slack_notifier().find_posted(row.address, row.key, since=row.send_started_at)

@@ -23,13 +23,14 @@ from bot.tokens import make_token
 
 Recipient = SubscriberConfig | SlackChannelConfig
 Destination = tuple[str, str]  # (channel, address)
+WEBHOOK = "webhook:"  # a Slack destination posted to by webhook: "webhook:<the variable holding its URL>"
 
 
 def recipient_identity(recipient: Recipient) -> tuple[str, Channel, str]:
     """(name, channel, address) as the outbox knows a recipient."""
     if isinstance(recipient, SubscriberConfig):
         return recipient.name, Channel.EMAIL, recipient.email
-    address = f"webhook:{recipient.webhook_env}" if recipient.webhook_env else recipient.channel
+    address = f"{WEBHOOK}{recipient.webhook_env}" if recipient.webhook_env else recipient.channel
     return recipient.label, Channel.SLACK, address
 
 
@@ -45,6 +46,11 @@ def alert_key(channel: str, name: str, item_ids: Iterable[str]) -> str:
 
 def notice_key(channel: str, what: str) -> str:
     return f"{Kind.NOTICE}:{channel}:{what}"
+
+
+def webhook_env(address: str) -> str | None:
+    """The environment variable holding a webhook destination's URL; None for a channel the bot token posts to."""
+    return address.removeprefix(WEBHOOK) if address.startswith(WEBHOOK) else None
 
 
 def destination(row: Delivery) -> Destination:

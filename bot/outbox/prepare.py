@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from bot.config import Config
-from bot.outbox.keys import page_link, unsubscribe_link
+from bot.outbox.keys import page_link, unsubscribe_link, webhook_env
 from bot.outbox.model import Channel, Delivery, Digest, Kind
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import Store
@@ -61,8 +61,8 @@ def missing_secret(config: Config, row: Delivery) -> str | None:
         if smtp is not None and smtp.username and smtp.password_env and not os.environ.get(smtp.password_env):
             return f"{smtp.password_env} (smtp.password_env) is not set"
         return None
-    if row.address.startswith("webhook:"):
-        env = row.address.removeprefix("webhook:")
+    env = webhook_env(row.address)
+    if env is not None:
         return None if os.environ.get(env) else f"{env} (the webhook_env of {row.recipient}) is not set"
     if slack is not None and slack.token_env and not os.environ.get(slack.token_env):
         return f"{slack.token_env} (slack.token_env) is not set"
