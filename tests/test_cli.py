@@ -26,6 +26,7 @@ def test_check_config_ok_on_the_example(monkeypatch: pytest.MonkeyPatch) -> None
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
     assert "2 source(s)" in result.stdout
+    assert "warning" not in result.stdout + result.stderr  # what a newcomer copies must not warn
 
 
 def test_check_config_names_every_secret_that_is_not_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
