@@ -23,7 +23,7 @@ from bot.config.fields import (
     one_line_error,
     redact_url,
 )
-from bot.models import Source, SourceOptions
+from bot.models import DEFAULT_MAX_PAGES, Source, SourceOptions
 from bot.schedule import parse_duration
 from bot.sources.kinds import KINDS
 
@@ -150,7 +150,7 @@ class SourceConfig(_Strict):
     every: str = "1h"
     enabled: bool = True
     announce_types: list[Literal["new", "cross", "replace", "replace-cross"]] = ["new", "cross"]
-    max_pages: int = Field(default=5, ge=1, le=100)
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1, le=100)
     selectors: dict[str, str] = {}
 
     _v_every = field_validator("every")(_check_duration)
