@@ -1,4 +1,4 @@
-"""Signed, expiring unsubscribe tokens: the link in an email is its own proof, no token table to look up.
+"""Signed, expiring tokens for the links in a message (unsubscribe, the digest as a page, 👍 / 👎 on a paper): the link is its own proof, no token table to look up.
 
 A token is `<payload>.<mac>`, both base64url without padding, so it fits in a URL path as it is:
 
@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, Protocol
 
@@ -30,12 +31,14 @@ from bot.errors import StoreError
 log = logging.getLogger(__name__)
 
 PURPOSE = b"digestbot/unsubscribe/v1\n"
-PURPOSES = {"unsubscribe": PURPOSE, "digest": b"digestbot/digest-page/v1\n"}  # what a token opens
-Purpose = Literal["unsubscribe", "digest"]
+PURPOSES = {"unsubscribe": PURPOSE, "digest": b"digestbot/digest-page/v1\n",  # what a token opens
+            "rate": b"digestbot/rate/v1\n"}
+Purpose = Literal["unsubscribe", "digest", "rate"]
 MAC_BYTES = 16
 TOKEN_MAX_AGE = timedelta(days=90)
 DIGEST_PAGE_MAX_AGE = timedelta(days=30)  # how long "see them all" works: a month of reading back
 CLOCK_SKEW = timedelta(minutes=5)
+RATING_MAX_AGE = TOKEN_MAX_AGE  # 👍 / 👎 on a paper from an email up to three months old
 MAX_TOKEN_CHARS = 1024  # an email address is at most 254 characters; anything far longer is not ours
 MIN_ENV_SECRET_CHARS = 16
 
@@ -48,7 +51,7 @@ class InvalidToken(ValueError):
     """A token that must not unsubscribe anyone; `reason` says which check it failed (for the page and logs)."""
 
     def __init__(self, reason: Reason) -> None:
-        super().__init__(f"invalid unsubscribe token: {reason}")
+        super().__init__(f"invalid token: {reason}")
         self.reason: Reason = reason
 
 
@@ -121,6 +124,43 @@ def read_token(token: str, secret: bytes, *, now: datetime, max_age: timedelta =
     if current - issued > max_age:
         raise InvalidToken("expired")
     return address
+
+
+_SEP = "\x1f"  # ASCII unit separator: in none of a channel, a recipient name, a profile name or an item id
+
+
+@dataclass(frozen=True, slots=True)
+class RatingSubject:
+    """What a 👍 / 👎 link is for: one recipient, one paper, as shown for one profile (signed as a whole, so no
+    part can be swapped for another recipient's or paper's)."""
+
+    channel: str
+    recipient: str
+    profile: str
+    item_id: str
+
+    def encode(self) -> str:
+        parts = (self.channel, self.recipient, self.profile, self.item_id)
+        if any(_SEP in part or not part for part in parts):
+            raise ValueError(f"cannot sign a rating for {parts!r}: an empty part or a control character")
+        return _SEP.join(parts)
+
+    @classmethod
+    def decode(cls, text: str) -> RatingSubject:
+        parts = text.split(_SEP)
+        if len(parts) != 4 or not all(parts):
+            raise InvalidToken("malformed")
+        return cls(*parts)
+
+
+def rating_token(subject: RatingSubject, secret: bytes, *, issued: datetime) -> str:
+    """The token of a 👍 / 👎 link (the rating itself is chosen on the page, so one token serves both)."""
+    return make_token(subject.encode(), secret, issued=issued, purpose="rate")
+
+
+def read_rating_token(token: str, secret: bytes, *, now: datetime) -> RatingSubject:
+    """The subject of a genuine, current rating token; otherwise InvalidToken with the reason."""
+    return RatingSubject.decode(read_token(token, secret, now=now, max_age=RATING_MAX_AGE, purpose="rate"))
 
 
 def load_secret(store: SecretStore, env_name: str | None = "DIGESTBOT_SECRET") -> bytes:

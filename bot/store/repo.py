@@ -23,9 +23,10 @@ from bot.outbox.model import Delivery, Kind, PlannedDelivery, State
 from bot.store import deliveries as outbox
 from bot.store import items as item_sql
 from bot.store import vectors
-from bot.store.bookkeeping import Bookkeeping, _clip
+from bot.store.bookkeeping import _clip
 from bot.store.deliveries import RETRYABLE_STATES
 from bot.store.engine import create_store_engine, dialect_insert, migrate
+from bot.store.ratings import RatingBook
 from bot.store.schema import deliveries, sources
 
 
@@ -55,7 +56,7 @@ class SourceState:
         return self.consecutive_failures > 0
 
 
-class Store(Bookkeeping):
+class Store(RatingBook):
     """The database behind digestbot: the item diff, source state, the outbox, what it knows of recipients and
     destinations, and unsubscribes."""
 

@@ -184,6 +184,20 @@ item_embeddings = Table(
     Column("vector", LargeBinary, nullable=False),
 )
 
+# Readers' 👍 / 👎 (`bot.store.ratings`): one per (recipient, paper, profile it was shown for). No foreign key to
+# items: a rating is kept as long as its reader, and the paper it names with it.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("channel", String, primary_key=True),
+    Column("recipient", String, primary_key=True),
+    Column("item_id", String, primary_key=True),
+    Column("profile", String, primary_key=True),
+    Column("rating", Integer, nullable=False),
+    Column("rated_at", UTCDateTime, nullable=False),
+    CheckConstraint("rating IN (-1, 1)", name="rating"),
+)
+
 unsubscribes = Table(
     "unsubscribes",
     metadata,
