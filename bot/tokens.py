@@ -1,4 +1,5 @@
-"""Signed, expiring tokens for the links in a message (unsubscribe, the digest as a page, 👍 / 👎 on a paper): the link is its own proof, no token table to look up.
+"""Signed, expiring tokens for the links in a message (unsubscribe, the digest as a page, 👍 / 👎 on a paper):
+the link is its own proof, no token table to look up.
 
 A token is `<payload>.<mac>`, both base64url without padding, so it fits in a URL path as it is:
 

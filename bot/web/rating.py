@@ -128,7 +128,7 @@ async def slack_actions(request: web.Request) -> web.Response:
     except ValueError:
         return web.Response(status=400, text="expected a form with a JSON payload")
     for action in actions if isinstance(actions, list) else []:
-        rating = SLACK_ACTIONS.get(action.get("action_id")) if isinstance(action, dict) else None
+        rating = SLACK_ACTIONS.get(str(action.get("action_id"))) if isinstance(action, dict) else None
         if rating is None:
             continue
         try:
