@@ -22,7 +22,7 @@ from bot.outbox.deliver import Deliverer, DeliveryOutcome
 from bot.outbox.matches import Matches
 from bot.outbox.model import Kind
 from bot.outbox.plan import PlanResult, plan_deliveries
-from bot.outbox.prepare import digest_for
+from bot.outbox.prepare import digest_for, ratings_of
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
@@ -146,15 +146,17 @@ class App:
                             "in use", key, shown)
         self.config = config.model_copy(update={"bot": config.bot.model_copy(update=kept)})
 
-    def digest_page(self, key: str) -> str | None:
+    def digest_page(self, key: str, secret: bytes) -> str | None:
         """The digest with outbox key `key` as a web page, with every paper that matched (the mail shows the best
         `max_items`): its window scored again as planning scored it, so the same papers in the same order, the
-        recipient's other matching profiles named. An alert shows what it carried. None if there is no such row.
+        recipient's other matching profiles named, each paper with its 👍 / 👎 links (signed with `secret`, the
+        endpoint's). An alert shows what it carried. None if there is no such row.
         """
         row = self.store.delivery_by_key(key)
         if row is None or row.kind == Kind.NOTICE:
             return None
-        digest = digest_for(self.store, row, config=self.config, secret=None)
+        digest = digest_for(self.store, row, config=self.config, secret=secret)
+        digest = replace(digest, page_url=None)  # the page itself: no "view in a browser"
         if row.kind == Kind.DIGEST:
             since = row.payload.since
             until = row.covers_until or row.created_at
@@ -163,7 +165,8 @@ class App:
                 floor = until - self.config.bot.max_age_delta
                 window = max(since, floor) if since else floor
                 everything, total = Matches(self.matcher(until), self.store, until).best(window, known)
-                digest = replace(digest, items=tuple(everything), total_matched=total)
+                digest = replace(digest, items=tuple(everything), total_matched=total,
+                                 ratings=ratings_of(everything, config=self.config, secret=secret, row=row))
         return self.renderer.render_email(digest).html
 
     def matcher(self, now: datetime) -> Matcher:

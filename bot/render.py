@@ -20,7 +20,7 @@ import jinja2
 
 import bot
 from bot.models import Notice, ScoredItem, SourceHealth, meaning_label, shown_related
-from bot.outbox.model import Digest, Kind
+from bot.outbox.model import Digest, Kind, RatingLinks
 from bot.safetext import MRKDWN_LOOKALIKES, escape_slack, one_line, plain_slack, safe_url, short_authors, truncate
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ SLACK_ITEMS_PER_MESSAGE = 20
 SUBJECT_LIMIT = 150
 SLACK_SECTION_LIMIT = 3000
 SLACK_HEADER_LIMIT = 150
+SLACK_VALUE_LIMIT = 2000  # a button's value; a rating token is far shorter
 SLACK_LINK_LIMIT = 1500  # a `<url|title>` longer than this, once quoted and escaped, is shown as the title alone
 _METRIC_LABELS = {"upvotes": "▲ {n}", "comments": "{n} comment{s}", "github_stars": "★ {n}"}
 
@@ -65,14 +66,22 @@ class ItemView:
     profile: str
     score: float
     alerted: bool = False
+    learned: str = ""  # what the reader's 👍 / 👎 did to this paper ("like 3 papers you rated 👍 (e.g. …)"), or ""
+    rate_up: str | None = None  # the 👍 / 👎 links (`bot.web.rating`), and the token Slack's buttons carry
+    rate_down: str | None = None
+    rate_token: str | None = None
 
 
-def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = False) -> ItemView:
+def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = False,
+              rating: RatingLinks | None = None) -> ItemView:
     item = scored.item
     groups: dict[str, list[str]] = {}
     related: list[str] = []
-    meaning = ""
+    meaning = learned = ""
     for reason in sorted(scored.reasons, key=lambda r: -r.weight):
+        if reason.kind == "feedback":  # the reader's ratings (`bot.scoring.feedback`): a chip of its own
+            learned = one_line(reason.term, 120)
+            continue
         term = one_line(reason.term, 60)
         if reason.kind == "author":  # a followed person: a chip of its own, no field
             groups.setdefault(f"by {term}", [])
@@ -103,6 +112,10 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
         profile=one_line(", ".join(scored.profiles), 120),
         score=scored.score,
         alerted=alerted,
+        learned=learned,
+        rate_up=safe_url(rating.up) if rating else None,
+        rate_down=safe_url(rating.down) if rating else None,
+        rate_token=rating.token if rating else None,
     )
 
 
@@ -179,7 +192,8 @@ class Renderer:
         """HTML and text with the same items; drops items from the end until the HTML fits HTML_LIMIT."""
         name = "alert" if digest.kind == Kind.ALERT else "digest"
         html_template = self._env.get_template(f"{name}.html.j2")
-        views = [item_view(s, alerted=s.item.id in digest.alerted) for s in digest.items[:MAX_EMAIL_ITEMS]]
+        views = [item_view(s, alerted=s.item.id in digest.alerted, rating=digest.ratings.get(s.item.id))
+                 for s in digest.items[:MAX_EMAIL_ITEMS]]
         shown = len(views)
         while True:
             context = self._context(digest, views[:shown])
@@ -196,8 +210,8 @@ class Renderer:
     def render_slack(self, digest: Digest) -> list[SlackMessage]:
         """Block Kit, split into messages of SLACK_ITEMS_PER_MESSAGE items, each with a `text` fallback."""
         alert = digest.kind == Kind.ALERT
-        views = [item_view(s, snippet_chars=500, alerted=s.item.id in digest.alerted)
-                 for s in digest.items[:MAX_SLACK_ITEMS]]
+        views = [item_view(s, snippet_chars=500, alerted=s.item.id in digest.alerted,
+                           rating=digest.ratings.get(s.item.id)) for s in digest.items[:MAX_SLACK_ITEMS]]
         chunks = [views[i: i + SLACK_ITEMS_PER_MESSAGE] for i in range(0, len(views), SLACK_ITEMS_PER_MESSAGE)]
         chunks = chunks or [[]]
         summary = escape_slack(subject(digest))
@@ -208,7 +222,10 @@ class Renderer:
                 blocks.extend(self._slack_intro(digest))
             else:
                 blocks.append(_context(f"{escape_slack(headline(digest))} (continued, {index + 1}/{len(chunks)})"))
-            blocks.extend(_section(_slack_item(view, with_snippet=alert)) for view in chunk)
+            for view in chunk:
+                blocks.append(_section(_slack_item(view, with_snippet=alert, links=not digest.rate_buttons)))
+                if digest.rate_buttons and view.rate_token and len(view.rate_token) <= SLACK_VALUE_LIMIT:
+                    blocks.append(_rate_buttons(view.rate_token))
             if index == len(chunks) - 1:
                 blocks.extend(_slack_outro(digest, len(views)))
             part = f" ({index + 1}/{len(chunks)})" if len(chunks) > 1 else ""
@@ -270,7 +287,15 @@ def slack_link(url: str, label: str) -> str:
     return f"<{escape_slack(safe)}|{escape_slack(label)}>"
 
 
-def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
+def _rate_buttons(token: str) -> dict[str, Any]:
+    """👍 / 👎 as Block Kit buttons: a click posts the token to /slack/actions (`bot.web.rating`)."""
+    return {"type": "actions", "elements": [
+        {"type": "button", "action_id": action, "value": token,
+         "text": {"type": "plain_text", "text": label, "emoji": True}}
+        for action, label in (("digestbot_rate_up", "👍 More like this"), ("digestbot_rate_down", "👎 Fewer"))]}
+
+
+def _slack_item(view: ItemView, *, with_snippet: bool, links: bool = True) -> str:
     title = view.title.translate(MRKDWN_LOOKALIKES)
     link = slack_link(view.url, title) if view.url else ""
     if not link or len(link) > SLACK_LINK_LIMIT:  # quoting and escaping can grow a URL many times over
@@ -284,6 +309,8 @@ def _slack_item(view: ItemView, *, with_snippet: bool) -> str:
         lines.append(f"_{plain_slack(view.explain)}_ · {plain_slack(view.profile)}{alerted}")
     if with_snippet and view.snippet:
         lines.append(plain_slack(view.snippet))
+    if links and view.rate_up and view.rate_down:
+        lines.append(f"{slack_link(view.rate_up, '👍 more like this')} · {slack_link(view.rate_down, '👎 fewer')}")
     return "\n".join(lines)
 
 

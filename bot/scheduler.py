@@ -229,8 +229,9 @@ async def _serve(config_path: Path, config: Config, leadership: Leadership, tick
         daemon = Daemon(app, ConfigWatcher(config_path, config), tick_seconds=tick_seconds, leadership=leadership)
         if config.bot.http_port is not None:
             web_app = make_app(app.store, await app.secret(), health=daemon.health, metrics=daemon.metrics.render,
-                               digest_page=app.digest_page)
+                               digest_page=app.digest_page,
+                               slack_signing_secret=config.slack.signing_secret() if config.slack else None)
             server = await stack.enter_async_context(WebServer(web_app, host=config.bot.http_host,
                                                                port=config.bot.http_port))
-            log.info("HTTP endpoint on %s (unsubscribe, /healthz)", server.url)
+            log.info("HTTP endpoint on %s (unsubscribe, ratings, /healthz)", server.url)
         await daemon.run()

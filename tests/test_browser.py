@@ -96,7 +96,7 @@ async def served_pages(store: Store) -> dict[str, str]:
     """The bot's own pages, fetched from its real server."""
     renderer = Renderer()
     page = renderer.render_email(hostile_digest()).html
-    app = make_app(store, SECRET, clock=lambda: NOW + timedelta(days=1), digest_page=lambda key: page)
+    app = make_app(store, SECRET, clock=lambda: NOW + timedelta(days=1), digest_page=lambda key, secret: page)
     token = make_token("ada.lovelace.with.a.long.address@example.org", SECRET, issued=NOW)
     digest_token = make_token("digest:email:ada:2026-11-23", SECRET, issued=NOW, purpose="digest")
     async with WebServer(app, port=0) as server, httpx.AsyncClient(base_url=server.url) as client:

@@ -220,7 +220,9 @@ async def test_every_link_to_the_bot_in_a_mail_answers_and_see_them_all_shows_ev
     more = re.search(r"(\d+) more matched: (https://digest\.example\.org/digest/\S+)", text)
     assert more is not None, text
     links = set(re.findall(r'href="(https://digest\.example\.org/[^"]+)"', html))
-    assert more[2] in links and len(links) == 2  # the digest page and the unsubscribe page
+    rate = {link for link in links if "/rate/" in link}
+    assert more[2] in links and len(links - rate) == 2  # the digest page and the unsubscribe page
+    assert len(rate) == 2 * 5 and {link.rsplit("/", 1)[1] for link in rate} == {"up", "down"}  # 👍 / 👎 per paper
     with Store.open(db_url) as store:
         async with App(config, store=store) as app:
             web_app = make_app(store, load_secret(store, None), digest_page=app.digest_page)
@@ -234,6 +236,7 @@ async def test_every_link_to_the_bot_in_a_mail_answers_and_see_them_all_shows_ev
     titles_in_page = re.findall(r'href="(https://(?:huggingface\.co|arxiv\.org)/[^"]+)"', page)
     assert len(set(titles_in_page)) == 5 + int(more[1]), (len(set(titles_in_page)), more[1])
     assert "more matched" not in page  # everything is there
+    assert len(set(re.findall(r'href="https://digest\.example\.org/rate/[^"]+/up"', page))) == 5 + int(more[1])
     for link in re.findall(r'href="(https://(?:huggingface\.co|arxiv\.org)/[^"]+)"', html):
         assert link in page  # the mail's papers, in the page too
 

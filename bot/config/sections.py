@@ -135,11 +135,24 @@ class SmtpSettings(_Strict):
 class SlackSettings(_Strict):
     token_env: str | None = "SLACK_BOT_TOKEN"
     base_url: str = "https://slack.com/api/"
+    # The Slack app's signing secret: with it, posts carry 👍 / 👎 buttons that post to /slack/actions.
+    signing_secret_env: str | None = None
 
-    _v_env = field_validator("token_env")(_check_env_name)
+    _v_env = field_validator("token_env", "signing_secret_env")(_check_env_name)
 
     def token(self) -> str | None:
         return os.environ.get(self.token_env) if self.token_env else None
+
+    def signing_secret(self) -> bytes | None:
+        """Read when the endpoint starts, never kept on the settings (so never in a repr or a log)."""
+        value = os.environ.get(self.signing_secret_env) if self.signing_secret_env else None
+        return value.encode() if value else None
+
+    @property
+    def interactive(self) -> bool:
+        """Whether posts carry buttons: a signing secret is named and set (buttons nothing verifies would be
+        refused by the endpoint)."""
+        return self.signing_secret() is not None
 
 
 class SourceConfig(_Strict):

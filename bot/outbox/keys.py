@@ -18,8 +18,8 @@ from email.utils import make_msgid
 from urllib.parse import quote
 
 from bot.config import Config, SlackChannelConfig, SubscriberConfig
-from bot.outbox.model import Channel, Delivery, Kind
-from bot.tokens import make_token
+from bot.outbox.model import Channel, Delivery, Kind, RatingLinks
+from bot.tokens import RatingSubject, make_token, rating_token
 
 Recipient = SubscriberConfig | SlackChannelConfig
 Destination = tuple[str, str]  # (channel, address)
@@ -92,6 +92,26 @@ def page_link(config: Config, secret: bytes | None, row: Delivery) -> str | None
     if row.kind == Kind.NOTICE or not public_url or not secret:
         return None
     return digest_url(public_url, make_token(row.key, secret, issued=row.created_at, purpose="digest"))
+
+
+def rating_url(public_url: str, token: str, choice: str) -> str:
+    """A 👍 (`up`) or 👎 (`down`) link: a page that asks, on the bot's endpoint (`bot.web.rating`)."""
+    return f"{public_url.rstrip('/')}/rate/{quote(token, safe='')}/{choice}"
+
+
+def rating_links(config: Config, secret: bytes | None, row: Delivery, item_id: str,
+                 profile: str) -> RatingLinks | None:
+    """👍 / 👎 for one paper of a digest or alert, signed for its recipient and the profile it was shown for;
+    stable across retries (signed with the row's planning day). Only with `bot.public_url`."""
+    public_url = config.bot.public_url
+    if row.kind == Kind.NOTICE or not public_url or not secret:
+        return None
+    try:
+        token = rating_token(RatingSubject(row.channel, row.recipient, profile, item_id), secret,
+                             issued=row.created_at)
+    except ValueError:  # a part that cannot be signed (an empty name): no links rather than no digest
+        return None
+    return RatingLinks(token, rating_url(public_url, token, "up"), rating_url(public_url, token, "down"))
 
 
 def unsubscribe_mailto(config: Config, row: Delivery, sender: str) -> str:

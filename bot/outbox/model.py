@@ -8,7 +8,7 @@ written (a missing key takes its default).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -163,6 +163,15 @@ class Payload:
 
 
 @dataclass(frozen=True, slots=True)
+class RatingLinks:
+    """👍 / 👎 for one paper of one message: the signed token (Slack's buttons carry it) and the two web links."""
+
+    token: str
+    up: str
+    down: str
+
+
+@dataclass(frozen=True, slots=True)
 class Digest:
     """Everything one message needs, decided at planning time and frozen in the outbox: what the renderer gets.
 
@@ -181,6 +190,8 @@ class Digest:
     unsubscribe_url: str | None = None
     page_url: str | None = None  # the whole digest (every match) as a web page on the bot's endpoint, signed
     alerted: frozenset[str] = frozenset()  # ids of items already sent as alerts: marked, not news again
+    ratings: Mapping[str, RatingLinks] = field(default_factory=dict)  # item id → its 👍 / 👎 (with public_url)
+    rate_buttons: bool = False  # Slack: 👍 / 👎 as Block Kit buttons (interactivity configured), not links
 
 
 @dataclass(frozen=True, slots=True)

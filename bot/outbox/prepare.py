@@ -7,11 +7,13 @@ out). A row that needs a secret the environment does not have is found here, bef
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.config import Config
-from bot.outbox.keys import page_link, unsubscribe_link, webhook_env
-from bot.outbox.model import Channel, Delivery, Digest, Kind
+from bot.models import ScoredItem
+from bot.outbox.keys import page_link, rating_links, unsubscribe_link, webhook_env
+from bot.outbox.model import Channel, Delivery, Digest, Kind, RatingLinks
 from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import Store
 
@@ -31,12 +33,23 @@ def digest_for(store: Store, row: Delivery, *, config: Config, secret: bytes | N
     signed with `secret` (none without it)."""
     payload = row.payload
     items = store.get_items(payload.item_ids)
+    matches = tuple(payload.matches(items))
+    slack = config.slack
     return Digest(recipient=row.recipient, channel=row.channel, kind=row.kind, period_key=row.period_key,
-                  items=tuple(payload.matches(items)), generated_at=row.created_at,
+                  items=matches, generated_at=row.created_at,
+                  ratings=ratings_of(matches, config=config, secret=secret, row=row),
+                  rate_buttons=row.channel == Channel.SLACK and slack is not None and slack.interactive,
                   total_matched=payload.total_matched, failing_sources=payload.failing_sources,
                   since=payload.since, page_url=page_link(config, secret, row),
                   unsubscribe_url=unsubscribe_link(config, secret, row),
                   alerted=frozenset(e.id for e in payload.items if e.alerted))
+
+
+def ratings_of(matches: Iterable[ScoredItem], *, config: Config, secret: bytes | None,
+               row: Delivery) -> dict[str, RatingLinks]:
+    """The 👍 / 👎 links of these papers in this row (none without `bot.public_url` and a secret)."""
+    links = {s.item.id: rating_links(config, secret, row, s.item.id, s.profile) for s in matches}
+    return {item_id: link for item_id, link in links.items() if link is not None}
 
 
 def prepare(store: Store, row: Delivery, renderer: Renderer, *, config: Config, secret: bytes | None) -> Prepared:

@@ -83,8 +83,8 @@ class RatingBook(Bookkeeping):
         mine = (ratings.c.channel == channel) & (ratings.c.recipient == recipient) & (ratings.c.profile == profile)
         with self._read() as connection:
             current = connection.execute(select(ratings.c.rating).where(mine, ratings.c.item_id == item_id)).scalar()
-            counts: dict[int, int] = dict(connection.execute(select(ratings.c.rating, func.count()).where(mine)
-                                             .group_by(ratings.c.rating)).tuples().all())
+            counts = {int(rating): int(count) for rating, count in connection.execute(
+                select(ratings.c.rating, func.count()).where(mine).group_by(ratings.c.rating))}
         return RatingState(int(current) if current is not None else None, int(counts.get(LIKE, 0)),
                            int(counts.get(DISLIKE, 0)))
 

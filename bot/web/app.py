@@ -54,7 +54,7 @@ async def digest_view(request: web.Request) -> web.Response:
     if render is None:
         return problem_page(404, "Not here", "This digestbot does not serve digests as pages.")
     try:
-        page = await asyncio.to_thread(render, key)
+        page = await asyncio.to_thread(render, key, settings.secret)
     except Exception:  # the database is down, or a bug: the details go to the log
         log.exception("could not build a digest page")
         return problem_page(503, "Please try again", "We could not show this digest just now. Try again in "
@@ -80,10 +80,10 @@ def make_app(store: Store, secret: bytes, *, clock: Callable[[], datetime] = utc
              health: Callable[[], dict[str, Any]] | None = None,
              max_age: timedelta = TOKEN_MAX_AGE,
              metrics: Callable[[], bytes] | None = None,
-             digest_page: Callable[[str], str | None] | None = None,
+             digest_page: Callable[[str, bytes], str | None] | None = None,
              slack_signing_secret: bytes | None = None) -> web.Application:
-    """The aiohttp application; `clock`, `health`, `metrics` and `digest_page` (outbox key → the page's HTML, or
-    None) are injected so the daemon (and tests) decide. With `slack_signing_secret`, Slack's 👍 / 👎 buttons
+    """The aiohttp application; `clock`, `health`, `metrics` and `digest_page` ((outbox key, secret) → the page's
+    HTML, or None) are injected so the daemon (and tests) decide. With `slack_signing_secret`, Slack's 👍 / 👎 buttons
     post to /slack/actions."""
     if not secret:
         raise ValueError("an empty secret would accept forged tokens")

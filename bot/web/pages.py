@@ -34,7 +34,7 @@ class Settings:
     """What the handlers need besides the store; one object under one AppKey."""
 
     def __init__(self, secret: bytes, clock: Callable[[], datetime], health: Callable[[], dict[str, Any]] | None,
-                 max_age: timedelta, digest_page: Callable[[str], str | None] | None = None,
+                 max_age: timedelta, digest_page: Callable[[str, bytes], str | None] | None = None,
                  slack_signing_secret: bytes | None = None) -> None:
         self.secret = secret
         self.digest_page = digest_page
