@@ -23,6 +23,7 @@ from bot.outbox.matches import Matches
 from bot.outbox.model import Kind
 from bot.outbox.plan import PlanResult, plan_deliveries
 from bot.outbox.prepare import digest_for, ratings_of
+from bot.outbox.tastes import Tastes
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
@@ -164,7 +165,13 @@ class App:
             if known:
                 floor = until - self.config.bot.max_age_delta
                 window = max(since, floor) if since else floor
-                everything, total = Matches(self.matcher(until), self.store, until).best(window, known)
+                matches = Matches(self.matcher(until), self.store, until)
+                ratings = self.store.ratings_for([(row.channel, row.recipient)])
+                if ratings:  # ranked as the reader's ratings move it now (`bot.outbox.tastes`)
+                    tastes = Tastes(matches, self.store, ratings)
+                    everything, total = tastes.best(row.channel, row.recipient, window, known)
+                else:
+                    everything, total = matches.best(window, known)
                 digest = replace(digest, items=tuple(everything), total_matched=total,
                                  ratings=ratings_of(everything, config=self.config, secret=secret, row=row))
         return self.renderer.render_email(digest).html

@@ -8,7 +8,7 @@ recipients and items, not with recipients × queries or recipients × profiles.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -17,8 +17,10 @@ from bot.outbox.keys import Recipient, alert_key, digest_key, new_message_id, re
 from bot.outbox.matches import Matches
 from bot.outbox.model import Kind, Payload, PlannedDelivery
 from bot.outbox.notices import plan_notices
+from bot.outbox.tastes import Tastes
 from bot.scoring import Matcher
 from bot.store import Store
+from bot.store.ratings import StoredRating
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,13 @@ class PlanResult:
 class Planner:
     """One planning pass. What the store knows about every recipient is read up front in a few queries."""
 
-    def __init__(self, config: Config, store: Store, matcher: Matcher, now: datetime) -> None:
+    def __init__(self, config: Config, store: Store, matcher: Matcher, now: datetime,
+                 ratings: Mapping[tuple[str, str], Sequence[StoredRating]] | None = None) -> None:
         self.config = config
         self.store = store
         self.now = now
         self.matches = Matches(matcher, store, now)
+        self.tastes = Tastes(self.matches, store, ratings or {})
         self.floor = now - config.bot.max_age_delta
         self.covered = {kind: store.last_covered_all(kind) for kind in (Kind.DIGEST, Kind.ALERT)}
         self.met = store.first_met()
@@ -80,7 +84,10 @@ class Planner:
         if (name, channel) not in self.covered[Kind.DIGEST] and due_at < self.first_met(channel, name):
             return None
         since = self._since(Kind.DIGEST, name, channel)
-        found, total = self.matches.best(since, recipient.profiles, limit=recipient.max_items)
+        if self.tastes.has(channel, name):  # a reader who rated papers: their profiles' rankings, moved by that
+            found, total = self.tastes.best(channel, name, since, recipient.profiles, limit=recipient.max_items)
+        else:
+            found, total = self.matches.best(since, recipient.profiles, limit=recipient.max_items)
         alerted = self.store.alerted_item_ids(name, channel) if recipient.alert_min_score else set()
         payload = Payload.of(found, total=total, alerted=alerted, since=since, profiles=recipient.profiles,
                              send_empty=recipient.send_empty)
@@ -95,7 +102,12 @@ class Planner:
         name, channel, address = recipient_identity(recipient)
         already = self.store.alerted_item_ids(name, channel)
         since = self._since(Kind.ALERT, name, channel)
-        hits, total = self.matches.best(since, recipient.profiles, at_least=recipient.alert_min_score, skip=already)
+        if self.tastes.has(channel, name):
+            hits, total = self.tastes.best(channel, name, since, recipient.profiles,
+                                           at_least=recipient.alert_min_score, skip=already)
+        else:
+            hits, total = self.matches.best(since, recipient.profiles, at_least=recipient.alert_min_score,
+                                            skip=already)
         if not hits:
             return None
         payload = Payload.of(hits, total=total, since=since, profiles=recipient.profiles)
@@ -110,7 +122,7 @@ class Planner:
         owed, alerts = [], []
         for recipient, due in zip(recipients, dues, strict=True):
             name, channel, _address = recipient_identity(recipient)
-            if due is not None and due[0] not in self.existing:
+            if due is not None and due[0] not in self.existing and not self.tastes.has(channel, name):
                 owed.append((self._since(Kind.DIGEST, name, channel), recipient.profiles, recipient.max_items))
             if recipient.alert_min_score is not None:
                 alerts.append(self._since(Kind.ALERT, name, channel))
@@ -133,7 +145,11 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     recipients = [r for r in everyone if recipient_identity(r)[2].lower() not in unsubscribed
                   and recipient_identity(r)[1:] not in disabled]
     failing = tuple(h for h in store.source_health([s.name for s in config.sources if s.enabled]) if h.failing)
-    planner = Planner(config, store, matcher, now)
+    identities = [recipient_identity(r)[1::-1] for r in everyone]  # (channel, name)
+    for (channel, name), count in store.forget_ratings_except(identities).items():
+        log.warning("forgot %d ratings of %s recipient %r: it is no longer in the config", count, channel, name)
+    ratings = store.ratings_for([recipient_identity(r)[1::-1] for r in recipients])
+    planner = Planner(config, store, matcher, now, ratings)
     dues = [planner.due_key(r) for r in recipients]
     planner.existing = store.existing_keys([due[0] for due in dues if due is not None])
     result = PlanResult()

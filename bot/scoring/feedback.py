@@ -96,6 +96,7 @@ class PaperVectors:
     centroids and one sparse matrix-vector product, not a pass over the papers' text."""
 
     def __init__(self, corpus: Sequence[Item], others: Iterable[Item] = ()) -> None:
+        self.corpus = corpus
         bags = {item.id: _words(item) for item in corpus}
         frequency: Counter[str] = Counter()
         for bag in bags.values():
@@ -185,13 +186,13 @@ class Taste:
         return len(near), near[0]
 
 
-def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_score: float,
-                  limit: int | None = None) -> list[ScoredItem]:
-    """`ranked` (one profile's papers, every one it scored: `rank(..., with_below_min=True)`) re-scored with the
-    reader's taste; those at or above `min_score`, best first, ties by id. No ratings: exactly `ranked`'s
-    delivered papers in `ranked`'s order."""
+def rescore(ranked: Sequence[ScoredItem], taste: Taste | None, *,
+            min_score: float) -> list[tuple[ScoredItem, int]]:
+    """Each of `ranked` (one profile's papers, every one it scored) that reaches `min_score` once the reader's
+    taste has moved it, with the move in quanta, best first, ties by id; no reason built yet (`explained`).
+    No ratings: `ranked`'s delivered papers in `ranked`'s order, unmoved."""
     if taste is None or taste.count == 0 or not ranked:
-        return [s for s in ranked if s.score >= min_score][:limit]
+        return [(s, 0) for s in ranked if s.score >= min_score]
     tastes = taste.of_many([s.item for s in ranked]).tolist()
     unrated = [t for s, t in zip(ranked, tastes, strict=True) if s.item.id not in taste.rated] or tastes
     mean = sum(unrated) / len(unrated)  # the papers the reader has not seen yet set the scale
@@ -203,10 +204,24 @@ def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_scor
         if scored.score + shift * QUANTUM >= min_score:
             moved.append((scored, shift))
     moved.sort(key=lambda pair: (-(pair[0].score + pair[1] * QUANTUM), pair[0].item.id))
-    return [scored if shift == 0 else  # the reason (the nearest liked paper) only for the papers kept: it costs
-            replace(scored, score=scored.score + shift * QUANTUM,
-                    reasons=(*scored.reasons, _reason(taste, scored.item, shift)))
-            for scored, shift in moved[:limit]]
+    return moved
+
+
+def explained(scored: ScoredItem, shift: int, taste: Taste | None) -> ScoredItem:
+    """`scored` moved by `shift` quanta, with the reason that says why (the nearest liked paper: it costs, so
+    only for the papers shown)."""
+    if shift == 0 or taste is None:
+        return scored
+    return replace(scored, score=scored.score + shift * QUANTUM,
+                   reasons=(*scored.reasons, _reason(taste, scored.item, shift)))
+
+
+def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_score: float,
+                  limit: int | None = None) -> list[ScoredItem]:
+    """`ranked` (one profile's papers, every one it scored: `rank(..., with_below_min=True)`) re-scored with the
+    reader's taste; those at or above `min_score`, best first, ties by id. No ratings: exactly `ranked`'s
+    delivered papers in `ranked`'s order."""
+    return [explained(scored, shift, taste) for scored, shift in rescore(ranked, taste, min_score=min_score)[:limit]]
 
 
 def _reason(taste: Taste, item: Item, shift: int) -> Reason:
