@@ -74,7 +74,7 @@ async def cycle(config: Config, now: datetime) -> None:
 def text_of(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return part.get_content().replace("\r\n", "\n")
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def papers(text: str) -> list[tuple[str, str, str]]:

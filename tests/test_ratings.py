@@ -7,9 +7,12 @@ import hashlib
 import hmac
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -245,3 +248,48 @@ async def test_slack_actions_are_off_without_a_signing_secret(store: Store, serv
     body = button_click(rating_token(ADA, SECRET, issued=T0))
     response = await client.post("/slack/actions", content=body, headers=slack_request(body))
     assert response.status_code == 404 and store.rating_counts() == []
+
+
+# -- the command -------------------------------------------------------------------------------------------
+
+
+def test_feedback_lists_ratings_and_what_was_learned_and_reset_forgets(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'bot.db'}"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\ndatabase = "{database}"\n[smtp]\nhost = "localhost"\nsender = "d@example.org"\n'
+                      '[profiles.rlhf]\nkeywords = ["reward model"]\n'
+                      '[[subscribers]]\nname = "ada"\nemail = "ada@example.org"\nprofiles = ["rlhf"]\n')
+    papers = [Item(id=f"arxiv:{i}", title=title, url=f"https://arxiv.org/abs/{i}", abstract=abstract)
+              for i, (title, abstract) in enumerate([
+                  ("Reward models for preference optimisation", "Direct preference optimisation of reward models."),
+                  ("Preference learning with reward models", "Pairwise preference data trains the reward model."),
+                  ("Reward models for video diffusion", "A reward model scores generated video frames."),
+                  ("Reward hacking in robots", "Robots exploit the reward model.")])]
+    with Store.open(database) as store:
+        store.save_items("src", papers, seen_at=T0)
+        for item_id, rating in (("arxiv:0", 1), ("arxiv:1", 1), ("arxiv:2", -1)):
+            store.rate("email", "ada", item_id, "rlhf", rating, at=T0)
+        store.rate("email", "left", "arxiv:0", "rlhf", 1, at=T0)
+    listed = digestbot("feedback", "--config", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["recipient"] for line in listed.stdout.splitlines()] == ["ada", "left"]
+    shown = digestbot("feedback", "--config", str(config), "--recipient", "ada@example.org", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert [r["id"] for r in report["ratings"]] == ["arxiv:0", "arxiv:1", "arxiv:2"]
+    learned = report["learned"]["rlhf"]
+    assert (learned["likes"], learned["dislikes"]) == (2, 1)
+    assert "preference" in learned["more_of"] and "video" in learned["less_of"], learned
+    table = digestbot("feedback", "--config", str(config), "--recipient", "ada")
+    assert "more of: " in table.stdout and "Preference learning with reward models" in table.stdout
+    unknown = digestbot("feedback", "reset", "--config", str(config), "--recipient", "nobody")
+    assert unknown.returncode == 1 and "no recipient 'nobody'" in unknown.stderr
+    reset = digestbot("feedback", "reset", "--config", str(config), "--recipient", "ada")
+    assert reset.returncode == 0 and "forgot 3 ratings of ada (email)" in reset.stdout
+    with Store.open(database) as store:
+        assert store.ratings_of("email", "ada") == [] and len(store.ratings_of("email", "left")) == 1
+
+
+def digestbot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60,
+                          check=False)

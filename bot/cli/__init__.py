@@ -1,7 +1,7 @@
 """The `digestbot` command. The one place that turns a BotError into a message, a hint and an exit code.
 
 `base` holds the Typer app; the commands register on it from `running` (demo, run, once, check-config), `explore`
-(parse, rank, preview) and `admin` (sources, status, outbox, resubscribe).
+(parse, rank, preview) and `admin` (sources, status, outbox, resubscribe) and `feedback` (feedback, feedback reset).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from bot.cli import explore  # noqa: F401
 
 # isort: split
 from bot.cli import admin  # noqa: F401
+
+# isort: split
+from bot.cli import feedback  # noqa: F401
 from bot.cli.base import _state, app, err
 from bot.errors import BotError, ConfigError
 

@@ -156,10 +156,33 @@ class Taste:
         self.count = len(rated)
         self.rated = {item.id for item, _ in rated}
         self.liked = [item for item, r in rated if r > 0]
+        self.disliked = [item for item, r in rated if r < 0]
         self._liked_rows = [vectors.rows[item.id] for item in self.liked]
         self._pull = vectors.dense(self._liked_rows)
         self._push = vectors.dense([vectors.rows[item.id] for item, r in rated if r < 0])
         self._taste = self._pull - DISLIKE_SHARE * self._push
+
+    def leanings(self, count: int = 8) -> tuple[list[str], list[str]]:
+        """The words (and word pairs) the ratings weigh most for and against, as the reader wrote them: what
+        `digestbot feedback` says was learned."""
+        names = {column: word for word, column in self.vectors.columns.items()}
+        surface: dict[str, Counter[str]] = {}
+        for item in self.liked + self.disliked:  # each stem as it was most often written
+            words = [t for t in tokens(f"{item.title} {item.abstract}") if t.lower() not in STOPWORDS]
+            for word in words:
+                surface.setdefault(stem(word.lower()), Counter())[word.lower()] += 1
+            for first, second in zip(words, words[1:], strict=False):
+                key = f"{stem(first.lower())} {stem(second.lower())}"
+                surface.setdefault(key, Counter())[f"{first.lower()} {second.lower()}"] += 1
+
+        def shown(column: int) -> str:
+            word = names[column]
+            return surface[word].most_common(1)[0][0] if word in surface else word
+
+        order = np.argsort(self._taste)
+        more = [shown(int(c)) for c in order[::-1][:count] if self._taste[c] > 0]
+        less = [shown(int(c)) for c in order[:count] if self._taste[c] < 0]
+        return more, less
 
     def of_many(self, items: Sequence[Item]) -> NDArray[np.float64]:
         """taste(x) for each paper (every one must be among the vectors')."""
