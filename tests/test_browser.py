@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from bot.models import Item, Notice, Reason, ScoredItem, SourceHealth
-from bot.outbox.model import Digest
+from bot.outbox.model import Digest, RatingLinks
 from bot.render import Renderer
 from bot.store import Store
-from bot.tokens import make_token
+from bot.tokens import RatingSubject, make_token, rating_token
 from bot.web import WebServer, make_app
 
 OUTPUT = Path(__file__).parent / "output" / "browser"
@@ -75,15 +75,19 @@ def hostile_digest(kind: str = "digest") -> Digest:
                   metrics={"upvotes": 120 + i, "comments": 1 + i}),
         profile="rlhf", score=3.0 - i / 10, also=("agents",) if i % 3 == 0 else (),
         reasons=(Reason("direct preference optimization", "title", 1, 2.0),
-                 Reason("reward model", "abstract", 2, 1.4), Reason("alignment", "abstract", 1, 0.3, "description")))
+                 Reason("reward model", "abstract", 2, 1.4), Reason("alignment", "abstract", 1, 0.3, "description"),
+                 *([Reason(f"like 3 papers you rated 👍 (e.g. “{long_word[:59]}…”)", "feedback", 3, 0.4,
+                           "feedback")] if i == 1 else [])))
         for i in range(12)]
+    rate = "https://digest.example.org/rate/" + "r" * 100
+    ratings = {s.item.id: RatingLinks("r" * 100, rate + "/up", rate + "/down") for s in items}
     failing = (SourceHealth("hf-daily-with-a-rather-long-name", True, 4, "HTTP 503",
                             datetime(2026, 11, 22, 6, 0, tzinfo=UTC)),)
     return Digest(recipient="ada", channel="email", kind=kind, period_key="2026-11-23", items=tuple(items),
                   generated_at=NOW, total_matched=40, failing_sources=failing,
                   since=datetime(2026, 11, 22, 7, 0, tzinfo=UTC),
                   unsubscribe_url="https://digest.example.org/unsubscribe/" + "t" * 80,
-                  page_url="https://digest.example.org/digest/" + "p" * 80)
+                  page_url="https://digest.example.org/digest/" + "p" * 80, ratings=ratings)
 
 
 def chrome(chromium: str, tmp_path: Path, *args: str) -> str:
@@ -99,6 +103,11 @@ async def served_pages(store: Store) -> dict[str, str]:
     app = make_app(store, SECRET, clock=lambda: NOW + timedelta(days=1), digest_page=lambda key, secret: page)
     token = make_token("ada.lovelace.with.a.long.address@example.org", SECRET, issued=NOW)
     digest_token = make_token("digest:email:ada:2026-11-23", SECRET, issued=NOW, purpose="digest")
+    paper = Item(id="arxiv:2611.00001", url="https://arxiv.org/abs/2611.00001", title="Preference" * 20,
+                 abstract="", authors=())
+    store.save_items("src", [paper], seen_at=NOW)
+    rate = rating_token(RatingSubject("email", "ada.lovelace.with.a.long.name", "rlhf-and-preference-learning",
+                                      paper.id), SECRET, issued=NOW)
     async with WebServer(app, port=0) as server, httpx.AsyncClient(base_url=server.url) as client:
         return {
             "unsubscribe-confirm": (await client.get(f"/unsubscribe/{token}")).text,
@@ -106,6 +115,10 @@ async def served_pages(store: Store) -> dict[str, str]:
             "resubscribed": (await client.post(f"/resubscribe/{token}")).text,
             "digest-page": (await client.get(f"/digest/{digest_token}")).text,
             "refused-link": (await client.get("/unsubscribe/forged.token")).text,
+            "rate-up": (await client.get(f"/rate/{rate}/up")).text,
+            "rate-down": (await client.get(f"/rate/{rate}/down")).text,
+            "rated": (await client.post(f"/rate/{rate}", data={"rating": "up"})).text,
+            "rating-refused": (await client.get(f"/rate/{rate[:-3]}xyz/up")).text,
         }
 
 
