@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.models import Item, Reason, ScoredItem, SourceHealth
-from bot.outbox.model import Digest
+from bot.outbox.model import Digest, RatingLinks
 from bot.render import (
     HTML_LIMIT,
     SLACK_HEADER_LIMIT,
@@ -253,3 +254,44 @@ def test_one_comment_is_one_comment_and_a_symbol_stays_with_its_number(renderer:
     email = renderer.render_email(digest)
     assert "▲ 41 · 1 comment\n" in email.text and "1 comments" not in email.text + email.html
     assert '<span style="white-space:nowrap;">▲ 41</span>' in email.html
+
+
+def _rated(digest: Digest, **changes: object) -> Digest:
+    links = {s.item.id: RatingLinks(f"tok{i}", f"https://digest.example.org/rate/tok{i}/up",
+                                    f"https://digest.example.org/rate/tok{i}/down")
+             for i, s in enumerate(digest.items)}
+    return replace(digest, ratings=links, **changes)  # type: ignore[arg-type]
+
+
+def test_every_paper_carries_its_rating_links_in_both_parts(renderer: Renderer) -> None:
+    mail = renderer.render_email(_rated(make_digest(3)))
+    for i in range(3):
+        for choice in ("up", "down"):
+            link = f"https://digest.example.org/rate/tok{i}/{choice}"
+            assert f'href="{link}"' in mail.html and link in mail.text
+    assert mail.text.count("More like this: ") == 3 and mail.text.count("Fewer like this: ") == 3
+    bare = renderer.render_email(make_digest(3))  # no public_url: no links, and no words about them
+    assert "/rate/" not in bare.html + bare.text and "More like this" not in bare.html + bare.text
+
+
+def test_slack_rating_is_links_or_buttons_and_stays_within_block_kit_limits(renderer: Renderer) -> None:
+    items = tuple(scored(i) for i in range(45))
+    linked = renderer.render_slack(_rated(make_digest(items=items, channel="slack")))
+    sections = [b for m in linked for b in m.blocks if b["type"] == "section" and "/rate/" in b["text"]["text"]]
+    assert len(sections) == 45 and all(b["type"] != "actions" for m in linked for b in m.blocks)
+    assert "<https://digest.example.org/rate/tok0/up|👍 more like this>" in sections[0]["text"]["text"]
+    buttons = renderer.render_slack(_rated(make_digest(items=items, channel="slack"), rate_buttons=True))
+    actions = [b for m in buttons for b in m.blocks if b["type"] == "actions"]
+    assert len(actions) == 45 and all(len(m.blocks) <= 50 for m in buttons)
+    assert [(e["action_id"], e["value"]) for e in actions[0]["elements"]] == [
+        ("digestbot_rate_up", "tok0"), ("digestbot_rate_down", "tok0")]
+    assert not any("/rate/" in b.get("text", {}).get("text", "") for m in buttons for b in m.blocks)
+
+
+def test_what_ratings_did_is_a_chip_of_its_own_and_in_the_text(renderer: Renderer) -> None:
+    moved = replace(scored(1), reasons=(*scored(1).reasons, Reason(
+        "like 2 papers you rated 👍 (e.g. “Reward <b>models</b>”)", "feedback", 2, 0.3, "feedback")))
+    mail = renderer.render_email(make_digest(items=(moved,)))
+    assert "like 2 papers you rated 👍 (e.g. “Reward &lt;b&gt;models&lt;/b&gt;”)" in mail.html
+    assert "related: like" not in mail.html  # not mistaken for a description word
+    assert "you rated 👍" in " ".join(mail.text.split())
