@@ -23,7 +23,7 @@ from bot.outbox.matches import Matches
 from bot.outbox.model import Kind
 from bot.outbox.plan import PlanResult, plan_deliveries
 from bot.outbox.prepare import digest_for, ratings_of
-from bot.outbox.tastes import Tastes
+from bot.outbox.tastes import Tastes, libraries
 from bot.render import Renderer
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
@@ -166,9 +166,9 @@ class App:
                 floor = until - self.config.bot.max_age_delta
                 window = max(since, floor) if since else floor
                 matches = Matches(self.matcher(until), self.store, until)
-                ratings = self.store.ratings_for([(row.channel, row.recipient)])
-                if ratings:  # ranked as the reader's ratings move it now (`bot.outbox.tastes`)
-                    tastes = Tastes(matches, self.store, ratings)
+                tastes = Tastes(matches, self.store, self.store.ratings_for([(row.channel, row.recipient)]),
+                                libraries(self.config, self.store))
+                if tastes.has(row.channel, row.recipient):  # as the reader's ratings move it now
                     everything, total = tastes.best(row.channel, row.recipient, window, known)
                 else:
                     everything, total = matches.best(window, known)

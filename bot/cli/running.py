@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from bot.config import DEFAULT_CONFIG, Config, config_warnings, load_config, missing_secrets, redact_url
+from bot.config import (
+    DEFAULT_CONFIG,
+    Config,
+    config_warnings,
+    library_problems,
+    load_config,
+    missing_secrets,
+    redact_url,
+)
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,6 +90,12 @@ def check_config(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
         for problem in exc.problems:
             err.print(f"  - {problem}", markup=False)
         raise typer.Exit(1) from None
+    libraries = library_problems(cfg)
+    if libraries:
+        err.print(f"[bold red]{escape(str(config))}: {len(libraries)} problem(s)[/]")
+        for problem in libraries:
+            err.print(f"  - {problem}", markup=False)
+        raise typer.Exit(1)
     secrets = missing_secrets(cfg)
     if secrets:
         err.print(f"[bold red]{escape(str(config))}: {len(secrets)} problem(s)[/]")

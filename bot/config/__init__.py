@@ -8,7 +8,7 @@ The package follows the file: `fields` (shared checks), `sections` ([bot], [smtp
 (profiles and recipients), `load` (the whole config, and reading it), `advice` (what check-config adds).
 """
 
-from bot.config.advice import config_warnings, missing_secrets, semantic_profiles
+from bot.config.advice import config_warnings, library_problems, missing_secrets, semantic_profiles
 from bot.config.fields import (
     DEFAULT_CONFIG,
     DEFAULT_DATABASE,
@@ -32,5 +32,5 @@ __all__ = [
     "BotSettings", "Config", "DEFAULT_CONFIG", "DEFAULT_DATABASE", "DEFAULT_USER_AGENT", "FieldWeights",
     "KeywordWeights", "MAX_KEYWORD_WEIGHT", "ProfileConfig", "SEMANTIC_MODES", "SlackChannelConfig",
     "SlackSettings", "SmtpSettings", "SourceConfig", "SubscriberConfig", "config_warnings", "load_config",
-    "missing_secrets", "one_line_error", "parse_config", "redact_url", "semantic_profiles",
+    "library_problems", "missing_secrets", "one_line_error", "parse_config", "redact_url", "semantic_profiles",
 ]

@@ -4,8 +4,10 @@ unintended."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from bot.config.load import Config
+from bot.errors import BotError
 from bot.sources.kinds import KINDS
 
 
@@ -52,6 +54,25 @@ def config_warnings(config: Config) -> list[str]:
                         for option in ("announce_types", "max_pages", "selectors")
                         if option in source.model_fields_set and option not in reads)
     return warnings
+
+
+def library_problems(config: Config) -> list[str]:
+    """Library files (`library = [...]`) that cannot be read or hold no paper, each with its key: check-config
+    fails on them (a running bot logs them and plans without that file)."""
+    from bot.scoring.library import is_file_entry, read_file
+
+    holders: list[tuple[str, list[str]]] = [(f"profiles.{name}", p.library) for name, p in config.profiles.items()]
+    holders += [(f"subscribers[{i}]", s.library) for i, s in enumerate(config.subscribers)]
+    holders += [(f"slack_channels[{i}]", c.library) for i, c in enumerate(config.slack_channels)]
+    problems = []
+    for where, entries in holders:
+        for j, entry in enumerate(entries):
+            if is_file_entry(entry):
+                try:
+                    read_file(Path(entry))
+                except BotError as exc:
+                    problems.append(f"{where}.library[{j}]: {exc.message}")
+    return problems
 
 
 def semantic_profiles(config: Config) -> list[str]:

@@ -131,6 +131,18 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         raise
 
 
+def _libraries_relative_to(data: dict[str, Any], base: Path) -> None:
+    """Library files named relative to the config file, as a reader expects, whatever directory digestbot runs in."""
+    holders = [*(data.get("profiles") or {}).values(), *(data.get("subscribers") or []),
+               *(data.get("slack_channels") or [])] if isinstance(data.get("profiles", {}), dict) else []
+    for holder in holders:
+        if isinstance(holder, dict) and isinstance(holder.get("library"), list) and all(
+                isinstance(entry, str) for entry in holder["library"]):
+            from bot.scoring.library import absolute  # only for a config that has a library
+
+            holder["library"] = absolute(holder["library"], base)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file. Errors name the file and the key (or the line, for TOML syntax)."""
     path = Path(path)
@@ -153,6 +165,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(message, problems=[message],
                           hint="A running digestbot keeps its last good config; restore the file (see "
                                "config.example.toml).")
+    _libraries_relative_to(data, path.resolve().parent)
     try:
         return parse_config(data)
     except ConfigError as exc:

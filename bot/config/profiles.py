@@ -20,6 +20,12 @@ from bot.config.fields import (
 from bot.schedule import Schedule
 
 
+def _library_entry(entry: str) -> str:
+    from bot.scoring.library import check_entry  # arXiv id rules live with the ids (`bot.sources.ids`)
+
+    return check_entry(entry)
+
+
 class FieldWeights(_Strict):
     """How much a match counts in each field of a paper (`[profiles.x] fields = { title = 3 }`).
 
@@ -60,6 +66,12 @@ class ProfileConfig(_Strict):
     semantic: bool = True  # semantic similarity to `description`, when the `semantic` extra is installed
     min_score: float = Field(default=1.0, ge=0, le=10_000)
     max_items: int | None = Field(default=None, ge=1, le=500)
+    library: list[str] = []  # "papers like these": arXiv ids and BibTeX / CSL JSON files (`bot.scoring.library`)
+
+    @field_validator("library")
+    @classmethod
+    def _library(cls, value: list[str]) -> list[str]:
+        return [_library_entry(entry) for entry in value]
 
     @field_validator("keywords", mode="before")
     @classmethod
@@ -110,6 +122,12 @@ class _Recipient(_Strict):
     max_items: int = Field(default=25, ge=1, le=500)
     alert_min_score: float | None = Field(default=None, gt=0)
     send_empty: bool = False
+    library: list[str] = []  # "papers like these" for every profile of this recipient (`bot.scoring.library`)
+
+    @field_validator("library")
+    @classmethod
+    def _library(cls, value: list[str]) -> list[str]:
+        return [_library_entry(entry) for entry in value]
 
     _v_tz = field_validator("timezone")(_check_timezone)
 

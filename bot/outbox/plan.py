@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.config import Config
+from bot.models import Item
 from bot.outbox.keys import Recipient, alert_key, digest_key, new_message_id, recipient_identity
 from bot.outbox.matches import Matches
 from bot.outbox.model import Kind, Payload, PlannedDelivery
 from bot.outbox.notices import plan_notices
-from bot.outbox.tastes import Tastes
+from bot.outbox.tastes import Tastes, libraries
 from bot.scoring import Matcher
 from bot.store import Store
 from bot.store.ratings import StoredRating
@@ -37,12 +38,13 @@ class Planner:
     """One planning pass. What the store knows about every recipient is read up front in a few queries."""
 
     def __init__(self, config: Config, store: Store, matcher: Matcher, now: datetime,
-                 ratings: Mapping[tuple[str, str], Sequence[StoredRating]] | None = None) -> None:
+                 ratings: Mapping[tuple[str, str], Sequence[StoredRating]] | None = None,
+                 library: Mapping[tuple[str, str], Mapping[str, Sequence[Item]]] | None = None) -> None:
         self.config = config
         self.store = store
         self.now = now
         self.matches = Matches(matcher, store, now)
-        self.tastes = Tastes(self.matches, store, ratings or {})
+        self.tastes = Tastes(self.matches, store, ratings or {}, library)
         self.floor = now - config.bot.max_age_delta
         self.covered = {kind: store.last_covered_all(kind) for kind in (Kind.DIGEST, Kind.ALERT)}
         self.met = store.first_met()
@@ -149,7 +151,7 @@ def plan_deliveries(config: Config, store: Store, matcher: Matcher, *, now: date
     for (channel, name), count in store.forget_ratings_except(identities).items():
         log.warning("forgot %d ratings of %s recipient %r: it is no longer in the config", count, channel, name)
     ratings = store.ratings_for([recipient_identity(r)[1::-1] for r in recipients])
-    planner = Planner(config, store, matcher, now, ratings)
+    planner = Planner(config, store, matcher, now, ratings, libraries(config, store))
     dues = [planner.due_key(r) for r in recipients]
     planner.existing = store.existing_keys([due[0] for due in dues if due is not None])
     result = PlanResult()

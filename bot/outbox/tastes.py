@@ -9,31 +9,41 @@ window; the reader's own cost is one sparse product per profile and the reasons 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
+from bot.config import Config
+from bot.errors import BotError
 from bot.models import Item, ScoredItem
+from bot.outbox.keys import Recipient, recipient_identity
 from bot.outbox.matches import Matches
 from bot.scoring.batch import QUANTUM
 from bot.scoring.feedback import PaperVectors, Taste, explained, rescore
 from bot.store import Store
 from bot.store.ratings import StoredRating
 
+log = logging.getLogger(__name__)
+
 
 class Tastes:
     """The ratings of the readers planned in one pass, and the rankings they move."""
 
-    def __init__(self, matches: Matches, store: Store, ratings: Mapping[tuple[str, str], Sequence[StoredRating]]):
+    def __init__(self, matches: Matches, store: Store, ratings: Mapping[tuple[str, str], Sequence[StoredRating]],
+                 libraries: Mapping[tuple[str, str], Mapping[str, Sequence[Item]]] | None = None):
         self.matches = matches
         self.store = store
         self.ratings = ratings
+        self.libraries = libraries or {}  # (channel, name) → profile → its starting library's papers
         self._rated: dict[str, Item] | None = None
         self._vectors: PaperVectors | None = None
         self._ranked: dict[tuple[datetime, str], list[ScoredItem]] = {}
 
     def has(self, channel: str, name: str) -> bool:
-        return bool(self.ratings.get((channel, name)))
+        """Whether the reader rated papers or named a starting library (else `Matches.best` plans them)."""
+        return bool(self.ratings.get((channel, name))) or any(self.libraries.get((channel, name), {}).values())
 
     def best(self, channel: str, name: str, since: datetime, profiles: Sequence[str], *, limit: int | None = None,
              at_least: float = 0.0, skip: Collection[str] = ()) -> tuple[list[ScoredItem], int]:
@@ -78,13 +88,18 @@ class Tastes:
         return self._ranked[key]
 
     def _taste(self, channel: str, name: str, profile: str, since: datetime) -> Taste | None:
-        """The reader's taste for one profile: their ratings of papers shown for it."""
+        """The reader's taste for one profile: their ratings of papers shown for it, and their starting library
+        (each paper a 👍, unless they rated it themselves)."""
         mine = [r for r in self.ratings.get((channel, name), ()) if r.profile == profile]
-        if not mine:
+        library = self.libraries.get((channel, name), {}).get(profile, ())
+        if not mine and not library:
             return None
         rated = self._rated_items()
         pairs = [(rated[r.item_id], r.rating) for r in mine if r.item_id in rated]
-        return Taste(pairs, self._vectors_for(since)) if pairs else None
+        said = {r.item_id for r in mine}
+        liked = [item for item in library if item.id not in said]
+        pairs += [(item, 1) for item in liked]
+        return Taste(pairs, self._vectors_for(since), library={item.id for item in liked}) if pairs else None
 
     def _rated_items(self) -> dict[str, Item]:
         if self._rated is None:
@@ -101,5 +116,44 @@ class Tastes:
             corpus = {item.id: item for item in window}
             if vectors is not None:
                 corpus.update((item.id, item) for item in vectors.corpus)
-            vectors = self._vectors = PaperVectors(list(corpus.values()), self._rated_items().values())
+            library = (item for profiles in self.libraries.values() for items in profiles.values() for item in items)
+            vectors = self._vectors = PaperVectors(list(corpus.values()), [*self._rated_items().values(), *library])
         return vectors
+
+
+_FILES: dict[str, tuple[float, list[Item]]] = {}  # library file → (its mtime, its papers): read again when changed
+
+
+def libraries(config: Config, store: Store) -> dict[tuple[str, str], dict[str, list[Item]]]:
+    """Every recipient's starting library per profile (the profile's `library` and the recipient's own), resolved
+    to papers (`bot.scoring.library`); a file that cannot be read is logged and left out, never a failed pass."""
+    everyone: list[Recipient] = [*config.subscribers, *config.slack_channels]
+    wanted = {(p, i): [*config.profiles[p].library, *r.library] for i, r in enumerate(everyone)
+              for p in r.profiles if p in config.profiles}
+    if not any(wanted.values()):
+        return {}
+    from bot.scoring.library import is_file_entry, read_file, resolve
+
+    files: dict[str, list[Item]] = {}
+    for entry in {e for entries in wanted.values() for e in entries if is_file_entry(e)}:
+        try:
+            mtime = Path(entry).stat().st_mtime
+            if entry not in _FILES or _FILES[entry][0] != mtime:
+                _FILES[entry] = (mtime, read_file(Path(entry)))
+            files[entry] = _FILES[entry][1]
+        except (OSError, BotError) as exc:
+            log.warning("library file %s left out: %s", entry, exc)
+    found: dict[tuple[str, str], dict[str, list[Item]]] = {}
+    resolved: dict[tuple[str, ...], list[Item]] = {}
+    for (profile, index), entries in wanted.items():
+        usable = tuple(e for e in entries if not is_file_entry(e) or e in files)
+        if usable not in resolved:
+            library = resolve(usable, store.get_items, files)
+            if library.unknown:
+                log.info("library of %s: %d arXiv id(s) not stored yet, counted once a source brings them",
+                         profile, len(library.unknown))
+            resolved[usable] = library.items
+        name, channel, _address = recipient_identity(everyone[index])
+        if resolved[usable]:
+            found.setdefault((str(channel), name), {})[profile] = resolved[usable]
+    return found

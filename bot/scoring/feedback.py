@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -151,8 +151,12 @@ class PaperVectors:
 class Taste:
     """One reader's ratings for one profile, as the two centroids of Rocchio's model (see the module docstring)."""
 
-    def __init__(self, rated: Sequence[tuple[Item, int]], vectors: PaperVectors) -> None:
+    def __init__(self, rated: Sequence[tuple[Item, int]], vectors: PaperVectors,
+                 library: Collection[str] = ()) -> None:
+        """`rated`: (paper, +1 or -1); `library`: the ids among them that come from the reader's starting library
+        (`bot.scoring.library`), so that a reason names them as such, not as ratings."""
         self.vectors = vectors
+        self.library = frozenset(library)
         self.count = len(rated)
         self.rated = {item.id for item, _ in rated}
         self.liked = [item for item, r in rated if r > 0]
@@ -256,7 +260,8 @@ def _reason(taste: Taste, item: Item, shift: int) -> Reason:
         return Reason("close to what you rated 👍", FEEDBACK, 0, shift * QUANTUM, FEEDBACK)
     title = closest.title if len(closest.title) <= _LIKE_SHOWN else closest.title[:_LIKE_SHOWN - 1] + "…"
     papers = "a paper" if count == 1 else f"{count} papers"
-    return Reason(f"like {papers} you rated 👍 (e.g. “{title}”)", FEEDBACK, count, shift * QUANTUM, FEEDBACK)
+    where = "in your library" if closest.id in taste.library else "you rated 👍"
+    return Reason(f"like {papers} {where} (e.g. “{title}”)", FEEDBACK, count, shift * QUANTUM, FEEDBACK)
 
 
 def taste_of(ratings: Iterable[Rating], items: Mapping[str, Item], corpus: Sequence[Item]) -> Taste | None:
