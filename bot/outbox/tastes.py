@@ -15,17 +15,23 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from bot.config import Config
 from bot.errors import BotError
 from bot.models import Item, ScoredItem
 from bot.outbox.keys import Recipient, recipient_identity
 from bot.outbox.matches import Matches
-from bot.scoring.batch import QUANTUM
-from bot.scoring.feedback import PaperVectors, Taste, explained, rescore
+from bot.scoring.feedback import PaperVectors, Ranking, Taste, explained, moves
 from bot.store import Store
 from bot.store.ratings import StoredRating
 
 log = logging.getLogger(__name__)
+
+# one profile's part of a reader's digest: (profile, its papers, the positions that pass best first, every
+# paper's shift in quanta, every paper's moved score, the reader's taste for it or None)
+_Run = tuple[str, list[ScoredItem], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], Taste | None]
 
 
 class Tastes:
@@ -40,6 +46,8 @@ class Tastes:
         self._rated: dict[str, Item] | None = None
         self._vectors: PaperVectors | None = None
         self._ranked: dict[tuple[datetime, str], list[ScoredItem]] = {}
+        self._rankings: dict[tuple[datetime, str], Ranking] = {}
+        self._score_arrays: dict[tuple[datetime, str], NDArray[np.float64]] = {}
 
     def has(self, channel: str, name: str) -> bool:
         """Whether the reader rated papers or named a starting library (else `Matches.best` plans them)."""
@@ -52,22 +60,46 @@ class Tastes:
         id; each profile's `max_items` respected; the first `limit` explained, and how many pass."""
         matcher = self.matches.matcher
         known = [p for p in dict.fromkeys(profiles) if p in matcher.profiles]
-        order = {p: matcher.profile_id(p) for p in known}
-        candidates: dict[str, list[tuple[float, int, str, ScoredItem, int]]] = {}
-        tastes: dict[str, Taste | None] = {}
+        runs = []  # per profile: its papers, the positions that pass (best first), shifts, moved scores, taste
         for profile in known:
             ranked = self._ranked_for(since, profile)
-            taste = tastes[profile] = self._taste(channel, name, profile, since)
-            for scored, shift in rescore(ranked, taste, min_score=matcher.min_score(profile)):
-                score = scored.score + shift * QUANTUM
-                if score + 1e-9 >= at_least and scored.item.id not in skip:
-                    candidates.setdefault(scored.item.id, []).append((-score, order[profile], profile, scored, shift))
+            taste = self._taste(channel, name, profile, since)
+            if taste is None:  # unmoved: `ranked` is best first, ties by id, already
+                scores = self._scores(since, profile)
+                order = np.flatnonzero(scores >= matcher.min_score(profile))
+                shifts, moved = np.zeros(len(ranked), dtype=np.int64), scores
+            else:
+                ranking = self._ranking(since, profile, taste.vectors)
+                order, shifts, moved = moves(ranking, taste, min_score=matcher.min_score(profile))
+            if at_least > 0:
+                order = order[moved[order] + 1e-9 >= at_least]
+            if skip:
+                order = np.asarray([i for i in order.tolist() if ranked[i].item.id not in skip], dtype=np.int64)
+            runs.append((profile, ranked, order, shifts, moved, taste))
+        if len(runs) == 1:  # the usual reader: one profile, its run is the answer
+            profile, ranked, order, shifts, _, taste = runs[0]
+            cap = matcher.max_items(profile)
+            kept = order if cap is None else order[:cap]
+            chosen = kept if limit is None else kept[:limit]
+            return explained([(ranked[i], int(shifts[i])) for i in chosen.tolist()], taste), len(kept)
+        return self._merged(runs, limit)
+
+    def _merged(self, runs: Sequence[_Run], limit: int | None) -> tuple[list[ScoredItem], int]:
+        """Several profiles' runs as one digest: each paper once, with its best profile (ties: the one listed
+        first), each profile's `max_items` respected."""
+        matcher = self.matches.matcher
+        candidates: dict[str, list[tuple[float, int, str, ScoredItem, int]]] = {}
+        for rank, (profile, ranked, order, shifts, moved, _) in enumerate(runs):
+            for i in order.tolist():
+                scored = ranked[i]
+                candidates.setdefault(scored.item.id, []).append((-float(moved[i]), rank, profile, scored,
+                                                                   int(shifts[i])))
         best = []
         for options in candidates.values():
             options.sort(key=lambda option: option[:2])
             best.append((options[0], tuple(option[2] for option in options[1:])))
         best.sort(key=lambda entry: (entry[0][0], entry[0][3].item.id))
-        caps = {p: matcher.max_items(p) for p in known}
+        caps = {run[0]: matcher.max_items(run[0]) for run in runs}
         taken: dict[str, int] = {}
         kept = []
         for (_, _, profile, scored, shift), also in best:
@@ -76,9 +108,20 @@ class Tastes:
                 taken[profile] = taken.get(profile, 0) + 1
                 kept.append((profile, scored, shift, also))
         chosen = kept if limit is None else kept[:limit]
-        shown = [explained(scored, shift, tastes[profile]) for profile, scored, shift, _ in chosen]
-        shown = [replace(s, also=also) if also else s for s, (_, _, _, also) in zip(shown, chosen, strict=True)]
-        return shown, len(kept)
+        shown: dict[int, ScoredItem] = {}
+        for profile, *_, taste in runs:  # each profile's papers explained together (`explained` works in batches)
+            mine = [(i, scored, shift) for i, (p, scored, shift, _) in enumerate(chosen) if p == profile]
+            batch = explained([(scored, shift) for _, scored, shift in mine], taste)
+            shown.update((i, scored) for (i, _, _), scored in zip(mine, batch, strict=True))
+        return [replace(shown[i], also=also) if also else shown[i]
+                for i, (_, _, _, also) in enumerate(chosen)], len(kept)
+
+    def _scores(self, since: datetime, profile: str) -> NDArray[np.float64]:
+        key = (since, profile)
+        if key not in self._score_arrays:
+            self._score_arrays[key] = np.asarray([s.score for s in self._ranked_for(since, profile)],
+                                                 dtype=np.float64)
+        return self._score_arrays[key]
 
     def _ranked_for(self, since: datetime, profile: str) -> list[ScoredItem]:
         """Every paper of the window the profile scored, explained (shared by the readers of that window)."""
@@ -86,6 +129,13 @@ class Tastes:
         if key not in self._ranked:
             self._ranked[key] = self.matches.matcher.rank(self.matches.window(since), profile, with_below_min=True)
         return self._ranked[key]
+
+    def _ranking(self, since: datetime, profile: str, vectors: PaperVectors) -> Ranking:
+        """`_ranked_for` made ready for readers' tastes over `vectors` (shared by every reader of the window)."""
+        ranking = self._rankings.get((since, profile))
+        if ranking is None or ranking.vectors is not vectors:
+            ranking = self._rankings[(since, profile)] = Ranking(self._ranked_for(since, profile), vectors)
+        return ranking
 
     def _taste(self, channel: str, name: str, profile: str, since: datetime) -> Taste | None:
         """The reader's taste for one profile: their ratings of papers shown for it, and their starting library

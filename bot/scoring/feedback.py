@@ -30,6 +30,7 @@ import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from numpy.typing import NDArray
 
 from bot.errors import ConfigError
 from bot.models import Item, Reason, ScoredItem
-from bot.scoring.batch import QUANTUM, quantise
+from bot.scoring.batch import QUANTUM, SCALE
 from bot.scoring.text import STOPWORDS, stem, tokens
 
 FEEDBACK_WEIGHT = 1.0  # how far (in standard deviations of taste among the papers ranked) full evidence moves one
@@ -78,15 +79,27 @@ def load_ratings(path: Path) -> list[Rating]:
     return list(found.values())
 
 
+_stem = lru_cache(maxsize=1 << 17)(stem)  # a corpus has tens of thousands of distinct words, not millions
+_BAGS: dict[str, tuple[str, str, Counter[str]]] = {}  # item id → (title, abstract, its words): kept across passes
+_MAX_BAGS = 200_000  # ~ two months of a busy install's papers; past it the cache starts over
+
+
 def _words(item: Item) -> Counter[str]:
-    """Stemmed content words and adjacent word pairs; the title counts twice."""
+    """Stemmed content words and adjacent word pairs; the title counts twice. Kept per item (the daemon plans
+    every tick over mostly the same papers; the words cost ~1 ms a paper)."""
+    kept = _BAGS.get(item.id)
+    if kept is not None and kept[0] == item.title and kept[1] == item.abstract:
+        return kept[2]
     bag: Counter[str] = Counter()
     for text, times in ((item.title, 2), (item.abstract, 1)):
-        stems = [stem(t.lower()) for t in tokens(text) if t.lower() not in STOPWORDS and not t.isdigit()]
+        stems = [_stem(t.lower()) for t in tokens(text) if t.lower() not in STOPWORDS and not t.isdigit()]
         for word in stems:
             bag[word] += times
         for first, second in zip(stems, stems[1:], strict=False):
             bag[f"{first} {second}"] += times
+    if len(_BAGS) >= _MAX_BAGS:
+        _BAGS.clear()
+    _BAGS[item.id] = (item.title, item.abstract, bag)
     return bag
 
 
@@ -162,9 +175,12 @@ class Taste:
         self.liked = [item for item, r in rated if r > 0]
         self.disliked = [item for item, r in rated if r < 0]
         self._liked_rows = [vectors.rows[item.id] for item in self.liked]
+        self._liked_index = {item.id: i for i, item in enumerate(self.liked)}
+        self._liked_entries: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None  # built by `like`
         self._pull = vectors.dense(self._liked_rows)
         self._push = vectors.dense([vectors.rows[item.id] for item, r in rated if r < 0])
         self._taste = self._pull - DISLIKE_SHARE * self._push
+        self.vector = self._taste  # taste(x) = x · vector for a unit-length paper vector x
 
     def leanings(self, count: int = 8) -> tuple[list[str], list[str]]:
         """The words (and word pairs) the ratings weigh most for and against, as the reader wrote them: what
@@ -195,52 +211,120 @@ class Taste:
     def of(self, item: Item) -> float:
         return float(self.of_many([item])[0])
 
-    def disliked_more(self, item: Item) -> bool:
-        """Whether the paper is closer to what the reader disliked than to what they liked."""
-        row = [self.vectors.rows[item.id]]
-        return float(self.vectors.dot(row, self._push)[0]) > float(self.vectors.dot(row, self._pull)[0])
+    def disliked_more(self, items: Sequence[Item]) -> NDArray[np.bool_]:
+        """For each paper, whether it is closer to what the reader disliked than to what they liked."""
+        if not items:
+            return np.zeros(0, dtype=bool)
+        rows = [self.vectors.rows[item.id] for item in items]
+        return self.vectors.dot(rows, self._push) > self.vectors.dot(rows, self._pull)
 
-    def like(self, item: Item) -> tuple[int, Item | None]:
-        """How many liked papers this one is close to (at least half as close as to the closest one), and the
-        closest, for the reason; (0, None) when it shares no word with any."""
-        mine = self.vectors.dense([self.vectors.rows[item.id]])
-        similarity = self.vectors.dot(self._liked_rows, mine)
-        close = sorted(((float(s), liked) for s, liked in zip(similarity, self.liked, strict=True)
-                        if liked.id != item.id), key=lambda pair: -pair[0])
-        if not close or close[0][0] <= 0:
-            return 0, None
-        near = [liked for value, liked in close if value >= close[0][0] / 2]
-        return len(near), near[0]
+    def like(self, items: Sequence[Item]) -> list[tuple[int, Item | None]]:
+        """For each paper: how many liked papers it is close to (at least half as close as to the closest one), and
+        the closest, for the reason; (0, None) when it shares no word with any. All at once: the papers' words
+        become a small dense matrix over only the words they use, and every liked paper's entries among those
+        words are summed into it in one pass (a paper at a time cost ~1 ms each, most of a reader's planning)."""
+        if not items or not self.liked:
+            return [(0, None)] * len(items)
+        vectors = self.vectors
+        mine, firsts = vectors._entries([vectors.rows[item.id] for item in items])
+        lengths = np.diff(np.append(firsts, len(mine)))
+        words, local = np.unique(vectors.indices[mine], return_inverse=True)
+        chosen = np.zeros((len(items), len(words)))
+        chosen[np.repeat(np.arange(len(items)), lengths), local] = vectors.data[mine]
+        lookup = np.full(len(vectors.columns), -1, dtype=np.int64)
+        lookup[words] = np.arange(len(words))
+        if self._liked_entries is None:
+            entries, starts = vectors._entries(self._liked_rows)
+            counts = np.diff(np.append(starts, len(entries)))
+            self._liked_entries = (entries, np.repeat(np.arange(len(self.liked)), counts))
+        entries, owners = self._liked_entries
+        at = lookup[vectors.indices[entries]]
+        shared = at >= 0
+        products = chosen[:, at[shared]] * vectors.data[entries[shared]]
+        cells = (np.arange(len(items))[:, None] * len(self.liked) + owners[shared][None, :]).ravel()
+        similarity = np.bincount(cells, weights=products.ravel(),
+                                 minlength=len(items) * len(self.liked)).reshape(len(items), len(self.liked))
+        found: list[tuple[int, Item | None]] = []
+        for item, row in zip(items, similarity, strict=True):
+            own = self._liked_index.get(item.id)
+            if own is not None:
+                row[own] = -np.inf  # a liked paper is not "like" itself
+            best = int(np.argmax(row))
+            if row[best] <= 0:
+                found.append((0, None))
+            else:
+                found.append((int(np.count_nonzero(row >= row[best] / 2)), self.liked[best]))
+        return found
 
 
-def rescore(ranked: Sequence[ScoredItem], taste: Taste | None, *,
+class Ranking:
+    """One profile's ranked papers made ready for many readers' tastes: their vectors' entries gathered once (per
+    planning pass and window), so a reader's taste of all of them is one multiply and one sum."""
+
+    def __init__(self, ranked: Sequence[ScoredItem], vectors: PaperVectors) -> None:
+        self.ranked = ranked
+        self.vectors = vectors
+        entries, self._firsts = vectors._entries([vectors.rows[s.item.id] for s in ranked])
+        self._columns = vectors.indices[entries]
+        self._data = vectors.data[entries]
+        self._filled = np.diff(np.append(self._firsts, len(entries))) > 0  # a paper with no words has no entries
+        self.ids = [s.item.id for s in ranked]
+        self.scores = np.asarray([s.score for s in ranked], dtype=np.float64)
+        self.id_rank = np.empty(len(ranked), dtype=np.int64)  # ties by id, as everywhere
+        self.id_rank[sorted(range(len(ranked)), key=self.ids.__getitem__)] = np.arange(len(ranked))
+
+    def dot(self, vector: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.zeros(len(self.ranked))
+        if self._filled.any():
+            out[self._filled] = np.add.reduceat(self._data * vector[self._columns], self._firsts[self._filled])
+        return out
+
+
+def rescore(ranked: Sequence[ScoredItem] | Ranking, taste: Taste | None, *,
             min_score: float) -> list[tuple[ScoredItem, int]]:
     """Each of `ranked` (one profile's papers, every one it scored) that reaches `min_score` once the reader's
     taste has moved it, with the move in quanta, best first, ties by id; no reason built yet (`explained`).
     No ratings: `ranked`'s delivered papers in `ranked`'s order, unmoved."""
-    if taste is None or taste.count == 0 or not ranked:
-        return [(s, 0) for s in ranked if s.score >= min_score]
-    tastes = taste.of_many([s.item for s in ranked]).tolist()
-    unrated = [t for s, t in zip(ranked, tastes, strict=True) if s.item.id not in taste.rated] or tastes
-    mean = sum(unrated) / len(unrated)  # the papers the reader has not seen yet set the scale
-    spread = math.sqrt(sum((t - mean) ** 2 for t in unrated) / len(unrated))
+    papers = ranked.ranked if isinstance(ranked, Ranking) else ranked
+    if taste is None or taste.count == 0 or not papers:
+        return [(s, 0) for s in papers if s.score >= min_score]
+    ranking = ranked if isinstance(ranked, Ranking) else Ranking(ranked, taste.vectors)
+    order, shifts, _ = moves(ranking, taste, min_score=min_score)
+    return [(papers[i], int(shifts[i])) for i in order.tolist()]
+
+
+def moves(ranking: Ranking, taste: Taste, *,
+          min_score: float) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """`rescore` as arrays, for planning: the positions in `ranking` of the papers that pass, best first (ties by
+    id); every paper's shift in quanta; every paper's moved score."""
+    values = ranking.dot(taste.vector)
+    unrated = np.fromiter((paper not in taste.rated for paper in ranking.ids), dtype=bool, count=len(values))
+    pool = values[unrated] if unrated.any() else values  # the papers the reader has not seen yet set the scale
+    mean, spread = float(pool.mean()), float(pool.std())
     weight = FEEDBACK_WEIGHT * taste.count / (taste.count + EVIDENCE_PRIOR)
-    moved = []
-    for scored, value in zip(ranked, tastes, strict=True):
-        shift = quantise(weight * (value - mean) / spread) if spread > 0 else 0
-        if scored.score + shift * QUANTUM >= min_score:
-            moved.append((scored, shift))
-    moved.sort(key=lambda pair: (-(pair[0].score + pair[1] * QUANTUM), pair[0].item.id))
-    return moved
+    if spread > 0:
+        shifts = np.floor(weight * (values - mean) / spread * SCALE + 0.5).astype(np.int64)
+    else:
+        shifts = np.zeros(len(values), dtype=np.int64)
+    moved = ranking.scores + shifts * QUANTUM
+    keep = np.flatnonzero(moved >= min_score)
+    return keep[np.lexsort((ranking.id_rank[keep], -moved[keep]))], shifts, moved
 
 
-def explained(scored: ScoredItem, shift: int, taste: Taste | None) -> ScoredItem:
-    """`scored` moved by `shift` quanta, with the reason that says why (the nearest liked paper: it costs, so
-    only for the papers shown)."""
-    if shift == 0 or taste is None:
-        return scored
-    return replace(scored, score=scored.score + shift * QUANTUM,
-                   reasons=(*scored.reasons, _reason(taste, scored.item, shift)))
+def explained(moved: Sequence[tuple[ScoredItem, int]], taste: Taste | None) -> list[ScoredItem]:
+    """Each paper moved by its shift in quanta, with the reason that says why (the nearest liked papers, found
+    for all of them at once: only for the papers shown)."""
+    if taste is None or not any(shift for _, shift in moved):
+        return [scored for scored, _ in moved]
+    lifted = [scored.item for scored, shift in moved if shift > 0]
+    likes = dict(zip((item.id for item in lifted), taste.like(lifted), strict=True))
+    lowered = [scored.item for scored, shift in moved if shift < 0]
+    closer = dict(zip((item.id for item in lowered), taste.disliked_more(lowered).tolist(), strict=True))
+    return [scored if shift == 0 else
+            replace(scored, score=scored.score + shift * QUANTUM,
+                    reasons=(*scored.reasons, _reason(taste, scored.item, shift, likes.get(scored.item.id),
+                                                      closer.get(scored.item.id, False))))
+            for scored, shift in moved]
 
 
 def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_score: float,
@@ -248,14 +332,15 @@ def with_feedback(ranked: Sequence[ScoredItem], taste: Taste | None, *, min_scor
     """`ranked` (one profile's papers, every one it scored: `rank(..., with_below_min=True)`) re-scored with the
     reader's taste; those at or above `min_score`, best first, ties by id. No ratings: exactly `ranked`'s
     delivered papers in `ranked`'s order."""
-    return [explained(scored, shift, taste) for scored, shift in rescore(ranked, taste, min_score=min_score)[:limit]]
+    return explained(rescore(ranked, taste, min_score=min_score)[:limit], taste)
 
 
-def _reason(taste: Taste, item: Item, shift: int) -> Reason:
+def _reason(taste: Taste, item: Item, shift: int, like: tuple[int, Item | None] | None,
+            disliked_more: bool) -> Reason:
     if shift < 0:
-        closer = "like papers you rated 👎" if taste.disliked_more(item) else "less like what you rated 👍"
+        closer = "like papers you rated 👎" if disliked_more else "less like what you rated 👍"
         return Reason(closer, FEEDBACK, 0, shift * QUANTUM, FEEDBACK)
-    count, closest = taste.like(item)
+    count, closest = like or (0, None)
     if closest is None:
         return Reason("close to what you rated 👍", FEEDBACK, 0, shift * QUANTUM, FEEDBACK)
     title = closest.title if len(closest.title) <= _LIKE_SHOWN else closest.title[:_LIKE_SHOWN - 1] + "…"
