@@ -293,3 +293,71 @@ def test_feedback_lists_ratings_and_what_was_learned_and_reset_forgets(tmp_path:
 def digestbot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60,
                           check=False)
+
+
+# -- planning ----------------------------------------------------------------------------------------------
+
+
+def _planned(store: Store, ratings: list[tuple[str, str, int]],
+             profiles: list[str]) -> dict[str, list[tuple[str, float, str]]]:
+    """Plan a digest for ada (who rated) and bob (who did not), both reading `profiles`: (id, score, profile) each."""
+    from bot.config import parse_config
+    from bot.outbox.plan import plan_deliveries
+    from bot.scoring import compile_profiles
+
+    papers = [Item(id=f"arxiv:2612.{i:05d}", title=title, url=f"https://arxiv.org/abs/2612.{i:05d}", abstract=abstract)
+              for i, (title, abstract) in enumerate([
+                  ("Reward models for preference optimisation", "A reward model trained on preference pairs."),
+                  ("Preference learning without a reward model", "Direct preference optimisation of policies."),
+                  ("Reward models for video generation", "A reward model scores video diffusion samples."),
+                  ("Recommender systems with reward models", "A recommender learns from click rewards."),
+                  ("Collaborative filtering at scale", "Matrix factorisation for a recommender."),
+                  ("Video recommendation with transformers", "A recommender for short videos."),
+                  ("Reward hacking in reinforcement learning", "Agents exploit a learned reward model.")])]
+    store.save_items("src", papers, seen_at=T0)
+    for item_id, profile, rating in ratings:
+        store.rate("email", "ada", item_id, profile, rating, at=T0)
+    reader = {"profiles": profiles, "schedule": "daily 08:00", "timezone": "UTC", "max_items": 10}
+    config = parse_config({
+        "smtp": {"host": "localhost", "sender": "d@example.org"},
+        "profiles": {"rlhf": {"keywords": ["reward model", "preference"]},
+                     "recsys": {"keywords": ["recommender", "collaborative filtering"]}},
+        "subscribers": [{"name": "ada", "email": "ada@example.org", **reader},
+                        {"name": "bob", "email": "bob@example.org", **reader}]})
+    matcher = compile_profiles(config.profiles, corpus=papers)
+    plan_deliveries(config, store, matcher, now=T0 + timedelta(minutes=30))
+    plan_deliveries(config, store, matcher, now=T0 + timedelta(hours=1, minutes=5))
+    return {row.recipient: [(e.id, e.score, e.profile) for e in row.payload.items]
+            for row in store.deliveries(None, limit=10)}
+
+
+def test_a_profile_the_reader_did_not_rate_is_planned_as_without_ratings(store: Store) -> None:
+    """ada rated only rlhf papers: her recsys papers keep their scores, and with no ratings at all she would get
+    exactly bob's digest (the merged path and `Matches.best` agree)."""
+    planned = _planned(store, [("arxiv:2612.00000", "rlhf", 1), ("arxiv:2612.00002", "rlhf", -1)],
+                       ["rlhf", "recsys"])
+    ada, bob = planned["ada"], planned["bob"]
+    assert sorted(i for i, _, _ in ada) == sorted(i for i, _, _ in bob)
+    recsys_ada = {i: s for i, s, p in ada if p == "recsys"}
+    recsys_bob = {i: s for i, s, p in bob if p == "recsys"}
+    assert recsys_ada and all(recsys_bob.get(i, s) == s for i, s in recsys_ada.items())
+    assert recsys_ada["arxiv:2612.00003"] == 3.0  # its rlhf score went down, so recsys (unmoved) names it now
+    moved = {i: s for i, s, p in ada if p == "rlhf"}
+    assert moved != {i: s for i, s, p in bob if p == "rlhf"}  # her rlhf ranking listened
+
+
+def test_planning_and_rank_ratings_give_the_same_scores(store: Store) -> None:
+    """One engine: what planning sends a reader with ratings is what `rank --ratings` prints for the same papers."""
+    from bot.config import parse_config
+    from bot.scoring import compile_profiles
+    from bot.scoring.feedback import Rating, taste_of, with_feedback
+
+    rated = [("arxiv:2612.00000", "rlhf", 1), ("arxiv:2612.00006", "rlhf", -1)]
+    planned = _planned(store, rated, ["rlhf"])["ada"]
+    papers = list(store.get_items([f"arxiv:2612.{i:05d}" for i in range(7)]).values())
+    config = parse_config({"profiles": {"rlhf": {"keywords": ["reward model", "preference"]}}})
+    matcher = compile_profiles(config.profiles, corpus=papers)
+    taste = taste_of([Rating(i, r) for i, _, r in rated], {p.id: p for p in papers}, papers)
+    ranked = with_feedback(matcher.rank(papers, "rlhf", with_below_min=True), taste, min_score=1.0)
+    assert [s.item.id for s in ranked] == [i for i, _, _ in planned]
+    assert [s.score for s in ranked] == pytest.approx([s for _, s, _ in planned], abs=1e-4)  # the payload keeps 4
