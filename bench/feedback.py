@@ -58,7 +58,7 @@ def session(matcher: Matcher, items: Sequence[Item], profile: str, grades: Mappi
             listen: bool) -> dict[int, float]:
     """Residual MAP after each step's ratings; `listen=False` ignores them (the baseline)."""
     by_id = {item.id: item for item in items}
-    vectors = PaperVectors(items)
+    vectors = PaperVectors(items, embed=matcher.embed)
     scored = matcher.rank(items, profile, with_below_min=True)
     minimum = matcher.min_score(profile)
     ratings: dict[str, int] = {}

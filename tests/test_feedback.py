@@ -106,3 +106,20 @@ def test_rank_with_ratings_from_the_command_line(tmp_path: Path) -> None:
     assert order.index("a:2") < order.index("a:4") and "a:5" not in order
     kinds = {r["kind"] for line in moved.stdout.splitlines() for r in json.loads(line)["reasons"]}
     assert "feedback" in kinds
+
+
+def test_with_the_semantic_extra_a_taste_learns_in_meaning(model: object) -> None:
+    """With meaning in the score, a taste is Rocchio over the papers' embeddings: a paper close in meaning to a
+    liked one moves up though it shares none of its rarer words; the reasons name the liked paper all the same."""
+    profiles = {"rl": {"keywords": ["reinforcement learning"], "description": "reinforcement learning"}}
+    matcher = compile_profiles(parse_config({"profiles": profiles}).profiles, corpus=ITEMS, semantic=True)
+    assert matcher.semantic and matcher.embed(ITEMS[:1]) is not None
+    taste = taste_of([Rating("a:1", 1), Rating("a:3", -1)], {i.id: i for i in ITEMS}, ITEMS, matcher.embed)
+    assert taste is not None and taste.space == "meaning"
+    before = {s.item.id: s.score for s in matcher.rank(ITEMS, "rl", with_below_min=True)}
+    ranked = with_feedback(matcher.rank(ITEMS, "rl", with_below_min=True), taste, min_score=1.0)
+    shift = {s.item.id: s.score - before[s.item.id] for s in ranked}
+    assert shift["a:2"] > 0 > shift["a:4"]  # protein design (like a:1) up, chip floorplans (like a:3) down
+    moved = {s.item.id: [r.term for r in s.reasons if r.kind == "feedback"] for s in ranked}
+    assert any("Reinforcement learning for protein folding" in term for term in moved["a:2"]), moved
+    assert taste.leanings()[0]  # what `digestbot feedback` shows is still in words

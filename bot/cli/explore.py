@@ -103,7 +103,7 @@ def rank(items: Annotated[Path, typer.Option("--items", help="JSON lines: id, ti
     matcher = compile_profiles(cfg.profiles, corpus=corpus, semantic=SEMANTIC_SWITCH[cfg.bot.semantic])
     ranked = matcher.rank_all(corpus, top=top, profiles=None if profile is None else [profile])
     if ratings is not None:  # the same papers, moved by the reader's taste (`bot.scoring.feedback`)
-        taste = taste_of(load_ratings(ratings), {item.id: item for item in corpus}, corpus)
+        taste = taste_of(load_ratings(ratings), {item.id: item for item in corpus}, corpus, matcher.embed)
         if taste is not None:
             ranked = {name: with_feedback(matcher.rank(corpus, name, with_below_min=True), taste,
                                           min_score=matcher.min_score(name), limit=top) for name in ranked}

@@ -167,7 +167,8 @@ class Tastes:
             if vectors is not None:
                 corpus.update((item.id, item) for item in vectors.corpus)
             library = (item for profiles in self.libraries.values() for items in profiles.values() for item in items)
-            vectors = self._vectors = PaperVectors(list(corpus.values()), [*self._rated_items().values(), *library])
+            vectors = self._vectors = PaperVectors(list(corpus.values()), [*self._rated_items().values(), *library],
+                                                   embed=self.matches.matcher.embed)
         return vectors
 
 

@@ -130,6 +130,11 @@ class Matcher:
         """Whether meaning (the `semantic` extra) takes part in the score of at least one profile."""
         return bool(self._semantic)
 
+    def embed(self, items: Sequence[Item]) -> list[Any] | None:
+        """The items' meaning vectors when meaning takes part in the score (the semantic extra, a profile with a
+        description), else None: readers' tastes then learn in meaning too (`bot.scoring.feedback`)."""
+        return self._similar.vectors(items) if self._similar is not None else None
+
     def min_score(self, profile: str) -> float:
         return self._ix.profiles[self._profile_index(profile)].min_score
 

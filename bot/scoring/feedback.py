@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -103,13 +104,18 @@ def _words(item: Item) -> Counter[str]:
     return bag
 
 
+Embed = Callable[[Sequence[Item]], "Sequence[NDArray[Any]] | None"]  # `Matcher.embed`
+
+
 class PaperVectors:
     """Every paper of a ranking (and every rated one) as a unit-length vector of IDF-weighted words, in one sparse
-    matrix (CSR arrays). Built once per corpus and shared by every reader's `Taste`, so a reader costs two
-    centroids and one sparse matrix-vector product, not a pass over the papers' text."""
+    matrix (CSR arrays), and, with `embed` (the semantic extra, `Matcher.embed`), as its meaning vector. Built once
+    per corpus and shared by every reader's `Taste`, so a reader costs two centroids and one matrix-vector product,
+    not a pass over the papers' text."""
 
-    def __init__(self, corpus: Sequence[Item], others: Iterable[Item] = ()) -> None:
+    def __init__(self, corpus: Sequence[Item], others: Iterable[Item] = (), embed: Embed | None = None) -> None:
         self.corpus = corpus
+        papers = {item.id: item for item in corpus}
         bags = {item.id: _words(item) for item in corpus}
         frequency: Counter[str] = Counter()
         for bag in bags.values():
@@ -118,6 +124,7 @@ class PaperVectors:
         for item in others:  # rated papers outside the corpus: vectors by the corpus's rarity
             if item.id not in bags:
                 bags[item.id] = _words(item)
+                papers[item.id] = item
         self.columns: dict[str, int] = {}
         self.rows = {paper: row for row, paper in enumerate(bags)}
         indptr: list[int] = [0]
@@ -133,6 +140,10 @@ class PaperVectors:
         self.indptr = np.asarray(indptr, dtype=np.int64)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.data = np.asarray(data, dtype=np.float64)
+        self.meaning: NDArray[np.float64] | None = None  # one unit-length row per paper, in `rows` order
+        found = embed(list(papers.values())) if embed is not None and papers else None
+        if found is not None and len(found) == len(papers):
+            self.meaning = np.asarray(np.stack(found), dtype=np.float64)
 
     def _entries(self, rows: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """The positions of these rows' entries in `indices`/`data`, in row order, and where each row's begin among
@@ -177,15 +188,26 @@ class Taste:
         self._liked_rows = [vectors.rows[item.id] for item in self.liked]
         self._liked_index = {item.id: i for i, item in enumerate(self.liked)}
         self._liked_entries: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None  # built by `like`
-        self._pull = vectors.dense(self._liked_rows)
-        self._push = vectors.dense([vectors.rows[item.id] for item, r in rated if r < 0])
+        disliked_rows = [vectors.rows[item.id] for item, r in rated if r < 0]
+        self._pull: NDArray[np.float64]
+        self._push: NDArray[np.float64]
+        if vectors.meaning is not None:  # in meaning: Rocchio over the papers' embeddings
+            width = vectors.meaning.shape[1]
+            self._pull = vectors.meaning[self._liked_rows].mean(axis=0) if self.liked else np.zeros(width)
+            self._push = vectors.meaning[disliked_rows].mean(axis=0) if disliked_rows else np.zeros(width)
+        else:
+            self._pull = vectors.dense(self._liked_rows)
+            self._push = vectors.dense(disliked_rows)
         self._taste = self._pull - DISLIKE_SHARE * self._push
-        self.vector = self._taste  # taste(x) = x · vector for a unit-length paper vector x
+        self.vector = self._taste  # taste(x) = x · vector, for a paper's unit-length vector x (`space`)
+        self.space = "meaning" if vectors.meaning is not None else "words"
 
     def leanings(self, count: int = 8) -> tuple[list[str], list[str]]:
         """The words (and word pairs) the ratings weigh most for and against, as the reader wrote them: what
-        `digestbot feedback` says was learned."""
+        `digestbot feedback` says was learned (in words, whichever space the ranking learns in)."""
         names = {column: word for word, column in self.vectors.columns.items()}
+        weights = self.vectors.dense(self._liked_rows) - DISLIKE_SHARE * self.vectors.dense(
+            [self.vectors.rows[item.id] for item in self.disliked])
         surface: dict[str, Counter[str]] = {}
         for item in self.liked + self.disliked:  # each stem as it was most often written
             words = [t for t in tokens(f"{item.title} {item.abstract}") if t.lower() not in STOPWORDS]
@@ -199,14 +221,18 @@ class Taste:
             word = names[column]
             return surface[word].most_common(1)[0][0] if word in surface else word
 
-        order = np.argsort(self._taste)
-        more = [shown(int(c)) for c in order[::-1][:count] if self._taste[c] > 0]
-        less = [shown(int(c)) for c in order[:count] if self._taste[c] < 0]
+        order = np.argsort(weights)
+        more = [shown(int(c)) for c in order[::-1][:count] if weights[c] > 0]
+        less = [shown(int(c)) for c in order[:count] if weights[c] < 0]
         return more, less
 
     def of_many(self, items: Sequence[Item]) -> NDArray[np.float64]:
         """taste(x) for each paper (every one must be among the vectors')."""
-        return self.vectors.dot([self.vectors.rows[item.id] for item in items], self._taste)
+        return self._dot([self.vectors.rows[item.id] for item in items], self._taste)
+
+    def _dot(self, rows: Sequence[int], vector: NDArray[np.float64]) -> NDArray[np.float64]:
+        meaning = self.vectors.meaning
+        return meaning[list(rows)] @ vector if meaning is not None else self.vectors.dot(rows, vector)
 
     def of(self, item: Item) -> float:
         return float(self.of_many([item])[0])
@@ -216,7 +242,7 @@ class Taste:
         if not items:
             return np.zeros(0, dtype=bool)
         rows = [self.vectors.rows[item.id] for item in items]
-        return self.vectors.dot(rows, self._push) > self.vectors.dot(rows, self._pull)
+        return self._dot(rows, self._push) > self._dot(rows, self._pull)
 
     def like(self, items: Sequence[Item]) -> list[tuple[int, Item | None]]:
         """For each paper: how many liked papers it is close to (at least half as close as to the closest one), and
@@ -226,6 +252,10 @@ class Taste:
         if not items or not self.liked:
             return [(0, None)] * len(items)
         vectors = self.vectors
+        if vectors.meaning is not None:
+            meaning = vectors.meaning
+            return self._closest(items, meaning[[vectors.rows[item.id] for item in items]] @
+                                 meaning[self._liked_rows].T)
         mine, firsts = vectors._entries([vectors.rows[item.id] for item in items])
         lengths = np.diff(np.append(firsts, len(mine)))
         words, local = np.unique(vectors.indices[mine], return_inverse=True)
@@ -244,6 +274,10 @@ class Taste:
         cells = (np.arange(len(items))[:, None] * len(self.liked) + owners[shared][None, :]).ravel()
         similarity = np.bincount(cells, weights=products.ravel(),
                                  minlength=len(items) * len(self.liked)).reshape(len(items), len(self.liked))
+        return self._closest(items, similarity.astype(np.float64))
+
+    def _closest(self, items: Sequence[Item], similarity: NDArray[np.float64]) -> list[tuple[int, Item | None]]:
+        """`like`'s answer from each paper's similarity to each liked paper (a row per paper)."""
         found: list[tuple[int, Item | None]] = []
         for item, row in zip(items, similarity, strict=True):
             own = self._liked_index.get(item.id)
@@ -270,10 +304,15 @@ class Ranking:
         self._filled = np.diff(np.append(self._firsts, len(entries))) > 0  # a paper with no words has no entries
         self.ids = [s.item.id for s in ranked]
         self.scores = np.asarray([s.score for s in ranked], dtype=np.float64)
+        rows = [vectors.rows[s.item.id] for s in ranked]
+        self._meaning = vectors.meaning[rows] if vectors.meaning is not None else None
         self.id_rank = np.empty(len(ranked), dtype=np.int64)  # ties by id, as everywhere
         self.id_rank[sorted(range(len(ranked)), key=self.ids.__getitem__)] = np.arange(len(ranked))
 
     def dot(self, vector: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Every paper's product with a taste's vector (`Taste.vector`, in the vectors' space)."""
+        if self._meaning is not None:
+            return self._meaning @ vector
         out = np.zeros(len(self.ranked))
         if self._filled.any():
             out[self._filled] = np.add.reduceat(self._data * vector[self._columns], self._firsts[self._filled])
@@ -349,8 +388,10 @@ def _reason(taste: Taste, item: Item, shift: int, like: tuple[int, Item | None] 
     return Reason(f"like {papers} {where} (e.g. “{title}”)", FEEDBACK, count, shift * QUANTUM, FEEDBACK)
 
 
-def taste_of(ratings: Iterable[Rating], items: Mapping[str, Item], corpus: Sequence[Item]) -> Taste | None:
+def taste_of(ratings: Iterable[Rating], items: Mapping[str, Item], corpus: Sequence[Item],
+             embed: Embed | None = None) -> Taste | None:
     """The taste these ratings teach, over the papers among `items` (a rating of a paper not there is unknown and
-    left out), with `corpus` (which must hold every paper to be ranked) for the words' rarity; None without any."""
+    left out), with `corpus` (which must hold every paper to be ranked) for the words' rarity, in meaning with
+    `embed` (`Matcher.embed`); None without any."""
     rated = [(items[r.item_id], r.rating) for r in ratings if r.item_id in items]
-    return Taste(rated, PaperVectors(corpus, (item for item, _ in rated))) if rated else None
+    return Taste(rated, PaperVectors(corpus, (item for item, _ in rated), embed)) if rated else None

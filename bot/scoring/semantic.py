@@ -248,6 +248,12 @@ class Similarity:
             self._last = (item, [round(float(x), SIMILARITY_DIGITS) for x in raw])
         return self._last[1]
 
+    def vectors(self, items: Sequence[Item]) -> list[Vector] | None:
+        """The items' unit-length meaning vectors (kept ones reused, the rest embedded in batches); None once the
+        model failed."""
+        found = self._vectors(items) if not self._broken else []
+        return found if len(found) == len(items) else None
+
     def _vectors(self, items: Sequence[Item]) -> list[Vector]:
         try:
             return self._embedder.embed_items(items)
