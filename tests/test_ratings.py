@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -213,9 +214,11 @@ def slack_request(body: bytes, *, secret: bytes = SLACK_SECRET, at: float | None
             "Content-Type": "application/x-www-form-urlencoded"}
 
 
-def button_click(token: str, action: str = "digestbot_rate_up") -> bytes:
-    payload = {"type": "block_actions", "user": {"id": "U1"}, "actions": [
+def button_click(token: str, action: str = "digestbot_rate_up", response_url: str | None = None) -> bytes:
+    payload: dict[str, Any] = {"type": "block_actions", "user": {"id": "U1"}, "actions": [
         {"type": "button", "action_id": action, "value": token, "block_id": "b1"}]}
+    if response_url:
+        payload["response_url"] = response_url
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
@@ -241,6 +244,42 @@ async def test_slack_buttons_record_only_with_a_signature_that_verifies(store: S
     forged = button_click(rating_token(subject, b"another-secret-0000000000000", issued=T0))
     response = await client.post("/slack/actions", content=forged, headers=slack_request(forged))
     assert response.status_code == 400 and [r.rating for r in store.ratings_of("slack", "#papers")] == [-1]
+
+
+async def test_the_person_who_clicked_is_told_what_the_click_did(store: Store, serve: Serve) -> None:
+    """Slack shows nothing after a button click unless the app answers: an ephemeral message through the click's
+    response_url (here a local server) names the paper and what changes."""
+    from aiohttp import web
+
+    heard: list[dict[str, Any]] = []
+
+    async def response_url(request: web.Request) -> web.Response:
+        heard.append(await request.json())
+        return web.Response(text="ok")
+
+    hook = web.Application()
+    hook.router.add_post("/actions/T1/B1", response_url)
+    runner = web.AppRunner(hook)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        store.save_items("src", [PAPER], seen_at=T0)
+        client = await serve(store, slack_signing_secret=SLACK_SECRET)
+        subject = RatingSubject("slack", "#papers", "rlhf", PAPER.id)
+        body = button_click(rating_token(subject, SECRET, issued=T0), "digestbot_rate_down",
+                            response_url=f"http://127.0.0.1:{port}/actions/T1/B1")
+        assert (await client.post("/slack/actions", content=body, headers=slack_request(body))).status_code == 200
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert heard == [{"response_type": "ephemeral", "replace_original": False,
+                      "text": "👎 Recorded: papers like “Reward models &lt;b&gt;that&lt;/b&gt; generalise” move "
+                              "down in the rlhf digests here."}]
 
 
 async def test_slack_actions_are_off_without_a_signing_secret(store: Store, serve: Serve) -> None:

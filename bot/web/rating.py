@@ -12,6 +12,7 @@ A rating token can never stand for another recipient or paper: all of it is sign
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,8 +20,10 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from aiohttp import web
 
+from bot.safetext import escape_slack
 from bot.store import Store
 from bot.store.ratings import DISLIKE, LIKE
 from bot.tokens import InvalidToken, RatingSubject, read_rating_token
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 CHOICES = {"up": LIKE, "down": DISLIKE, "clear": None}
 SLACK_ACTIONS = {"digestbot_rate_up": LIKE, "digestbot_rate_down": DISLIKE}  # the buttons' action_id
 SLACK_MAX_SKEW = 300  # seconds: Slack's own advice against replayed requests
+SLACK_REPLY_SECONDS = 5.0
+REPLIES = web.AppKey("rating replies in flight", set)
 
 
 def _subject_from(request: web.Request) -> RatingSubject | web.Response:
@@ -143,10 +148,37 @@ async def slack_actions(request: web.Request) -> web.Response:
             log.exception("could not record a Slack rating")
             return web.Response(status=503, text="could not record the rating; try again")
         log.info("rating %+d recorded from Slack", rating)
+        reply_to = payload.get("response_url")
+        if isinstance(reply_to, str) and reply_to.startswith(("https://", "http://")):
+            task = asyncio.create_task(_tell_the_clicker(request.app, reply_to, subject, rating))
+            request.app[REPLIES].add(task)  # kept until done: a task nobody holds may be collected
+            task.add_done_callback(request.app[REPLIES].discard)
     return web.Response(status=200)
 
 
+async def _tell_the_clicker(app: web.Application, url: str, subject: RatingSubject, rating: int) -> None:
+    """A message only the person who clicked sees ("👍 recorded …"), through the `response_url` Slack gave with
+    the click (signed with the request, so it is Slack's): without it, a click shows nothing at all."""
+    try:
+        found = await app[DB].run(Store.get_items, [subject.item_id])
+        item = found.get(subject.item_id)
+        title = item.title if item else subject.item_id
+        title = escape_slack(title if len(title) <= 80 else title[:79] + "…")  # scraped text: mrkdwn-safe
+        if rating > 0:
+            text = f"👍 Recorded: papers like “{title}” move up in the {subject.profile} digests here."
+        else:
+            text = f"👎 Recorded: papers like “{title}” move down in the {subject.profile} digests here."
+        async with httpx.AsyncClient(timeout=SLACK_REPLY_SECONDS) as client:
+            reply = await client.post(url, json={"response_type": "ephemeral", "replace_original": False,
+                                                 "text": text})
+        if reply.status_code >= 400:
+            log.info("Slack did not take the rating's confirmation: HTTP %d", reply.status_code)
+    except Exception as exc:  # noqa: BLE001 - the rating is recorded; a lost confirmation is only cosmetic
+        log.info("could not confirm a Slack rating to the clicker: %s", exc)
+
+
 def add_routes(app: web.Application) -> None:
+    app[REPLIES] = set()
     app.router.add_get("/rate/{token}/{choice}", rate_page)
     app.router.add_post("/rate/{token}", rate)
     app.router.add_post("/slack/actions", slack_actions)
