@@ -231,12 +231,14 @@ class App:
             await self.db.run(Store.save_host_holds, {host: until for host, until in holds.items() if until > current})
 
     async def cycle(self, *, now: datetime | None = None, only_due: bool = True, schedule: bool = True,
-                    progress: Progress | None = None) -> CycleReport:
+                    progress: Progress | None = None, stop: asyncio.Event | None = None) -> CycleReport:
         """One full cycle as if the clock read `now` (default: the real clock).
 
         `schedule=False` only delivers: with several processes on one database, only the one holding the
         scheduling lead refreshes and plans; every process sends (claims are exclusive). `progress(stage, done,
-        total)` hears of each step ("fetching", "planning", "sending"), for a display on a terminal.
+        total)` hears of each step ("fetching", "planning", "sending"), for a display on a terminal. Everything
+        due is delivered, in batches; once `stop` is set (SIGTERM), sends in flight finish and the rest stays
+        claimable.
         """
         now = now or utcnow()
         report = CycleReport(now=now)
@@ -265,7 +267,7 @@ class App:
             sent[0] += 1
             tell(f"{outcome.status}: {outcome.kind} to {outcome.recipient} via {outcome.channel}", sent[0], total)
 
-        report.delivered = await deliverer.deliver_due(now=now, on_outcome=one_sent)
+        report.delivered = await deliverer.deliver_all(now=now, on_outcome=one_sent, stop=stop)
         await self.db.run(Store.set_last_cycle, now)
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered

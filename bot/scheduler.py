@@ -133,7 +133,7 @@ class Daemon:
             started = time.monotonic()
             try:
                 lead = await asyncio.to_thread(self.leadership.try_lead)
-                report = await self.app.cycle(now=utcnow(), schedule=lead)
+                report = await self.app.cycle(now=utcnow(), schedule=lead, stop=self.stopping)
             except BotError as exc:  # e.g. the database is unreachable: report, try again next tick
                 log.error("cycle failed: %s (%s)", exc.message, exc.hint)
                 self.failed_cycles += 1

@@ -340,6 +340,40 @@ async def test_a_stopped_batch_gives_back_at_once_what_it_had_not_started(store:
         assert len(again) == 3  # at once, without waiting for a lease
 
 
+async def test_a_cycle_delivers_everything_due_in_batches_each_once(store: Store, tmp_path: Path) -> None:
+    """A morning bigger than a batch (it used to send 200 and leave the rest for later ticks): every row goes out
+    in this call, each exactly once, in batches of the size given."""
+    async with FaultySink(tmp_path / "mail") as sink:
+        config = make_config(sink.port)
+        now = plan_now(store, 23)
+        seen: list[int] = []
+        outcomes = await Deliverer(config, store, Renderer()).deliver_all(
+            now=now, batch=5, on_outcome=lambda outcome, total: seen.append(total))
+        assert [o.status for o in outcomes] == ["sent"] * 23
+        assert sorted(str(m["To"]) for m in sink.messages()) == sorted(f"r{i}@example.org" for i in range(23))
+        assert seen[-1] == 23  # the progress total counts every batch so far
+
+
+async def test_a_stop_between_rows_finishes_what_is_in_flight_and_leaves_the_rest_claimable(
+        store: Store, tmp_path: Path) -> None:
+    """SIGTERM during a big morning: the send in flight finishes, nothing new starts, and every row not started
+    is pending again at once, for this process's next start or another process."""
+    async with SlowRelay(tmp_path / "mail", seconds=0.3) as sink:
+        config = one_connection(sink.port)
+        now = plan_now(store, 12)
+        stop = asyncio.Event()
+        deliverer = Deliverer(config, store, Renderer())
+        run = asyncio.create_task(deliverer.deliver_all(now=now, batch=4, stop=stop))
+        while not store.deliveries(states={"sending"}):
+            await asyncio.sleep(0.02)
+        stop.set()
+        outcomes = await run
+        assert [o.status for o in outcomes] == ["sent"]  # the one in flight
+        assert sorted(d.state for d in store.deliveries()) == ["pending"] * 11 + ["sent"]
+        assert len(store.claim(now=now, limit=20, lease=LEASE, owner="another")) == 11
+        assert len(sink.messages()) == 1
+
+
 async def test_mail_owed_to_an_address_that_unsubscribed_since_is_cancelled_not_sent(store: Store,
                                                                                       tmp_path: Path) -> None:
     """A digest planned, refused once with a 451 (so it waits in the outbox), then its reader unsubscribes: the

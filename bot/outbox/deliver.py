@@ -50,6 +50,7 @@ OUTCOMES: tuple[tuple[type[DeliveryError], Outcome], ...] = (
     (Retryable, Outcome.RETRY),
     (DeliveryError, Outcome.FAILED),  # Permanent, AuthFailed, DestinationGone
 )
+BATCH = 500  # rows claimed at once: a batch's lease is renewed as one, and other processes share the rest
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
 
@@ -93,12 +94,32 @@ class Deliverer:
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
         self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
 
-    async def deliver_due(self, *, now: datetime, limit: int = 200,
-                          on_outcome: Callable[[DeliveryOutcome, int], None] | None = None) -> list[DeliveryOutcome]:
-        """Claim due rows and send them: email over a few reused SMTP connections while Slack posts one by one.
+    async def deliver_all(self, *, now: datetime, batch: int = BATCH,
+                          on_outcome: Callable[[DeliveryOutcome, int], None] | None = None,
+                          stop: asyncio.Event | None = None) -> list[DeliveryOutcome]:
+        """Everything due now, in batches of `batch` rows (`deliver_due`), until nothing is left or `stop` is set
+        (SIGTERM): a morning of 10,000 digests goes out in one cycle, not 200 a minute. A row is claimed at most
+        once per call: one that fails is due again only later (backoff), so this ends."""
+        outcomes: list[DeliveryOutcome] = []
+        while stop is None or not stop.is_set():
+            before = len(outcomes)
+            counted = (lambda outcome, rows, before=before: on_outcome(outcome, before + rows)) if on_outcome else None
+            done = await self.deliver_due(now=now, limit=batch, on_outcome=counted, stop=stop)
+            outcomes.extend(done)
+            if any(o.stop_batch for o in done):
+                break  # the relay refused the login: the rest waits for a person (the admin is told)
+            if len(done) < batch and not any(o.status == Outcome.LOST for o in done):
+                break  # the last batch was not full: nothing more was due when it was claimed
+        return outcomes
+
+    async def deliver_due(self, *, now: datetime, limit: int = BATCH,
+                          on_outcome: Callable[[DeliveryOutcome, int], None] | None = None,
+                          stop: asyncio.Event | None = None) -> list[DeliveryOutcome]:
+        """Claim up to `limit` due rows and send them: email over `smtp.concurrency` reused SMTP connections while
+        Slack posts one by one.
 
         The rows are held under a lease renewed while this runs; whatever was not started when it ends (done,
-        cancelled, or an exception) goes back to pending at once."""
+        `stop` set, cancelled, or an exception) goes back to pending at once."""
         owner = self.owner
         gone = [holder for holder in await self.db.run(Store.holders) if holder != owner and owner_gone(holder)]
         if gone:
@@ -120,10 +141,12 @@ class Deliverer:
 
                 async def emails() -> None:
                     if email_rows:
-                        outcomes.extend(await self._send_email_batch(stack, email_rows, now=now))
+                        outcomes.extend(await self._send_email_batch(stack, email_rows, now=now, halt=stop))
 
                 async def posts() -> None:
                     for row in slack_rows:
+                        if stop is not None and stop.is_set():
+                            break  # not started: released below, claimable by the next process or start
                         outcomes.append(self._heard(await self._deliver_one(row, now=now, send=self._send_slack)))
 
                 await asyncio.gather(emails(), posts())
@@ -152,8 +175,8 @@ class Deliverer:
             except Exception as exc:  # noqa: BLE001 - the store is down: the sends go on, the lease may lapse
                 log.warning("could not renew the outbox lease (%s: %s)", type(exc).__name__, exc)
 
-    async def _send_email_batch(self, stack: AsyncExitStack, rows: Sequence[Delivery], *,
-                                now: datetime) -> list[DeliveryOutcome]:
+    async def _send_email_batch(self, stack: AsyncExitStack, rows: Sequence[Delivery], *, now: datetime,
+                                halt: asyncio.Event | None = None) -> list[DeliveryOutcome]:
         smtp = self.config.smtp
         if smtp is None:
             return [await self._record(r, Permanent("no [smtp] section in the config"), now=now) for r in rows]
@@ -166,7 +189,7 @@ class Deliverer:
         stop = asyncio.Event()
 
         async def lane(notifier: EmailNotifier) -> None:
-            while not queue.empty():
+            while not queue.empty() and not (halt is not None and halt.is_set()):
                 row = queue.get_nowait()
                 if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
                     await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
