@@ -119,6 +119,29 @@ def item_view(scored: ScoredItem, snippet_chars: int = 300, *, alerted: bool = F
     )
 
 
+def wrap(text: str, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None,
+         break_on_hyphens: bool = False) -> str:
+    """Jinja's `wordwrap` for the text part, greedy on spaces (a hyphenated term or a URL stays whole): textwrap
+    cost ~10 ms per digest of 20 papers, the largest part of rendering a mail when a morning sends 10,000.
+    A word longer than `width` is cut into pieces of `width` when `break_long_words`."""
+    del break_on_hyphens  # accepted for the filter's signature; never breaks at hyphens
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split():
+            if line and len(line) + 1 + len(word) <= width:
+                line = f"{line} {word}"
+                continue
+            if line:
+                out.append(line)
+            while break_long_words and len(word) > width:
+                out.append(word[:width])
+                word = word[width:]
+            line = word
+        out.append(line)
+    return (wrapstring or "\n").join(out)
+
+
 def _day(when: datetime) -> str:
     return f"{when:%a} {when.day} {when:%b}"
 
@@ -187,6 +210,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        self._env.filters["wordwrap"] = wrap
 
     def render_email(self, digest: Digest) -> RenderedEmail:
         """HTML and text with the same items; drops items from the end until the HTML fits HTML_LIMIT."""

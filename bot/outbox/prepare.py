@@ -7,15 +7,18 @@ out). A row that needs a secret the environment does not have is found here, bef
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from bot.config import Config
-from bot.models import ScoredItem
+from bot.models import Item, ScoredItem
 from bot.outbox.keys import page_link, rating_links, unsubscribe_link, webhook_env
 from bot.outbox.model import Channel, Delivery, Digest, Kind, RatingLinks
 from bot.render import RenderedEmail, Renderer, SlackMessage
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.notify.email import Outgoing
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +29,28 @@ class Prepared:
     slack: list[SlackMessage] | None = None
     items: int = 0
     skip: bool = False
+    wire: Outgoing | None = None  # the email as SMTP sends it, made ready off the event loop (`Deliverer`)
 
 
-def digest_for(store: Store, row: Delivery, *, config: Config, secret: bytes | None) -> Digest:
+class ItemSource(Protocol):
+    """Where a row's papers are read from: the `Store`, or a batch's papers read in one query (`BatchItems`)."""
+
+    def get_items(self, ids: Sequence[str]) -> dict[str, Item]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItems:
+    """The papers of every row of a delivery batch, read in one query before the batch: a row's prepare then
+    touches no database (10,000 digests were 10,000 reads). A paper deleted before the batch is absent, as it
+    would be from the store."""
+
+    items: Mapping[str, Item]
+
+    def get_items(self, ids: Sequence[str]) -> dict[str, Item]:
+        return {i: self.items[i] for i in dict.fromkeys(ids) if i in self.items}
+
+
+def digest_for(store: ItemSource, row: Delivery, *, config: Config, secret: bytes | None) -> Digest:
     """Rebuild the frozen digest: items by id from the store, scores and reasons from the payload; its links
     signed with `secret` (none without it)."""
     payload = row.payload
@@ -52,7 +74,8 @@ def ratings_of(matches: Iterable[ScoredItem], *, config: Config, secret: bytes |
     return {item_id: link for item_id, link in links.items() if link is not None}
 
 
-def prepare(store: Store, row: Delivery, renderer: Renderer, *, config: Config, secret: bytes | None) -> Prepared:
+def prepare(store: ItemSource, row: Delivery, renderer: Renderer, *, config: Config,
+            secret: bytes | None) -> Prepared:
     """What to send for a row, rendered for its channel; digests with nothing to say are skipped."""
     notice = row.payload.notice
     if row.kind == Kind.NOTICE and notice is not None:
