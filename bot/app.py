@@ -18,17 +18,19 @@ from types import TracebackType
 
 from bot.config import Config, redact_url, semantic_profiles
 from bot.models import Item
-from bot.outbox.deliver import Deliverer, DeliveryOutcome
+from bot.outbox.deliver import Deliverer
 from bot.outbox.matches import Matches
-from bot.outbox.model import Kind
+from bot.outbox.model import DeliveryOutcome, Kind
 from bot.outbox.plan import PlanResult, plan_deliveries
 from bot.outbox.prepare import digest_for, ratings_of
 from bot.outbox.tastes import Tastes, libraries
 from bot.render import Renderer
+from bot.retention import prune_if_due
 from bot.scoring import Matcher, compile_profiles, semantic
 from bot.sources.fetch import Fetcher
 from bot.sources.refresh import RefreshResult, refresh_sources
 from bot.store import AsyncStore, Store
+from bot.store.retention import Pruned
 from bot.tokens import load_secret
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class CycleReport:
     refreshed: list[RefreshResult] = field(default_factory=list)
     planned: PlanResult = field(default_factory=PlanResult)
     delivered: list[DeliveryOutcome] = field(default_factory=list)
+    pruned: Pruned | None = None  # the retention pass, when this cycle ran it
 
 
 Progress = Callable[[str, int, int], None]  # (what is happening, done, total; 0 total: no count)
@@ -268,6 +271,8 @@ class App:
             tell(f"{outcome.status}: {outcome.kind} to {outcome.recipient} via {outcome.channel}", sent[0], total)
 
         report.delivered = await deliverer.deliver_all(now=now, on_outcome=one_sent, stop=stop)
+        if schedule and not (stop is not None and stop.is_set()):  # the leader, once a day, after the sends
+            report.pruned = await self.db.run(prune_if_due, self.config, now=now)
         await self.db.run(Store.set_last_cycle, now)
         refreshed = sum(r.status != "skipped" for r in report.refreshed)
         busy = refreshed or report.planned.planned or report.delivered

@@ -8,14 +8,17 @@ through these before it reaches a message.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 MAX_URL = 2000  # a longer link is dropped (the title stays): no real paper URL is this long, and one item's link
 #                 must not push an email past `bot.render.HTML_LIMIT`
 
 
+@lru_cache(maxsize=1 << 15)
 def one_line(text: str, limit: int | None = None) -> str:
-    """Header-safe text: CR, LF, NUL and other control/format characters go, whitespace collapses, capped."""
+    """Header-safe text: CR, LF, NUL and other control/format characters go, whitespace collapses, capped.
+    Kept for the texts seen lately: a morning's digests repeat the same papers thousands of times."""
     if text.isascii() and text.isprintable() and "  " not in text:
         flat = text.strip()  # the common case: nothing to drop, nothing to collapse
         return truncate(flat, limit) if limit is not None else flat

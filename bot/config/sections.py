@@ -27,6 +27,8 @@ from bot.models import DEFAULT_MAX_PAGES, Source, SourceOptions
 from bot.schedule import parse_duration
 from bot.sources.kinds import KINDS
 
+MIN_RETENTION = timedelta(days=7)
+
 
 class BotSettings(_Strict):
     database: str = DEFAULT_DATABASE
@@ -35,6 +37,7 @@ class BotSettings(_Strict):
     admin_email: str | None = None
     admin_slack_channel: str | None = None
     max_age: str = "7d"
+    retention: str = "180d"  # what the daily retention pass keeps (`bot.retention`)
     failure_threshold: int = Field(default=3, ge=1)
     http_port: int | None = Field(default=None, ge=0, le=65535)
     http_host: str = "127.0.0.1"
@@ -43,7 +46,7 @@ class BotSettings(_Strict):
     # and the log says so when it cannot run), "off" never loads the model.
     semantic: Literal["auto", "on", "off"] = "auto"
 
-    _v_max_age = field_validator("max_age")(_check_duration)
+    _v_max_age = field_validator("max_age", "retention")(_check_duration)
     _v_secret_env = field_validator("secret_env")(_check_env_name)
 
     @field_validator("semantic", mode="before")
@@ -90,6 +93,18 @@ class BotSettings(_Strict):
     @property
     def max_age_delta(self) -> timedelta:
         return parse_duration(self.max_age)
+
+    @property
+    def retention_delta(self) -> timedelta:
+        return parse_duration(self.retention)
+
+    @model_validator(mode="after")
+    def _retention_covers_max_age(self) -> BotSettings:
+        """Papers younger than `max_age` can still be owed to a reader, and scoring reads 30 days back."""
+        if self.retention_delta < max(self.max_age_delta, MIN_RETENTION):
+            raise ValueError(f"retention {self.retention!r} is shorter than max_age {self.max_age!r} or 7 days: "
+                             "papers still owed to readers would be deleted")
+        return self
 
 
 class SmtpSettings(_Strict):

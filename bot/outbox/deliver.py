@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import Config, SlackSettings
+from bot.config import Config
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
 from bot.notify.email import EmailNotifier, Outgoing, build_message, outgoing
-from bot.notify.slack import SlackNotifier
-from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto, webhook_env
-from bot.outbox.model import Channel, Delivery, Kind, Outcome
+from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto
+from bot.outbox.model import Channel, Delivery, DeliveryOutcome, Kind, Outcome, retry_delay
 from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
+from bot.outbox.posts import SlackPosts
 from bot.outbox.prepare import BatchItems, Prepared, missing_secret, prepare
 from bot.render import RenderedEmail, Renderer
 from bot.store import LEASE_LAPSED, AsyncStore, Store
@@ -55,33 +54,11 @@ SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked 
 MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    """What happened to one outbox row in this cycle."""
-
-    key: str
-    recipient: str
-    channel: Channel
-    kind: Kind
-    status: Outcome
-    items: int = 0
-    error: str | None = None
-    stop_batch: bool = False
-
-
 def utcnow_aware() -> datetime:
     return datetime.now(UTC)
 
 
-def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff from one minute, capped at an hour; a server's Retry-After wins if longer."""
-    delay = timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
-    if retry_after:
-        delay = max(delay, timedelta(seconds=retry_after))
-    return delay
-
-
-class Deliverer:
+class Deliverer(SlackPosts):
     """Sends what the outbox holds for now, one short store call before and after each send."""
 
     def __init__(self, config: Config, store: Store, renderer: Renderer, *, secret: bytes | None = None) -> None:
@@ -92,6 +69,7 @@ class Deliverer:
         self._disabled: dict[tuple[str, str], str] = {}  # destinations disabled after a permanent error, read per batch
         self._unsubscribed: set[str] = set()  # addresses unsubscribed when the batch began
         self._items = BatchItems({})  # the batch's papers (`BatchItems`)
+        self._sent: list[int] = []  # emails sent and not yet recorded (see `_deliver_one`)
         self.owner = process_owner()  # this process, as holder of the outbox rows it claims
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
         self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
@@ -160,6 +138,7 @@ class Deliverer:
             renewing.cancel()
             with suppress(asyncio.CancelledError):
                 await renewing
+            await self._record_sent(now=now)
             released = await self.db.run(Store.release, owner=owner, now=now)
             if released:
                 log.info("gave back %d claimed deliveries not started; the next cycle sends them", released)
@@ -232,69 +211,9 @@ class Deliverer:
             prepared = replace(prepared, wire=self._wire(row, prepared.email))
         return prepared
 
-    async def _send_slack(self, row: Delivery, prepared: Prepared) -> None:
-        """Post every part of the digest; parts already posted (recorded one by one) are not posted again.
-
-        Slack has no idempotency key, so a digest split into several messages keeps its progress in the store:
-        a retry after part 3 of 5 failed resumes at part 3.
-        """
-        settings = self.config.slack
-        hook = webhook_env(row.address)
-        if settings is None and hook is None:
-            raise Permanent("no [slack] section in the config")
-        webhook_url = os.environ.get(hook) if hook else None
-        if hook and not webhook_url:
-            raise Retryable(f"environment variable {hook} (the webhook URL for {row.recipient}) is not set")
-        notifier = self._slack_notifier()
-        done = row.parts_sent
-        for index, message in enumerate(prepared.slack or []):
-            if index < done:
-                continue
-            if webhook_url:
-                await notifier.post_webhook(webhook_url, message)
-            else:
-                await notifier.post(row.address, message, tag=(row.key, index))
-            await self.db.run(Store.set_parts_sent, row.id, index + 1)
-
-    def _slack_notifier(self) -> SlackNotifier:
-        settings = self.config.slack
-        return SlackNotifier(settings or SlackSettings(), token=settings.token() if settings else None)
-
-    async def _settle_slack(self, row: Delivery, prepared: Prepared, *, now: datetime) -> DeliveryOutcome | Delivery:
-        """A Slack row whose send had started when its process died: find out which parts went out before going
-        on: the row with the parts found counted as posted (then post the rest), or the row's outcome (all there,
-        or no way to tell)."""
-        done = row.parts_sent
-        parts = len(prepared.slack or [])
-        try:
-            if webhook_env(row.address) is not None:
-                raise Permanent(f"{LEASE_LAPSED} mid-post to a Slack webhook",
-                                    hint="A webhook cannot read the channel, so digestbot cannot tell.")
-            found = await self._slack_notifier().find_posted(row.address, row.key, since=row.send_started_at)
-        except DeliveryError as exc:
-            if isinstance(exc, Retryable):  # ask again later; the row keeps its doubt (LEASE_LAPSED stays)
-                await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
-                                   next_attempt_at=now + retry_delay(1, exc.retry_after))
-                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.RETRY, error=exc.message)
-            error = f"{LEASE_LAPSED}; {exc.message}"
-            await self.db.run(Store.mark_unknown, row.id, owner=self.owner, error=error, at=now)
-            log.warning("%s to %s via slack: %s; marked unknown (`digestbot outbox retry %d` posts it)",
-                        row.kind, row.recipient, error, row.id)
-            if row.kind != Kind.NOTICE:  # a notice about a notice could go on for ever
-                await self._tell_admin("slack-unknown", row, error, key=f"slack-unknown:{row.key}", now=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.UNKNOWN, error=error)
-        while done in found:
-            done += 1
-        await self.db.run(Store.set_parts_sent, row.id, done)
-        log.warning("%s to %s via slack: its process stopped mid-post; %d of %d parts found in the channel, %s",
-                    row.kind, row.recipient, done, parts,
-                    "nothing to post again" if done >= parts else "posting the rest")
-        if done >= parts:
-            await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SENT, items=prepared.items)
-        return replace(row, parts_sent=done)
-
-    async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
+    async def _not_to_send(self, row: Delivery, *, now: datetime) -> DeliveryOutcome | None:
+        """The outcome of a row that must not be sent now (too old, destination disabled, reader unsubscribed as
+        the batch began, a secret missing), recorded; None when it may go."""
         owner = self.owner
         if row.created_at + MAX_AGE[row.kind] < now:
             await self.db.run(Store.mark_expired, row.id, owner=owner, error="too old to be useful; not sent",
@@ -306,7 +225,7 @@ class Deliverer:
                               at=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.FAILED, error=disabled)
         if (row.channel == Channel.EMAIL and row.kind != Kind.NOTICE
-                and row.address.strip().lower() in self._unsubscribed):  # as the batch began
+                and row.address.strip().lower() in self._unsubscribed):
             await self.db.run(Store.mark_cancelled, row.id, owner=owner,
                               error="the reader unsubscribed before it was sent", at=now)
             log.info("%s to %s not sent: unsubscribed since it was planned", row.kind, row.recipient)
@@ -318,6 +237,13 @@ class Deliverer:
             if row.kind != Kind.NOTICE:
                 await self._tell_admin("secret-missing", row, missing, key=f"secret-missing:{now:%Y-%m-%d}", now=now)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.RETRY, error=missing)
+        return None
+
+    async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
+        owner = self.owner
+        refused = await self._not_to_send(row, now=now)
+        if refused is not None:
+            return refused
         prepared = await asyncio.to_thread(self._prepare, row)
         if prepared.skip:
             await self.db.run(Store.mark_sent, row.id, owner=owner, at=now)
@@ -332,7 +258,11 @@ class Deliverer:
                 log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
                             "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
                             row.message_id)
-        if not await self.db.run(Store.begin_send, row.id, owner=owner, now=self._now(), lease=LEASE):
+        sent, self._sent = self._sent, []  # emails sent since the last write: recorded with this one
+        began, recorded = await self.db.run(Store.begin_send_after, row.id, sent=sent, sent_at=now, owner=owner,
+                                            now=self._now(), lease=LEASE)
+        self._lost_marks(sent, recorded)
+        if not began:
             log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
                         row.kind, row.recipient, row.channel)
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.LOST)
@@ -341,11 +271,27 @@ class Deliverer:
             await send(row, prepared)
         except DeliveryError as exc:
             return await self._record(row, exc, now=now)
-        if not await self.db.run(Store.mark_sent, row.id, owner=owner, at=now):
+        if row.channel == Channel.EMAIL:
+            # Recorded with the next write (at the latest when the batch ends): a crash in between sends it again
+            # with its Message-ID, which an email survives; a Slack post is recorded at once (below).
+            self._sent.append(row.id)
+        elif not await self.db.run(Store.mark_sent, row.id, owner=owner, at=now):
             log.warning("%s to %s via %s was sent, but another process had taken the row over (this one's lease "
                         "lapsed); it records the outcome", row.kind, row.recipient, row.channel)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SENT, items=prepared.items)
+
+    async def _record_sent(self, *, now: datetime) -> None:
+        """Record the emails sent since the last write (the batch's end, or a stop)."""
+        sent, self._sent = self._sent, []
+        if sent:
+            self._lost_marks(sent, await self.db.run(Store.mark_sent_many, sent, owner=self.owner, at=now))
+
+    @staticmethod
+    def _lost_marks(sent: Sequence[int], recorded: set[int]) -> None:
+        if len(recorded) < len(sent):
+            log.warning("%d email(s) were sent, but another process had taken their rows over (this one's lease "
+                        "lapsed); it records the outcome", len(sent) - len(recorded))
 
     async def _tell_admin(self, kind: str, row: Delivery, error: str, *, key: str, now: datetime) -> None:
         """Plan a notice to the admin (once per key): sending is stuck in a way only a person can fix."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -235,3 +235,25 @@ class Delivery:
     claimed_by: str | None = None  # the process holding it (`claimed`, `sending`)
     send_started_at: datetime | None = None  # wall clock when its last send began
     parts_sent: int = 0  # Slack parts already posted: a retry resumes after them
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What happened to one outbox row in this cycle."""
+
+    key: str
+    recipient: str
+    channel: Channel
+    kind: Kind
+    status: Outcome
+    items: int = 0
+    error: str | None = None
+    stop_batch: bool = False
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff from one minute, capped at an hour; a server's Retry-After wins if longer."""
+    delay = timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+    if retry_after:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay

@@ -139,6 +139,18 @@ def transition(connection: Connection, delivery_id: int, from_states: Collection
     return connection.execute(update(deliveries).where(*condition).values(**values)).rowcount == 1
 
 
+def mark_sent_many(connection: Connection, ids: Collection[int], owner: str, at: datetime) -> set[int]:
+    """`transition` to sent for many rows of `owner` at once; the ids it applied to."""
+    if not ids:
+        return set()
+    statement = (update(deliveries)
+                 .where(deliveries.c.id.in_(list(ids)), deliveries.c.state.in_(list(HELD_STATES)),
+                        deliveries.c.claimed_by == owner)
+                 .values(state=State.SENT, sent_at=at, updated_at=at, claimed_by=None, lease_until=None)
+                 .returning(deliveries.c.id))
+    return {int(i) for i in connection.execute(statement).scalars()}
+
+
 def last_covered(connection: Connection, recipient: str, channel: str, kind: Kind) -> datetime | None:
     query = select(func.max(deliveries.c.covers_until)).where(
         deliveries.c.recipient == recipient, deliveries.c.channel == channel, deliveries.c.kind == kind

@@ -27,6 +27,7 @@ from bot.store.bookkeeping import _clip
 from bot.store.deliveries import RETRYABLE_STATES
 from bot.store.engine import create_store_engine, dialect_insert, migrate
 from bot.store.ratings import RatingBook
+from bot.store.retention import Retention
 from bot.store.schema import deliveries, sources
 
 
@@ -56,7 +57,7 @@ class SourceState:
         return self.consecutive_failures > 0
 
 
-class Store(RatingBook):
+class Store(RatingBook, Retention):
     """The database behind digestbot: the item diff, source state, the outbox, what it knows of recipients and
     destinations, and unsubscribes."""
 
@@ -238,6 +239,20 @@ class Store(RatingBook):
         """`claimed` → `sending` (an attempt): False if `owner` no longer holds the row (then do not send it)."""
         with self._write() as connection:
             return outbox.begin_send(connection, delivery_id, owner, now=now, lease=lease, wall=datetime.now(UTC))
+
+    def begin_send_after(self, delivery_id: int, *, sent: Collection[int], sent_at: datetime, owner: str,
+                         now: datetime, lease: timedelta) -> tuple[bool, set[int]]:
+        """`begin_send`, recording in the same transaction the rows `sent` since the last write as sent at
+        `sent_at` (a group commit: a morning's emails cost one write each, not two); also which it recorded."""
+        with self._write() as connection:
+            recorded = outbox.mark_sent_many(connection, sent, owner, sent_at)
+            began = outbox.begin_send(connection, delivery_id, owner, now=now, lease=lease, wall=datetime.now(UTC))
+            return began, recorded
+
+    def mark_sent_many(self, ids: Collection[int], *, owner: str, at: datetime) -> set[int]:
+        """`mark_sent` for many rows in one transaction; the ids it applied to."""
+        with self._write() as connection:
+            return outbox.mark_sent_many(connection, ids, owner, at)
 
     def renew(self, *, owner: str, until: datetime) -> int:
         """Extend the lease of every row `owner` holds to `until`; how many it holds."""

@@ -101,6 +101,7 @@ items = Table(
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
     Index(None, "first_seen_at"),
+    Index(None, "last_seen_at"),  # retention (`bot.store.retention`)
 )
 
 deliveries = Table(
@@ -132,6 +133,7 @@ deliveries = Table(
     Index(None, "claimed_by"),
     Index(None, "recipient", "channel", "kind"),
     Index(None, "kind", "recipient", "channel", "covers_until"),
+    Index(None, "created_at"),  # retention
 )
 
 # When the planner first met each recipient: a new subscriber's first digest is its first scheduled one after that.
@@ -169,6 +171,7 @@ bot_state = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("secret", Text),
     Column("last_cycle_at", UTCDateTime),
+    Column("last_pruned_at", UTCDateTime),  # the last retention pass (`bot.retention`)
     CheckConstraint("id = 1", name="one_row"),
 )
 
