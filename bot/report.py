@@ -143,8 +143,16 @@ def status_report(config: Config, store: Store, *, now: datetime) -> dict[str, A
                          "next_due_local": due.astimezone(recipient.zone).strftime("%a %d %b %H:%M %Z")})
     upcoming.sort(key=lambda u: u["next_due"])
     rows = source_rows(config, store)
+    footprint = store.footprint()
+    pruned = store.last_pruned()
     return {
         "now": now.isoformat(),
+        "database": {"bytes": footprint.bytes, "items": footprint.items, "outbox_rows": footprint.deliveries,
+                     "oldest_item": footprint.oldest_item.isoformat() if footprint.oldest_item else None,
+                     "oldest_outbox_row": (footprint.oldest_delivery.isoformat()
+                                           if footprint.oldest_delivery else None),
+                     "retention": config.bot.retention,
+                     "last_pruned": pruned.isoformat() if pruned else None},
         "last_cycle": last_cycle.isoformat() if (last_cycle := store.last_cycle()) else None,
         "items_stored": store.item_count(),
         "deliveries": store.delivery_counts(),
@@ -161,6 +169,12 @@ def print_status(console: Console, report: dict[str, Any]) -> None:
     console.print(f"Last cycle: [bold]{f'{last} UTC' if last else 'none yet'}[/] · "
                   f"{report['items_stored']} items stored · outbox: "
                   + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"))
+    db = report["database"]
+    oldest = min(filter(None, (db["oldest_item"], db["oldest_outbox_row"])), default=None)
+    size = f"{db['bytes'] / 2**20:.1f} MB" if db["bytes"] is not None else "size unknown"
+    console.print(f"Database: {size} · oldest row {_short(oldest) + ' UTC' if oldest else 'none'} · keeps "
+                  f"{escape(db['retention'])} (bot.retention) · last pruned "
+                  f"{_short(db['last_pruned']) + ' UTC' if db['last_pruned'] else 'not yet'}")
     if report["failing_sources"]:
         print_sources(console, report["failing_sources"])
     elif report.get("sources_fetched"):
