@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -136,12 +137,22 @@ def main() -> None:
     parser.add_argument("--db", action="append", choices=("sqlite", "postgresql"))
     parser.add_argument("--pg-url", default=os.environ.get("DIGESTBOT_TEST_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--svg", type=Path, help="write a plot of live size over days here")
+    parser.add_argument("--json", type=Path, help="write the per-day figures here (one object per database)")
+    parser.add_argument("--plot-from", type=Path, nargs="+", metavar="JSON",
+                        help="only draw --svg from the --json files of earlier runs")
     args = parser.parse_args()
-    series = {}
+    series: dict[str, list[dict[str, float]]] = {}
+    if args.plot_from:
+        for path in args.plot_from:
+            series.update(json.loads(path.read_text()))
+        svg(series, args.svg)
+        return
     for kind in args.db or ["sqlite"]:
         with tempfile.TemporaryDirectory() as tmp, running_sink(Path(tmp) / "mail") as sink, \
                 database(kind, Path(tmp), args.pg_url) as url:
             series[kind] = asyncio.run(run(kind, args, sink, url))
+    if args.json:
+        args.json.write_text(json.dumps(series))
     if args.svg:
         svg(series, args.svg)
 

@@ -43,6 +43,7 @@ def prune(store: Store, config: Config, *, now: datetime) -> Pruned:
     cutoff = now - config.bot.retention_delta
     deliveries = store.prune_deliveries(cutoff)
     items = store.prune_items(cutoff, keep=library_ids(config))
+    store.reclaim()
     store.set_last_pruned(now)
     if items or deliveries:
         log.info("retention: deleted %d papers and %d outbox rows older than %s (bot.retention = %s)", items,
