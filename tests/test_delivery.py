@@ -160,6 +160,21 @@ async def test_split_slack_digest_resumes_where_it_failed(store: Store) -> None:
         assert len({str(t) for t in texts}) == len(texts)  # no part posted twice
 
 
+async def test_a_long_slack_rate_limit_leaves_the_rest_of_the_batch_for_later(store: Store) -> None:
+    """Slack answers 429 with Retry-After 120 s: the row waits for a later cycle, and the batch's other Slack rows
+    are not thrown at a workspace that is rate-limited (each would earn a 429 of its own); they stay pending."""
+    async with ScriptedSlack("429:120") as slack:
+        config = make_config(slack_url=slack.base_url)
+        plan(store, channel="slack", address="C0PAPERS", key="digest:slack:papers:2026-11-23")
+        plan(store, channel="slack", address="C0OTHER", key="digest:slack:other:2026-11-23")
+        assert await deliver(config, store, NOW) == ["retry"]
+        assert len(slack.requests) == 1
+        assert sorted(d.state for d in store.deliveries()) == ["pending", "pending"]
+        waiting = next(d for d in store.deliveries() if d.key == "digest:slack:papers:2026-11-23")
+        assert waiting.next_attempt_at >= NOW + timedelta(seconds=120)
+        assert await deliver(config, store, NOW + timedelta(seconds=1)) == ["sent"]  # the other one, next cycle
+
+
 async def test_slack_connection_lost_mid_post_is_unknown_and_never_reposted(store: Store) -> None:
     async with ScriptedSlack("drop") as slack:
         config = make_config(slack_url=slack.base_url)

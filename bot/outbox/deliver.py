@@ -49,6 +49,7 @@ OUTCOMES: tuple[tuple[type[DeliveryError], Outcome], ...] = (
     (Retryable, Outcome.RETRY),
     (DeliveryError, Outcome.FAILED),  # Permanent, AuthFailed, DestinationGone
 )
+SLACK_PAUSE_MAX = 60.0  # seconds a batch waits out Slack's rate limit before leaving the rest to the next cycle
 BATCH = 500  # rows claimed at once: a batch's lease is renewed as one, and other processes share the rest
 SECRET_WAIT = timedelta(minutes=5)  # a row held for a missing secret is looked at again this often
 MAX_AGE = {Kind.DIGEST: timedelta(hours=36), Kind.ALERT: timedelta(hours=6), Kind.NOTICE: timedelta(days=3)}
@@ -131,7 +132,12 @@ class Deliverer(SlackPosts):
                     for row in slack_rows:
                         if stop is not None and stop.is_set():
                             break  # not started: released below, claimable by the next process or start
-                        outcomes.append(self._heard(await self._deliver_one(row, now=now, send=self._send_slack)))
+                        outcome = self._heard(await self._deliver_one(row, now=now, send=self._send_slack))
+                        outcomes.append(outcome)
+                        if outcome.retry_after is not None:  # Slack is rate-limiting this workspace: pace the rest
+                            if outcome.retry_after > SLACK_PAUSE_MAX:
+                                break  # the rest waits for the next cycle (released below), not for a 429 each
+                            await asyncio.sleep(outcome.retry_after)
 
                 await asyncio.gather(emails(), posts())
         finally:
@@ -326,4 +332,4 @@ class Deliverer(SlackPosts):
             await self._tell_admin("auth-failed", row, error, key=f"auth-failed:{row.channel}:{now:%Y-%m-%d}",
                                    now=now)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, status, error=error,
-                               stop_batch=exc.stop_batch)
+                               stop_batch=exc.stop_batch, retry_after=exc.retry_after)

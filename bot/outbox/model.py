@@ -249,6 +249,7 @@ class DeliveryOutcome:
     items: int = 0
     error: str | None = None
     stop_batch: bool = False
+    retry_after: float | None = None  # what the destination asked for (a 429's Retry-After), when it did
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
