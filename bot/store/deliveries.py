@@ -101,10 +101,16 @@ def begin_send(connection: Connection, delivery_id: int, owner: str, *, now: dat
 
 
 def renew(connection: Connection, owner: str, until: datetime) -> int:
-    """Extend the lease of every row `owner` holds; how many it holds."""
-    statement = (update(deliveries)
-                 .where(deliveries.c.claimed_by == owner, deliveries.c.state.in_(HELD_STATES))
-                 .values(lease_until=until))
+    """Extend the lease of every row `owner` holds; how many it renewed. Rows locked at that moment are skipped
+    (on PostgreSQL): they are the holder's own sends being recorded, which set their lease themselves, and
+    waiting for them while holding the others' locks is how two of its own transactions deadlock (a send
+    recording the previous one's "sent" locks two rows)."""
+    held = (select(deliveries.c.id)
+            .where(deliveries.c.claimed_by == owner, deliveries.c.state.in_(HELD_STATES))
+            .order_by(deliveries.c.id)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery())
+    statement = update(deliveries).where(deliveries.c.id.in_(held)).values(lease_until=until)
     return int(connection.execute(statement).rowcount)
 
 
