@@ -179,7 +179,9 @@ async def test_once_killed_at_random_points_of_delivery_loses_nothing_and_posts_
                 ids[str(m["To"])].add(str(m["Message-ID"]))
             assert sorted(ids) == sorted(f"s{i:02d}@example.org" for i in range(SUBSCRIBERS)), log.read_text()
             assert all(len(found) == 1 for found in ids.values()), ids  # resent only with the original Message-ID
-            assert len(emails) - SUBSCRIBERS <= kills["mail"] * CONCURRENCY, log.read_text()
+            # Any kill (a Slack one too: email goes out beside it) leaves at most one email per SMTP lane received
+            # but not recorded, sent again with its Message-ID.
+            assert len(emails) - SUBSCRIBERS <= (kills["mail"] + kills["slack"]) * CONCURRENCY, log.read_text()
 
             posts = [r for r in slack.posts if r.method == "chat.postMessage"]
             tags = Counter((r.body["channel"], r.body["metadata"]["event_payload"]["key"],

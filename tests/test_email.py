@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from aiosmtpd.smtp import AuthResult
 
 from bot.config import SmtpSettings
 from bot.errors import DeliveryError
-from bot.notify.email import EmailNotifier, build_message
+from bot.notify.email import EmailNotifier
 from bot.notify.maildir import MaildirSink
+from bot.notify.mime import Outgoing, compose
 from bot.render import RenderedEmail, Renderer
 from tests.support.smtpsink import FaultySink
 from tests.test_render import make_digest, scored
@@ -31,13 +33,13 @@ def settings(port: int, **overrides: object) -> SmtpSettings:
 
 
 def message(n: int = 1, *, title: str | None = None, message_id: str = "<d-1@digest.example.org>",
-            kind: str = "digest") -> EmailMessage:
+            kind: str = "digest") -> Outgoing:
     digest = make_digest(items=tuple(scored(i, title=title) for i in range(n)), kind=kind)
-    return build_message(Renderer().render_email(digest), sender=SENDER, to="ada@example.org",
-                         message_id=message_id, date=datetime(2026, 11, 23, 7, 0, tzinfo=UTC),
-                         list_id="digestbot rlhf <rlhf.digest.example.org>",
-                         unsubscribe_mailto="unsubscribe+abc@digest.example.org",
-                         unsubscribe_url="https://digest.example.org/unsubscribe/abc")
+    return compose(Renderer().render_email(digest), sender=SENDER, to="ada@example.org",
+                   message_id=message_id, date=datetime(2026, 11, 23, 7, 0, tzinfo=UTC),
+                   list_id="digestbot rlhf <rlhf.digest.example.org>",
+                   unsubscribe_mailto="unsubscribe+abc@digest.example.org",
+                   unsubscribe_url="https://digest.example.org/unsubscribe/abc")
 
 
 @pytest.fixture
@@ -186,17 +188,17 @@ async def test_login_timeout_is_retried_later_not_a_permanent_failure(
     assert "timed out" in str(caught.value).lower() or "timeout" in str(caught.value).lower(), str(caught.value)
 
 
-def test_build_message_sanitises_every_header() -> None:
+def test_compose_sanitises_every_header() -> None:
     rendered = RenderedEmail(subject="a\nb", text="t", html="<p>h</p>")
-    built = build_message(rendered, sender=SENDER, to="ada@example.org\r\nBcc: x@evil", message_id="<m@x>\n",
-                          date=datetime(2026, 1, 1), list_id="l <l.x>\r", unsubscribe_mailto="mailto:u@x",
-                          unsubscribe_url="http://x.org/u?a=<b>")
+    wire = compose(rendered, sender=SENDER, to="ada@example.org\r\nBcc: x@evil", message_id="<m@x>\n",
+                   date=datetime(2026, 1, 1), list_id="l <l.x>\r", unsubscribe_mailto="mailto:u@x",
+                   unsubscribe_url="http://x.org/u?a=<b>")
+    built = email.message_from_bytes(wire.data, policy=email.policy.default)
     assert built["Subject"] == "a b" and "Bcc" not in built
     assert built["List-Unsubscribe"] == "<mailto:u@x>, <http://x.org/u?a=%3Cb%3E>"
     assert "List-Unsubscribe-Post" not in built  # one-click needs https
     assert built["Date"] == "Thu, 01 Jan 2026 00:00:00 +0000"
-    flat = built.as_bytes()
-    assert flat.count(b"\nBcc:") == 0
+    assert wire.data.count(b"\nBcc:") == 0
 
 
 async def test_plain_maildir_sink_serves_the_demo(tmp_path: Path) -> None:

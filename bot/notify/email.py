@@ -1,4 +1,4 @@
-"""Email: build the MIME message, send it over one reused SMTP connection, classify every failure.
+"""Email: send a message (`bot.notify.mime` writes it) over one reused SMTP connection, classify every failure.
 
 The outbox decides what happens next from the DeliveryError flags, so the classification here is the contract
 (RELIABILITY.md): nothing sent yet → `retry`; 4xx → `retry`; 5xx → no retry; auth or a server that will not do
@@ -9,15 +9,8 @@ retry reuses the Message-ID, so a receiving system can drop the duplicate).
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import ssl
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.generator import BytesGenerator
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime
 from types import TracebackType
 
 from aiosmtplib import (
@@ -28,78 +21,13 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from aiosmtplib.email import extract_recipients, extract_sender
 
 from bot.config import SmtpSettings
 from bot.errors import AuthFailed, DeliveryError, MaybeSent, Permanent, Retryable, SessionRefused
-from bot.render import SUBJECT_LIMIT, RenderedEmail
+from bot.notify.mime import Outgoing
 from bot.safetext import one_line
 
 log = logging.getLogger(__name__)
-
-_URI_UNSAFE = str.maketrans({"<": "%3C", ">": "%3E", ",": "%2C", " ": "%20", '"': "%22"})
-
-
-def _uri(value: str) -> str:
-    """A URI that cannot break out of its `<...>` in List-Unsubscribe."""
-    return one_line(value).replace(" ", "").translate(_URI_UNSAFE)
-
-
-def build_message(rendered: RenderedEmail, *, sender: str, to: str, message_id: str, date: datetime, list_id: str,
-                  unsubscribe_mailto: str | None, unsubscribe_url: str | None) -> EmailMessage:
-    """multipart/alternative (text first, HTML last) with list headers; every header value made one-line."""
-    message = EmailMessage()
-    message["Subject"] = one_line(rendered.subject, SUBJECT_LIMIT)
-    message["From"] = one_line(sender)
-    message["To"] = one_line(to)
-    message["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))
-    message["Message-ID"] = one_line(message_id)
-    message["List-Id"] = one_line(list_id)
-    links = []
-    if unsubscribe_mailto:
-        mailto = _uri(unsubscribe_mailto)
-        links.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
-    url = _uri(unsubscribe_url) if unsubscribe_url else ""
-    if url.lower().startswith(("https://", "http://")):
-        links.append(f"<{url}>")
-    if links:
-        message["List-Unsubscribe"] = ", ".join(links)
-    if url.lower().startswith("https://"):  # RFC 8058 one-click needs HTTPS
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a bot
-    message.set_content(rendered.text, subtype="plain", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message
-
-
-# RFC 5322's line limit, not the 78 characters it recommends: the email package folds a header whose word does not
-# fit 78 characters by turning it into RFC 2047 encoded-words, and a `List-Unsubscribe` of
-# `=?utf-8?q?=3Chttps=3A//…?=` is no link to Gmail or Yahoo (RFC 2369 wants angle-bracketed URIs, folded only at
-# whitespace). Headers here are one line, far below 998 characters; bodies are quoted-printable already.
-WIRE_POLICY = SMTP_POLICY.clone(cte_type="7bit", max_line_length=998)
-
-
-def flatten(message: EmailMessage) -> bytes:
-    """The bytes that go over SMTP: CRLF line ends, 7-bit, structured headers as plain ASCII."""
-    with io.BytesIO() as out:
-        BytesGenerator(out, policy=WIRE_POLICY).flatten(message)
-        return out.getvalue()
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message as SMTP sends it: envelope sender and recipients, and the bytes."""
-
-    sender: str | None
-    recipients: tuple[str, ...]
-    data: bytes
-    message_id: str
-
-
-def outgoing(message: EmailMessage) -> Outgoing:
-    """The envelope and wire bytes of `message` (the CPU part of a send: ~1 ms for a digest)."""
-    return Outgoing(extract_sender(message), tuple(extract_recipients(message)), flatten(message),
-                    str(message.get("Message-ID", "?")))
 
 
 class EmailNotifier:
@@ -137,13 +65,9 @@ class EmailNotifier:
         except (SMTPException, OSError):
             smtp.close()
 
-    async def send(self, message: EmailMessage) -> None:
-        """One SMTP transaction; raises DeliveryError with the outbox flags set."""
-        await self.send_outgoing(outgoing(message))
-
-    async def send_outgoing(self, mail: Outgoing) -> None:
-        """`send` of a message made ready beforehand (`outgoing`, in a worker thread: the event loop then only
-        does the SMTP conversation)."""
+    async def send(self, mail: Outgoing) -> None:
+        """One SMTP transaction of a message made ready beforehand (`mime.compose`, in a worker thread: the event
+        loop only does the SMTP conversation); raises DeliveryError with the outbox flags set."""
         sender, recipients, data = mail.sender, list(mail.recipients), mail.data
         if not sender or not recipients:
             raise Permanent("message has no From or no To address")

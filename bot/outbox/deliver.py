@@ -27,7 +27,8 @@ from typing import Any
 
 from bot.config import Config
 from bot.errors import DeliveryError, DestinationGone, Permanent, Retryable, UnknownOutcome
-from bot.notify.email import EmailNotifier, Outgoing, build_message, outgoing
+from bot.notify.email import EmailNotifier
+from bot.notify.mime import Outgoing, compose
 from bot.outbox.keys import destination, new_message_id, unsubscribe_link, unsubscribe_mailto
 from bot.outbox.model import Channel, Delivery, DeliveryOutcome, Kind, Outcome, retry_delay
 from bot.outbox.notices import admin_destinations, delivery_problem_notice, notice_rows
@@ -70,7 +71,7 @@ class Deliverer(SlackPosts):
         self._disabled: dict[tuple[str, str], str] = {}  # destinations disabled after a permanent error, read per batch
         self._unsubscribed: set[str] = set()  # addresses unsubscribed when the batch began
         self._items = BatchItems({})  # the batch's papers (`BatchItems`)
-        self._sent: list[int] = []  # emails sent and not yet recorded (see `_deliver_one`)
+        self._sent: dict[int, list[int]] = {}  # per SMTP lane, emails sent and not yet recorded (`_deliver_one`)
         self.owner = process_owner()  # this process, as holder of the outbox rows it claims
         self._now: Callable[[], datetime] = utcnow_aware  # the batch's clock: its `now` plus the time since
         self._on_outcome: Callable[[DeliveryOutcome], None] | None = None
@@ -179,39 +180,39 @@ class Deliverer(SlackPosts):
         outcomes: list[DeliveryOutcome] = []
         stop = asyncio.Event()
 
-        async def lane(notifier: EmailNotifier) -> None:
+        async def lane(number: int, notifier: EmailNotifier) -> None:
             while not queue.empty() and not (halt is not None and halt.is_set()):
                 row = queue.get_nowait()
                 if stop.is_set():  # authentication failed: give the row back untouched, try next cycle
                     await self.db.run(Store.release, owner=self.owner, now=now, ids=[row.id],
                                       next_attempt_at=now + retry_delay(1))
                     continue
-                outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p))
+                outcome = await self._deliver_one(row, now=now, send=lambda r, p: self._send_email(notifier, r, p),
+                                                  lane=number)
                 outcomes.append(self._heard(outcome))
                 if outcome.stop_batch:
                     stop.set()
 
-        await asyncio.gather(*(lane(n) for n in notifiers))
+        await asyncio.gather(*(lane(number, n) for number, n in enumerate(notifiers)))
         return outcomes
 
     async def _send_email(self, notifier: EmailNotifier, row: Delivery, prepared: Prepared) -> None:
-        await notifier.send_outgoing(prepared.wire or self._wire(row, prepared.email))
+        await notifier.send(prepared.wire or self._wire(row, prepared.email))
 
     def _wire(self, row: Delivery, rendered: RenderedEmail | None) -> Outgoing:
-        """The email of a row as SMTP sends it: built and flattened (in a worker thread, with the rendering)."""
+        """The email of a row as SMTP sends it (in a worker thread, with the rendering)."""
         smtp = self.config.smtp
         assert smtp is not None and rendered is not None
         sender_address = smtp.sender_address
         domain = sender_address.rsplit("@", 1)[-1]
-        message = build_message(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
-                                date=row.created_at, list_id=f"digestbot <digest.{domain}>",
-                                unsubscribe_mailto=unsubscribe_mailto(self.config, row, sender_address),
-                                unsubscribe_url=unsubscribe_link(self.config, self.secret, row))
-        return outgoing(message)
+        return compose(rendered, sender=smtp.sender, to=row.address, message_id=row.message_id,
+                       date=row.created_at, list_id=f"digestbot <digest.{domain}>",
+                       unsubscribe_mailto=unsubscribe_mailto(self.config, row, sender_address),
+                       unsubscribe_url=unsubscribe_link(self.config, self.secret, row))
 
     def _prepare(self, row: Delivery) -> Prepared:
-        """What to send for a row, ready for the wire: rendered (and for email built and flattened) in one go, in
-        a worker thread, from the batch's papers."""
+        """What to send for a row, ready for the wire: rendered (and an email written as its bytes) in one go, in a
+        worker thread, from the batch's papers."""
         prepared = prepare(self._items, row, self.renderer, config=self.config, secret=self.secret)
         if prepared.email is not None and row.channel == Channel.EMAIL and self.config.smtp is not None:
             prepared = replace(prepared, wire=self._wire(row, prepared.email))
@@ -245,51 +246,66 @@ class Deliverer(SlackPosts):
             return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.RETRY, error=missing)
         return None
 
-    async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any) -> DeliveryOutcome:
-        owner = self.owner
+    async def _deliver_one(self, row: Delivery, *, now: datetime, send: Any, lane: int = 0) -> DeliveryOutcome:
         refused = await self._not_to_send(row, now=now)
         if refused is not None:
             return refused
-        prepared = await asyncio.to_thread(self._prepare, row)
-        if prepared.skip:
-            await self.db.run(Store.mark_sent, row.id, owner=owner, at=now)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SKIPPED)
-        if row.last_error == LEASE_LAPSED:
-            if row.channel == Channel.SLACK:  # Slack has no idempotency key: look before posting again
+        if row.channel == Channel.EMAIL:
+            # Begun before it is rendered: the write that begins it also records the lane's previous email, and
+            # the sooner it follows that send the fewer a crash can send twice (at most one per lane, ever).
+            if not await self._begin(row, now=now, lane=lane):
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.LOST)
+            prepared = await asyncio.to_thread(self._prepare, row)
+            if prepared.skip:
+                await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now)
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SKIPPED)
+            if row.last_error == LEASE_LAPSED:
+                log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
+                            "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
+                            row.message_id)
+        else:
+            prepared = await asyncio.to_thread(self._prepare, row)
+            if prepared.skip:
+                await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now)
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SKIPPED)
+            if row.last_error == LEASE_LAPSED:  # Slack has no idempotency key: look before posting again
                 settled = await self._settle_slack(row, prepared, now=now)
                 if isinstance(settled, DeliveryOutcome):
                     return settled
                 row = settled
-            else:
-                log.warning("%s to %s via email: %s; sending again with the same Message-ID %s, so at most one "
-                            "duplicate arrives and mail clients can tell", row.kind, row.recipient, LEASE_LAPSED,
-                            row.message_id)
-        sent, self._sent = self._sent, []  # emails sent since the last write: recorded with this one
-        began, recorded = await self.db.run(Store.begin_send_after, row.id, sent=sent, sent_at=now, owner=owner,
-                                            now=self._now(), lease=LEASE)
-        self._lost_marks(sent, recorded)
-        if not began:
-            log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
-                        row.kind, row.recipient, row.channel)
-            return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.LOST)
+            if not await self._begin(row, now=now, lane=None):
+                return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.LOST)
         row = replace(row, attempts=row.attempts + 1)
         try:
             await send(row, prepared)
         except DeliveryError as exc:
             return await self._record(row, exc, now=now)
         if row.channel == Channel.EMAIL:
-            # Recorded with the next write (at the latest when the batch ends): a crash in between sends it again
-            # with its Message-ID, which an email survives; a Slack post is recorded at once (below).
-            self._sent.append(row.id)
-        elif not await self.db.run(Store.mark_sent, row.id, owner=owner, at=now):
+            # Recorded with the lane's next write (at the latest when the batch ends): a crash in between sends it
+            # again with its Message-ID, which an email survives; a Slack post is recorded at once (below).
+            self._sent.setdefault(lane, []).append(row.id)
+        elif not await self.db.run(Store.mark_sent, row.id, owner=self.owner, at=now):
             log.warning("%s to %s via %s was sent, but another process had taken the row over (this one's lease "
                         "lapsed); it records the outcome", row.kind, row.recipient, row.channel)
         log.info("sent %s to %s via %s (%d items)", row.kind, row.recipient, row.channel, prepared.items)
         return DeliveryOutcome(row.key, row.recipient, row.channel, row.kind, Outcome.SENT, items=prepared.items)
 
+    async def _begin(self, row: Delivery, *, now: datetime, lane: int | None) -> bool:
+        """Mark the row as being sent (from here a crash leaves it ambiguous), recording with the same write what
+        the SMTP `lane` sent last; False if another process has taken it over."""
+        sent = self._sent.pop(lane, []) if lane is not None else []
+        began, recorded = await self.db.run(Store.begin_send_after, row.id, sent=sent, sent_at=now, owner=self.owner,
+                                            now=self._now(), lease=LEASE)
+        self._lost_marks(sent, recorded)
+        if not began:
+            log.warning("%s to %s via %s: taken over by another process before it was sent; not sent here",
+                        row.kind, row.recipient, row.channel)
+        return bool(began)
+
     async def _record_sent(self, *, now: datetime) -> None:
-        """Record the emails sent since the last write (the batch's end, or a stop)."""
-        sent, self._sent = self._sent, []
+        """Record the emails sent since each lane's last write (the batch's end, or a stop)."""
+        sent = [row_id for pending in self._sent.values() for row_id in pending]
+        self._sent = {}
         if sent:
             self._lost_marks(sent, await self.db.run(Store.mark_sent_many, sent, owner=self.owner, at=now))
 

@@ -18,7 +18,7 @@ from bot.outbox.model import Channel, Delivery, Digest, Kind, RatingLinks
 from bot.render import RenderedEmail, Renderer, SlackMessage
 
 if TYPE_CHECKING:
-    from bot.notify.email import Outgoing
+    from bot.notify.mime import Outgoing
 
 
 @dataclass(frozen=True, slots=True)
