@@ -17,9 +17,9 @@ import pytest
 from bot.config import Config, parse_config
 from bot.models import Item
 from bot.outbox.deliver import Deliverer
-from bot.outbox.model import Payload, PlannedDelivery
+from bot.outbox.model import Digest, Payload, PlannedDelivery
 from bot.outbox.prepare import digest_for
-from bot.render import Renderer
+from bot.render import RenderedEmail, Renderer, SlackMessage
 from bot.store import Store
 from tests.support.slackapi import ScriptedSlack
 from tests.support.smtpsink import FaultySink
@@ -367,6 +367,54 @@ async def test_a_cycle_delivers_everything_due_in_batches_each_once(store: Store
         assert [o.status for o in outcomes] == ["sent"] * 23
         assert sorted(str(m["To"]) for m in sink.messages()) == sorted(f"r{i}@example.org" for i in range(23))
         assert seen[-1] == 23  # the progress total counts every batch so far
+
+
+class BrokenFor(Renderer):
+    """A renderer with a bug that only one reader's digest hits (a template error, say)."""
+
+    def __init__(self, recipient: str) -> None:
+        super().__init__()
+        self.recipient = recipient
+
+    def render_email(self, digest: Digest) -> RenderedEmail:
+        if digest.recipient == self.recipient:
+            raise ValueError("unexpected '}' in template")
+        return super().render_email(digest)
+
+    def render_slack(self, digest: Digest) -> list[SlackMessage]:
+        if digest.recipient == self.recipient:
+            raise ValueError("unexpected '}' in template")
+        return super().render_slack(digest)
+
+
+@pytest.mark.parametrize("channel", ["email", "slack"])
+async def test_a_digest_that_cannot_be_rendered_fails_alone_and_the_admin_is_told(
+        store: Store, tmp_path: Path, channel: str) -> None:
+    """One reader's digest hitting a rendering bug used to raise out of the batch: nobody else got theirs, and
+    the next cycle claimed it first and failed the same way. Now it fails alone, with the error, and says so."""
+    async with FaultySink(tmp_path / "mail") as sink, ScriptedSlack() as slack:
+        config = make_config(sink.port, slack.base_url, admin_email="admin@example.org")
+        now = datetime.now(UTC)
+        payload = Payload.from_json({"items": seed(store, 1), "total_matched": 1, "since": None, "profiles": ["p"]})
+        store.plan([PlannedDelivery(key=f"digest:{channel}:r{i}", kind="digest", channel=channel, recipient=f"r{i}",
+                                    address=f"r{i}@example.org" if channel == "email" else f"C{i}",
+                                    period_key="today", payload=payload, message_id=f"<r{i}@example.org>")
+                    for i in range(6)], now=now)
+        outcomes = await Deliverer(config, store, BrokenFor("r3")).deliver_all(now=now)
+        assert sorted(o.status for o in outcomes) == ["failed"] + ["sent"] * 5
+        (failed,) = store.deliveries(states={"failed"})
+        assert failed.recipient == "r3"
+        assert failed.last_error == "could not be rendered: ValueError: unexpected '}' in template"
+        got = ([str(m["To"]) for m in sink.messages()] if channel == "email"
+               else [r.body["channel"] for r in slack.requests])
+        assert sorted(got) == sorted(f"r{i}@example.org" if channel == "email" else f"C{i}"
+                                     for i in range(6) if i != 3)
+
+        assert await deliver(config, store, now + timedelta(minutes=1)) == ["sent"]  # the admin's notice
+        notice = sink.messages()[-1]
+        assert notice["To"] == "admin@example.org"
+        assert "could not be written" in str(notice["Subject"])
+        assert "unexpected '}' in template" in notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
 async def test_a_stop_between_rows_finishes_what_is_in_flight_and_leaves_the_rest_claimable(

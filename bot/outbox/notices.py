@@ -84,8 +84,8 @@ def notice_rows(destinations: list[tuple[Channel, str]], notice: Notice, key: st
 
 
 def delivery_problem_notice(kind: str, channel: str, address: str, error: str, now: datetime) -> Notice:
-    """A notice that sending itself is stuck: the SMTP login failed, a Slack destination is gone, or a Slack post
-    may or may not have gone out."""
+    """A notice that sending itself is stuck: the SMTP login failed, a Slack destination is gone, a Slack post
+    may or may not have gone out, or a delivery could not be rendered."""
     if kind == "auth-failed":
         return Notice(kind=kind, title="Email delivery is stopped: the SMTP server refused the login",
                       lines=(f"Error: {error}", "Digests stay in the outbox and are retried; check [smtp] username "
@@ -96,6 +96,14 @@ def delivery_problem_notice(kind: str, channel: str, address: str, error: str, n
                       lines=(f"Error: {error}",
                              "Digests and alerts wait in the outbox and go out once the variable is set (restart "
                              "digestbot after setting it). `digestbot check-config` lists every missing one."),
+                      generated_at=now)
+    if kind == "render-failed":
+        return Notice(kind=kind, title=f"A delivery to {address} could not be written, and was not sent",
+                      lines=(f"Error: {error}",
+                             "It is marked failed; every other delivery goes out as usual. This is a bug in "
+                             "digestbot or in a template: please report it with the error above. `digestbot outbox "
+                             "--state failed` lists such deliveries and `digestbot outbox retry ID` sends one once "
+                             "the cause is fixed."),
                       generated_at=now)
     if kind == "slack-unknown":
         return Notice(kind=kind, title=f"A Slack post to {address} may or may not have gone out",
