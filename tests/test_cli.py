@@ -332,3 +332,26 @@ def test_parse_of_an_unreachable_url_does_not_promise_a_next_refresh() -> None:
     assert result.returncode == 1
     assert "cannot connect" in result.stderr and "try the command again" in result.stderr
     assert "next refresh" not in result.stderr
+
+
+def test_every_command_an_admin_notice_names_exists() -> None:
+    """The notices tell a person what to type; one said `digestbot outbox --state unknown`, which the command
+    refuses (there is no such option). Each `digestbot …` in a notice must parse (placeholders like ID aside)."""
+    import re
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.outbox.notices import delivery_problem_notice
+
+    kinds = ("auth-failed", "secret-missing", "render-failed", "slack-unknown", "destination-disabled")
+    commands = set()
+    for kind in kinds:
+        notice = delivery_problem_notice(kind, "email", "ada@example.org", "boom", datetime(2026, 12, 4, tzinfo=UTC))
+        commands |= set(re.findall(r"`digestbot ([^`]+)`", " ".join(notice.lines)))
+    assert {"outbox", "outbox retry ID", "check-config"} <= commands
+    for command in sorted(commands):
+        args = [word for word in command.split() if not word.isupper()]  # ID, ADDRESS: what the person fills in
+        result = CliRunner().invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, f"`digestbot {command}` in a notice: {result.output}"

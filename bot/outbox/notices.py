@@ -101,15 +101,15 @@ def delivery_problem_notice(kind: str, channel: str, address: str, error: str, n
         return Notice(kind=kind, title=f"A delivery to {address} could not be written, and was not sent",
                       lines=(f"Error: {error}",
                              "It is marked failed; every other delivery goes out as usual. This is a bug in "
-                             "digestbot or in a template: please report it with the error above. `digestbot outbox "
-                             "--state failed` lists such deliveries and `digestbot outbox retry ID` sends one once "
-                             "the cause is fixed."),
+                             "digestbot or in a template: please report it with the error above. `digestbot outbox` "
+                             "lists it with its ID, and `digestbot outbox retry ID` sends it once the cause is "
+                             "fixed."),
                       generated_at=now)
     if kind == "slack-unknown":
         return Notice(kind=kind, title=f"A Slack post to {address} may or may not have gone out",
                       lines=(f"Error: {error}",
                              "It is not posted again on its own: Slack has no idempotency key. Look in the channel; "
-                             "`digestbot outbox --state unknown` lists such posts and `digestbot outbox retry ID` "
+                             "`digestbot outbox` lists such posts and `digestbot outbox retry ID` "
                              "posts one. With a bot token that has the channels:history scope (groups:history "
                              "for a private channel), digestbot looks for the post itself and never needs this."),
                       generated_at=now)
