@@ -343,11 +343,10 @@ def test_every_command_an_admin_notice_names_exists() -> None:
     from typer.testing import CliRunner
 
     from bot.cli import app
-    from bot.outbox.notices import delivery_problem_notice
+    from bot.outbox.notices import DELIVERY_PROBLEMS, delivery_problem_notice
 
-    kinds = ("auth-failed", "secret-missing", "render-failed", "slack-unknown", "destination-disabled")
     commands = set()
-    for kind in kinds:
+    for kind in DELIVERY_PROBLEMS:
         notice = delivery_problem_notice(kind, "email", "ada@example.org", "boom", datetime(2026, 12, 4, tzinfo=UTC))
         commands |= set(re.findall(r"`digestbot ([^`]+)`", " ".join(notice.lines)))
     assert {"outbox", "outbox retry ID", "check-config"} <= commands

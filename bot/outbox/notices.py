@@ -83,38 +83,37 @@ def notice_rows(destinations: list[tuple[Channel, str]], notice: Notice, key: st
             for channel, address in destinations]
 
 
+# What each kind of stuck sending tells the admin: a title ({address} is the destination) and what to do.
+DELIVERY_PROBLEMS: dict[str, tuple[str, str]] = {
+    "auth-failed": (
+        "Email delivery is stopped: the SMTP server refused the login",
+        "Digests stay in the outbox and are retried; check [smtp] username and the password variable named by "
+        "password_env. `digestbot outbox` lists them."),
+    "secret-missing": (
+        "Sending is held: a secret is not set in digestbot's environment",
+        "Digests and alerts wait in the outbox and go out once the variable is set (restart digestbot after "
+        "setting it). `digestbot check-config` lists every missing one."),
+    "render-failed": (
+        "A delivery to {address} could not be written, and was not sent",
+        "It is marked failed; every other delivery goes out as usual. This is a bug in digestbot or in a "
+        "template: please report it with the error above. `digestbot outbox` lists it with its ID, and "
+        "`digestbot outbox retry ID` sends it once the cause is fixed."),
+    "slack-unknown": (
+        "A Slack post to {address} may or may not have gone out",
+        "It is not posted again on its own: Slack has no idempotency key. Look in the channel; `digestbot outbox` "
+        "lists such posts and `digestbot outbox retry ID` posts one. With a bot token that has the "
+        "channels:history scope (groups:history for a private channel), digestbot looks for the post itself and "
+        "never needs this."),
+    "destination-disabled": (
+        "Slack destination {address} is disabled",
+        "Nothing more is posted there until the config names another channel or webhook, or "
+        "`digestbot outbox retry ID` is run for one of its deliveries."),
+}
+
+
 def delivery_problem_notice(kind: str, channel: str, address: str, error: str, now: datetime) -> Notice:
-    """A notice that sending itself is stuck: the SMTP login failed, a Slack destination is gone, a Slack post
-    may or may not have gone out, or a delivery could not be rendered."""
-    if kind == "auth-failed":
-        return Notice(kind=kind, title="Email delivery is stopped: the SMTP server refused the login",
-                      lines=(f"Error: {error}", "Digests stay in the outbox and are retried; check [smtp] username "
-                             "and the password variable named by password_env. `digestbot outbox` lists them."),
-                      generated_at=now)
-    if kind == "secret-missing":
-        return Notice(kind=kind, title="Sending is held: a secret is not set in digestbot's environment",
-                      lines=(f"Error: {error}",
-                             "Digests and alerts wait in the outbox and go out once the variable is set (restart "
-                             "digestbot after setting it). `digestbot check-config` lists every missing one."),
-                      generated_at=now)
-    if kind == "render-failed":
-        return Notice(kind=kind, title=f"A delivery to {address} could not be written, and was not sent",
-                      lines=(f"Error: {error}",
-                             "It is marked failed; every other delivery goes out as usual. This is a bug in "
-                             "digestbot or in a template: please report it with the error above. `digestbot outbox` "
-                             "lists it with its ID, and `digestbot outbox retry ID` sends it once the cause is "
-                             "fixed."),
-                      generated_at=now)
-    if kind == "slack-unknown":
-        return Notice(kind=kind, title=f"A Slack post to {address} may or may not have gone out",
-                      lines=(f"Error: {error}",
-                             "It is not posted again on its own: Slack has no idempotency key. Look in the channel; "
-                             "`digestbot outbox` lists such posts and `digestbot outbox retry ID` "
-                             "posts one. With a bot token that has the channels:history scope (groups:history "
-                             "for a private channel), digestbot looks for the post itself and never needs this."),
-                      generated_at=now)
-    return Notice(kind=kind, title=f"Slack destination {address} is disabled",
-                  lines=(f"Error: {error}",
-                         "Nothing more is posted there until the config names another channel or webhook, or "
-                         "`digestbot outbox retry ID` is run for one of its deliveries."),
+    """A notice that sending itself is stuck (`DELIVERY_PROBLEMS`: the SMTP login failed, a secret is missing, a
+    delivery could not be rendered, a Slack post may or may not have gone out, a Slack destination is gone)."""
+    title, advice = DELIVERY_PROBLEMS.get(kind, DELIVERY_PROBLEMS["destination-disabled"])
+    return Notice(kind=kind, title=title.format(address=address), lines=(f"Error: {error}", advice),
                   generated_at=now)
